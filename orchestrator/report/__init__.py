@@ -1,0 +1,25 @@
+"""Kernel console report parser.
+
+A pure library: bytes in, reports out. ``parse`` finds every kernel report
+(KASAN, lockdep, WARNING, oops, hangs, stalls, DMA-API, NETDEV WATCHDOG, AER,
+link changes, ...) in a console log and gives each a stable, deduplicable title
+(syzkaller's title format wherever syzkaller has one); ``judge`` turns the
+reports of a log segment into a pass/fail verdict.
+"""
+
+from .lines import split_prefix, strip_prefixes
+from .model import Kind, Report, Severity
+from .parser import parse_log as parse
+from .policy import DEFAULT, Verdict, judge
+
+__all__ = [
+    "DEFAULT",
+    "Kind",
+    "Report",
+    "Severity",
+    "Verdict",
+    "judge",
+    "parse",
+    "split_prefix",
+    "strip_prefixes",
+]

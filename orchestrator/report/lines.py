@@ -1,0 +1,107 @@
+"""Console line prefixes: host timestamps, kernel timestamps and printk caller ids.
+
+A console line may look like any of::
+
+    [   12.345678] e1000e 0000:00:03.0 eth0: NIC Link is Up
+    [   12.345678][  T123] BUG: KASAN: use-after-free in foo+0x12/0x40
+    <4>[   12.345678][    C1] ...
+    09:10:11.123456 [   12.345678] ...            (host wall clock)
+    2026-11-24T09:10:11.123456 [   12.345678] ...
+    [+12.345678] [   12.345678] ...              (host relative time)
+    [2026-11-24 09:10:11.123456] [   12.345678] ...
+    BUG: KASAN: ...                                (no kernel timestamp)
+
+The host timestamp is always removed first, so a log and the same log with every
+line prefixed by a host timestamp parse identically.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# Host-side timestamp written by the log collector (never by the kernel).
+_HOST = (
+    r"(?:\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"  # 09:10:11.123456
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+    r"|\[\+ *\d+(?:\.\d+)?\]"  # [+12.345678]
+    r"|\[\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\]"
+    r") "
+)
+_HOST_PREFIX = re.compile(_HOST)
+
+# Kernel printk prefix: optional "dropped" notice, optional syslog level, the
+# timestamp and the optional CONFIG_PRINTK_CALLER id.
+_DROPPED = r"(?:\*\* \d+ printk messages dropped \*\* )?"
+_TS = r"(?:<\d+>)?\[ *\d+\.\d+\]"
+_PREFIX = re.compile("(?:" + _HOST + ")?" + _DROPPED + _TS + r"(?:\[ *([CT]\d+)\])? ")
+# The same, when garbage ending in " login: " precedes the kernel prefix.
+_LOGIN_PREFIX = re.compile(
+    "(?:" + _HOST + ")?" + _DROPPED + r"(?:.* login: )?" + _TS + r"(?:\[ *([CT]\d+)\])? "
+)
+
+CONSOLE = "console"
+"""Context of a line with a kernel timestamp but without a caller id."""
+
+
+def strip_host_prefix(line: str) -> str:
+    """Remove a leading host timestamp (collector-side), if any."""
+    if line[:1].isdigit() or line[:1] == "[":
+        m = _HOST_PREFIX.match(line)
+        if m is not None:
+            return line[m.end() :]
+    return line
+
+
+def split_prefix(line: str) -> tuple[str, str]:
+    """Split a console line into (context, content).
+
+    The context is ``""`` for a line without a kernel timestamp, ``"console"``
+    for a timestamped line without caller id, and ``"T123"`` / ``"C1"`` for a
+    line with a printk caller id. A trailing carriage return is dropped.
+    """
+    if line.endswith("\r"):
+        line = line[:-1]
+    m = _PREFIX.match(line)
+    if m is None:
+        if " login: " in line:
+            m = _LOGIN_PREFIX.match(line)
+        if m is None:
+            return "", strip_host_prefix(line)
+    ctx = m.group(1)
+    return (CONSOLE if ctx is None else ctx), line[m.end() :]
+
+
+@lru_cache(maxsize=256)
+def context_line_regex(ctx: str, with_cpus: bool = False) -> re.Pattern[str]:
+    """Multiline regex matching whole lines printed in context ``ctx`` (see
+    ``split_prefix``); group 1 is the message. With ``with_cpus``, lines of any
+    CPU context (``C<n>``) match as well."""
+    host = "(?:" + _HOST + ")?"
+    if ctx == "":
+        return re.compile(
+            "^(?!" + host + _DROPPED + _TS + ")" + host + r"([^\n]*)", re.M
+        )
+    if ctx == CONSOLE:
+        return re.compile("^" + host + _DROPPED + _TS + r" ([^\n]*)", re.M)
+    who = re.escape(ctx)
+    if with_cpus:
+        who = rf"(?:{who}|C\d+)"
+    return re.compile("^" + host + _DROPPED + _TS + r"\[ *" + who + r"\] ([^\n]*)", re.M)
+
+
+_ANY_PREFIX = re.compile(
+    "^(?:" + _HOST + ")?" + _DROPPED + "(?:" + _TS + r"(?:\[ *[CT]\d+\])? )?", re.M
+)
+
+
+def strip_all_prefixes(text: str) -> str:
+    """``strip_prefixes`` applied to every line of ``text``."""
+    return _ANY_PREFIX.sub("", text)
+
+
+def strip_prefixes(line: str | bytes) -> str:
+    """Return the kernel message of a console line without any timestamp/caller prefix."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    return split_prefix(line.rstrip("\n"))[1]

@@ -1,0 +1,319 @@
+"""Builders for report kinds syzkaller does not know: NIC/driver oriented messages
+(DMA-API debug, IOMMU faults, NETDEV WATCHDOG, ref_tracker leaks, AER, link
+changes) and the FAULT_INJECTION / kmemleak / hard-lockup messages.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .model import Kind
+from .stack import CALL_TRACE, RIP, TRACE, Stack, extract_frames, rx, stall_chooser
+from .titles import normalize_title, severity_of
+
+if TYPE_CHECKING:
+    from .parser import Analysis, Hit, Log, Window
+
+# Frames of the DMA-API debug machinery and DMA mapping helpers: the caller is the driver.
+DMA_SKIP = (
+    "dma_unmap", "dma_map", "dma_sync", "dma_free", "dma_alloc", "^__dma_", "dma_direct_",
+    "debug_dma_", "check_unmap", "check_sync", "check_for_stack", "check_for_illegal_area",
+    "check_sg_segment", "add_dma_entry", "dma_debug_", "iommu_dma_", "dma_entry_", "err_printk",
+    "^dma_", "dmam_", "dma_pool_", "swiotlb", "bus_notify", "blocking_notifier",
+    "notifier_call_chain", "device_release_driver", "__device_release_driver",
+    "driver_detach", "bus_remove_device", "device_driver_detach",
+)
+_WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
+
+
+def _warn_stack(*skip: str) -> Stack:
+    return Stack(steps=(_WARN_TRAP, TRACE), fallback=(CALL_TRACE, TRACE), skip=skip)
+
+
+_DMA_MSG = re.compile(r"DMA-API: (\S+) (\S+): (.*)")
+_BRACKETS = re.compile(r"\s*\[(?!count=)[^\]]*\]")
+
+
+def _result(h: Hit, title: str, frame: str | None, corrupted: str, end: int,
+            kind: Kind, text: str = "") -> Analysis:
+    from .parser import Analysis
+
+    title = normalize_title(title)
+    return Analysis(h, title, corrupted, frame, end, kind, severity_of(kind, title), text)
+
+
+def _single_line_end(log: Log, h: Hit) -> int:
+    return log.line_end(max(h.members) if h.members else h.index)
+
+
+def _frame_or_corrupted(text: str, stack: Stack) -> tuple[str, str]:
+    res = extract_frames(text, stack)
+    frame = res.frames[0] if res.frames else "corrupted"
+    return frame, ("" if res.ok else "extracted no frames")
+
+
+def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
+    from .parser import body_end
+
+    line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.lines[i]), "")
+    m = _DMA_MSG.search(line)
+    driver = m.group(1) if m else None
+    msg = m.group(3) if m else line
+    msg = _BRACKETS.sub("", msg).strip().rstrip(".")
+    text = "\n".join(win.lines)
+    if "pending DMA allocations" in msg:
+        title = f"DMA-API: {msg}"
+        frame, corrupted = driver, ""
+    else:
+        frame, corrupted = _frame_or_corrupted(text, _warn_stack(*DMA_SKIP))
+        title = f"DMA-API: {msg} in {frame}"
+    return _result(h, title, frame, corrupted, body_end(log, win), Kind.DMA_API, text)
+
+
+_WD_OLD = re.compile(r"NETDEV WATCHDOG: (\S+) \(([^)]*)\): transmit queue")
+_WD_NEW = re.compile(r"^(?:(\S+) (\S+) )?(\S+): NETDEV WATCHDOG: ")
+
+
+def netdev_watchdog(log: Log, h: Hit, win: Window) -> Analysis:
+    from .parser import body_end
+
+    line = next((log.info(i)[1] for i in h.members if "NETDEV WATCHDOG" in log.lines[i]), "")
+    driver = None
+    m = _WD_OLD.search(line)
+    if m:
+        driver = m.group(2) or m.group(1)
+    else:
+        m2 = _WD_NEW.search(line)
+        if m2:
+            driver = m2.group(1) or m2.group(3)
+    driver = driver or "unknown"
+    end = body_end(log, win) if h.paired_warning is not None or len(h.members) > 1 else \
+        _single_line_end(log, h)
+    return _result(h, f"NETDEV WATCHDOG: transmit queue timed out in {driver}", driver, "", end,
+                   Kind.NETDEV_WATCHDOG, "\n".join(win.lines))
+
+
+REF_SKIP = (
+    "ref_tracker", "netdev_tracker", "netdev_hold", "^dev_hold", "__dev_hold", "netdev_put",
+    "stack_depot", "kmalloc", "kmem_cache", "slab",
+)
+
+
+def ref_tracker(log: Log, h: Hit, win: Window) -> Analysis:
+    from .parser import body_end
+
+    text = "\n".join(win.lines)
+    stack = Stack(steps=(TRACE,), skip=REF_SKIP)
+    frame, corrupted = _frame_or_corrupted(text.split("\n", 1)[1] if "\n" in text else "", stack)
+    netdev = bool(re.search(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice",
+                            text)) or "netdev" in log.lines[h.index]
+    what = "net device leaked reference" if netdev else "leaked reference"
+    title = f"ref_tracker: {what} in {frame}" if frame != "corrupted" else f"ref_tracker: {what}"
+    return _result(h, title, frame if frame != "corrupted" else None, "", body_end(log, win),
+                   Kind.UNREGISTER_NETDEVICE, text)
+
+
+_DMAR = re.compile(
+    r"DMAR: \[(DMA Read|DMA Write|INTR-REMAP)[^\]]*\] Request device \[([0-9a-f]{2}):"
+    r"([0-9a-f]{2})\.([0-7])\](?:.*\[fault reason (?:0x)?([0-9a-f]+)\] ?(.*))?"
+)
+_AMDVI = re.compile(
+    r"^(?:(\S+) ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]): )?AMD-Vi: Event logged \[(\w+)"
+    r"(?: device=([0-9a-f:.]+))?"
+)
+
+
+def driver_for_bdf(log: Log, bdf: str) -> str | None:
+    """Name of the driver bound to PCI device ``bdf`` (``0000:00:03.0``), from its
+    dev_printk lines in the log."""
+    best = None
+    for m in re.finditer(r"(?:^|[\]\s])([A-Za-z][\w\-]*) " + re.escape(bdf) + r":? ", log.s, re.M):
+        name = m.group(1)
+        if name in ("pci", "pcieport"):
+            best = best or None
+            continue
+        return name
+    return best
+
+
+def iommu(log: Log, h: Hit, win: Window) -> Analysis:
+    line = log.info(h.index)[1]
+    m = _DMAR.search(line)
+    if m:
+        bdf = f"0000:{m.group(2)}:{m.group(3)}.{m.group(4)}"
+        who = driver_for_bdf(log, bdf) or bdf
+        what = "interrupt remapping" if m.group(1) == "INTR-REMAP" else m.group(1)
+        reason = (m.group(6) or "").strip()
+        title = f"DMAR: {what} fault in {who}" + (f": {reason}" if reason else "")
+        return _result(h, title, who, "", _single_line_end(log, h), Kind.IOMMU_FAULT, line)
+    m2 = _AMDVI.search(line)
+    if m2:
+        who = m2.group(1)
+        if who is None and m2.group(4):
+            dev = m2.group(4)
+            bdf = dev if dev.count(":") == 2 else "0000:" + dev
+            who = driver_for_bdf(log, bdf) or bdf
+        title = f"AMD-Vi: {m2.group(3)} in {who or 'unknown'}"
+        return _result(h, title, who, "", _single_line_end(log, h), Kind.IOMMU_FAULT, line)
+    return _result(h, "IOMMU fault", None, "", _single_line_end(log, h), Kind.IOMMU_FAULT, line)
+
+
+_AER_OUTCOME = re.compile(r"device recovery (successful|failed)")
+_DEV_PREFIX = re.compile(r"^([A-Za-z][\w\-]*) ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]):")
+
+
+def closed(log: Log, h: Hit) -> bool:
+    """Whether a folded multi-line event has reached its final line."""
+    if h.group.name == "AER":
+        return _AER_OUTCOME.search(log.lines[h.members[-1]]) is not None
+    return False
+
+
+def aer(log: Log, h: Hit, win: Window) -> Analysis:
+    lines = [log.info(i)[1] for i in h.members]
+    text = "\n".join(lines)
+    outcome = None
+    for line in lines:
+        m = _AER_OUTCOME.search(line)
+        if m:
+            outcome = m.group(1)
+    driver = None
+    for line in lines:
+        dm = _DEV_PREFIX.match(line)
+        if dm and "PCIe Bus Error" in line:
+            driver = dm.group(1)
+            break
+    if outcome == "successful":
+        title = "AER: recovery successful"
+    elif outcome == "failed":
+        title = "AER: recovery failed"
+    elif re.search(r"severity=Corrected|Correct(?:ed|able) error", text) and not re.search(
+        r"Uncorrect|Fatal", text
+    ):
+        title = "AER: corrected error" + (f" in {driver}" if driver else "")
+    else:
+        title = "AER: uncorrected error" + (f" in {driver}" if driver else "")
+    return _result(h, title, driver, "", _single_line_end(log, h), Kind.AER, text)
+
+
+_LINK = re.compile(r"(NIC Link is (?:Up|Down)|Link is (?:Up|Down|up|down)|link becomes ready)")
+_IFNAME = re.compile(r"^[A-Za-z][\w.@\-]*$")
+
+
+def link(log: Log, h: Hit, win: Window) -> Analysis:
+    line = log.info(h.index)[1]
+    m = _LINK.search(line)
+    what = m.group(1) if m else "link change"
+    before = line[: m.start()] if m else line
+    ifname = None
+    for tok in reversed(before.split()):
+        tok = tok.rstrip(":")
+        if _IFNAME.match(tok) and not tok.endswith(")"):
+            ifname = tok
+            break
+    if what.startswith("Link is"):
+        what = "NIC Link is " + what[len("Link is ") :].capitalize()
+    dm = _DEV_PREFIX.match(line)
+    driver = dm.group(1) if dm else None
+    title = f"{what} on {ifname}" if ifname else what
+    kind = Kind.LINK_CHANGE
+    return _result(h, title.replace("link becomes ready", "link becomes ready"), driver or ifname,
+                   "", _single_line_end(log, h), kind, line)
+
+
+FAULT_SKIP = (
+    "should_fail", "should_failslab", "fail_dump", "should_fail_alloc_page", "fault_create",
+    "slab_pre_alloc_hook", "kmalloc", "kmem_cache", "alloc_pages", "__alloc", "_alloc_node",
+    "kzalloc", "kvmalloc", "kcalloc", "alloc_skb", "pcpu_alloc", "vmalloc",
+)
+
+
+def fault_injection(log: Log, h: Hit, win: Window) -> Analysis:
+    from .parser import body_end
+
+    text = "\n".join(win.lines)
+    m = re.search(r"^name (\w+),", text, re.M)
+    stack = Stack(steps=(CALL_TRACE, TRACE), skip=FAULT_SKIP, allow_fault_frames=True)
+    frame, _ = _frame_or_corrupted(text, stack)
+    what = m.group(1) if m else "forcing a failure"
+    title = f"FAULT_INJECTION: {what} in {frame}"
+    return _result(h, title, frame if frame != "corrupted" else None, "", body_end(log, win),
+                   Kind.FAULT_INJECTION, text)
+
+
+LEAK_SKIP = (
+    "kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init",
+    "kasprintf", "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup",
+)
+
+
+def kmemleak(log: Log, h: Hit, win: Window) -> Analysis:
+    from .parser import body_end
+
+    text = "\n".join(win.lines)
+    stack = Stack(steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP)
+    frame, corrupted = _frame_or_corrupted(text, stack)
+    return _result(h, f"memory leak in {frame}", frame, corrupted, body_end(log, win),
+                   Kind.MEMORY_LEAK, text)
+
+
+def kmemleak_summary(log: Log, h: Hit, win: Window) -> Analysis:
+    line = log.info(h.index)[1]
+    return _result(h, "memory leak: kmemleak found new suspected leaks", None, "",
+                   _single_line_end(log, h), Kind.MEMORY_LEAK, line)
+
+
+def hard_lockup(log: Log, h: Hit, win: Window) -> Analysis:
+    from .parser import body_end
+
+    text = "\n".join(win.lines)
+    stack = Stack(steps=(RIP, CALL_TRACE, TRACE), chooser=stall_chooser)
+    frame, corrupted = _frame_or_corrupted(text, stack)
+    return _result(h, f"BUG: hard lockup in {frame}", frame, corrupted, body_end(log, win),
+                   Kind.HARD_LOCKUP, text)
+
+
+_BUILDERS = {
+    "dma_api": dma_api,
+    "netdev_watchdog": netdev_watchdog,
+    "ref_tracker": ref_tracker,
+    "iommu": iommu,
+    "aer": aer,
+    "link": link,
+    "fault_injection": fault_injection,
+    "kmemleak": kmemleak,
+    "kmemleak_summary": kmemleak_summary,
+    "hard_lockup": hard_lockup,
+}
+
+
+def build(log: Log, h: Hit, win: Window, stop: int) -> Analysis:
+    custom = h.group.custom
+    assert custom is not None
+    return _BUILDERS[custom](log, h, win)
+
+
+_FIRMWARE = re.compile(
+    r"SeaBIOS|iPXE|Booting from|early console in extract_kernel|Decompressing Linux"
+    r"|Performing relocations|Parsing ELF"
+)
+
+
+def is_real_reboot(log: Log, h: Hit) -> bool:
+    """"Booting the kernel." is a reboot only if something ran before the firmware started."""
+    boot = None
+    for pattern in (_BOOT_START, _FIRMWARE):
+        for i in range(h.index, max(h.index - 200, -1), -1):
+            if pattern.search(log.lines[i]):
+                boot = i
+                break
+        if boot is not None:
+            break
+    if boot is None:
+        boot = h.index
+    return any(_ALNUM.search(log.lines[i]) for i in range(boot))
+
+
+_BOOT_START = re.compile(r"SeaBIOS|iPXE|early console in extract_kernel")
+_ALNUM = re.compile(r"[A-Za-z0-9]")

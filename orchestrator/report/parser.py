@@ -1,0 +1,540 @@
+"""Find kernel reports in a console log.
+
+Pipeline:
+
+1. One regex (the alternation of every group header) scans the whole log; each
+   hit line is assigned the first group whose header it contains (table order).
+2. Hits are post-processed: a message printed next to a WARNING (DMA-API,
+   NETDEV WATCHDOG, ref_tracker) becomes one report with it, follow-up lines of
+   a multi-line event (AER sequences, kmemleak objects) are folded together.
+3. Every remaining hit is analysed in its *window*: the lines after it printed
+   by the same printk caller (``[T123]``) or, without caller ids, the lines up to
+   the next report. The title comes from the group's formats (see formats.py),
+   the guilty frame from the call trace (see stack.py).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate
+
+from . import nic
+from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
+from .lines import CONSOLE, context_line_regex, split_prefix, strip_all_prefixes
+from .model import Kind, Report
+from .stack import (
+    FRAME_LINES,
+    RISCV_TRACE_START,
+    TRACE_STARTS,
+    extract_frames,
+    is_frame_line,
+)
+from .titles import kind_of, normalize_title, severity_of
+
+def _trie_pattern(words: Sequence[str]) -> str:
+    """A regex matching any of ``words``, factored as a prefix tree (much faster to
+    scan with than a flat alternation)."""
+    trie: dict[str, dict] = {}
+    for w in words:
+        node = trie
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:
+        alts = [re.escape(ch) + emit(node[ch]) for ch in sorted(k for k in node if k)]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 and "" not in node else "(?:" + "|".join(alts) + ")"
+        return body + ("?" if "" in node and alts else "")
+
+    return emit(trie)
+
+
+_ALL_HEADERS = sorted({h for g in GROUPS for h in g.headers})
+# Headers starting with an upper-case letter are found with one regex (upper-case
+# letters are rare in console text, so few positions need checking); the others
+# with str.find, which is faster than a regex for a handful of literals.
+_UPPER_RE = re.compile(_trie_pattern([h for h in _ALL_HEADERS if h[0].isupper()]))
+_LOWER_HEADERS = tuple(h for h in _ALL_HEADERS if not h[0].isupper())
+
+
+def _header_positions(s: str) -> list[int]:
+    found = [m.start() for m in _UPPER_RE.finditer(s)]
+    find = s.find
+    for h in _LOWER_HEADERS:
+        i = find(h)
+        while i >= 0:
+            found.append(i)
+            i = find(h, i + len(h))
+    found.sort()
+    return found
+
+
+_REPLAY_RE = re.compile(r"\n[^\n]*\*\* replaying previous printk message \*\*")
+
+# Limits keep pathological inputs linear.
+MAX_WINDOW_LINES = 4000
+BODY_GAP = 25  # a report body ends after this many lines that do not look like report text
+
+CORRUPT_NO_FRAMES = "extracted no frames"
+
+
+class Log:
+    """A console log with lazily computed per-line prefix information."""
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+        self.lines = s.split("\n")
+        self.starts = list(accumulate(map((1).__add__, map(len, self.lines)), initial=0))
+        self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
+
+    def index(self, pos: int) -> int:
+        return bisect_right(self.starts, pos) - 1
+
+    def info(self, i: int) -> tuple[str, str]:
+        got = self._info[i]
+        if got is None:
+            got = split_prefix(self.lines[i])
+            self._info[i] = got
+        return got
+
+    def line_end(self, i: int) -> int:
+        return self.starts[i] + len(self.lines[i])
+
+    def nlines_between(self, a: int, b: int) -> int:
+        return self.s.count("\n", a, b)
+
+
+@dataclass
+class Hit:
+    start: int  # offset of the line start
+    index: int  # line index
+    group: Group
+    header: str
+    members: list[int] = field(default_factory=list)  # line indices of folded lines
+    paired_warning: int | None = None  # line index of an adjacent WARNING
+
+    @property
+    def role(self) -> str:
+        return self.group.role
+
+
+def _group_for(line: str) -> tuple[Group, str] | None:
+    for g in GROUPS:
+        for h in g.headers:
+            if h in line:
+                break
+        else:
+            continue
+        if any(p.search(line) for p in g.suppress):
+            continue
+        if g.require is not None and not g.require.search(line):
+            continue
+        return g, h
+    return None
+
+
+def scan(log: Log) -> list[Hit]:
+    s = log.s
+    hits: list[Hit] = []
+    last_line = -1
+    for pos in _header_positions(s):
+        ls = s.rfind("\n", 0, pos) + 1
+        if ls == last_line:
+            continue
+        last_line = ls
+        i = log.index(ls)
+        found = _group_for(log.lines[i])
+        if found is None:
+            continue
+        end = log.line_end(i)
+        if _REPLAY_RE.match(s, end):
+            continue
+        hits.append(Hit(ls, i, found[0], found[1], [i]))
+    return hits
+
+
+# ---------------------------------------------------------------------------
+# Hit post-processing
+# ---------------------------------------------------------------------------
+_PAIR_WITH_WARNING = {"DMA_API": 3, "NETDEV_WATCHDOG": 3}
+_REF_TRACKER_WARN = 60
+
+
+def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
+    out: list[Hit] = []
+    drop: set[int] = set()
+    for k, h in enumerate(hits):
+        if k in drop:
+            continue
+        name = h.group.name
+        if name in _PAIR_WITH_WARNING or name == "REF_TRACKER":
+            limit = _PAIR_WITH_WARNING.get(name, _REF_TRACKER_WARN)
+            # A WARNING just before (message printed after the WARNING line) ...
+            if (
+                out
+                and out[-1].group.name == "WARNING"
+                and h.index - out[-1].index <= limit
+                and name != "REF_TRACKER"
+            ):
+                w = out.pop()
+                h = Hit(w.start, w.index, h.group, h.header, [w.index, *h.members], w.index)
+            else:
+                # ... or just after (message printed before the trap).
+                for j in range(k + 1, len(hits)):
+                    nxt = hits[j]
+                    if nxt.index - h.index > limit:
+                        break
+                    if nxt.group.name == "WARNING":
+                        if name != "REF_TRACKER" or "ref_tracker" in log.lines[nxt.index]:
+                            drop.add(j)
+                            h.paired_warning = nxt.index
+                        break
+                    if nxt.group.name != name and nxt.role in ("oops",):
+                        break
+        if out:
+            prev = out[-1]
+            # Follow-up lines of the same multi-line event.
+            if name == prev.group.name and name in ("AER", "REF_TRACKER") and not nic.closed(
+                log, prev
+            ):
+                if h.index - prev.members[-1] <= 40:
+                    prev.members.append(h.index)
+                    continue
+            if name == "REF_TRACKER" and prev.group.name == "UNREGISTER" and (
+                h.index - prev.members[-1] <= 60
+            ):
+                prev.members.append(h.index)
+                continue
+            if name == "KMEMLEAK" and "memory leak" in log.lines[prev.index] and (
+                h.index - prev.index <= 3
+            ):
+                continue
+        if name == "REBOOT" and not nic.is_real_reboot(log, h):
+            continue
+        out.append(h)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Window analysis (syzkaller-compatible semantics)
+# ---------------------------------------------------------------------------
+@dataclass
+class Window:
+    lines: list[str]  # filtered, prefix-stripped lines
+    offsets: list[int]  # start offset of each line in the log
+    title_lines: int  # how many of them belong to the title window
+
+
+def build_window(log: Log, h: Hit, stop: int) -> Window:
+    """Collect the report's lines: same printk context, no questionable frames.
+
+    Without caller ids the window ends at ``stop`` (the next report); with caller
+    ids it extends over all later lines of the same caller.
+    """
+    ctx, head = log.info(h.index)
+    s = log.s
+    by_caller = ctx not in ("", CONSOLE)
+    last = len(log.lines) if by_caller else stop
+    last = min(last, h.index + MAX_WINDOW_LINES, len(log.lines))
+    endpos = log.starts[last] if last < len(log.lines) else len(s)
+    stop_pos = log.starts[stop] if stop < len(log.lines) else len(s)
+    min_lines = 16 if "BUG: KMSAN:" in head else 22
+    out: list[str] = [head]
+    offs: list[int] = [h.start]
+    title_lines = 1
+    text_lines = 1
+    pattern = context_line_regex(ctx, False)
+    pos = log.line_end(h.index)
+    nmi_switch = by_caller
+    tail0, tail1 = TAIL_MARKERS
+    while True:
+        restart = -1
+        for m in pattern.finditer(s, pos, endpos):
+            content = m.group(1)
+            if content.endswith("\r"):
+                content = content[:-1]
+            if ctx and (" ? " in content or content.endswith(" (unreliable)")) and (
+                "<EOI>" not in content
+            ):
+                continue
+            text_lines += 1
+            if SKIP_LINE in content:
+                continue
+            if nmi_switch and NMI_BACKTRACE in content:
+                restart = m.end()
+            elif text_lines > min_lines and (tail0 in content or tail1 in content):
+                break
+            out.append(content)
+            offs.append(m.start())
+            if by_caller or m.start() < stop_pos:
+                title_lines = len(out)
+            if restart >= 0:
+                break
+        if restart < 0:
+            break
+        # An all-CPU NMI backtrace follows: include lines of CPU contexts too.
+        pattern = context_line_regex(ctx, True)
+        pos = restart
+        nmi_switch = False
+    return Window(out, offs, title_lines)
+
+
+@dataclass
+class Description:
+    title: str
+    corrupted: str
+    fmt: Fmt | None
+    frame: str | None
+
+
+def _format(template: str, args: Sequence[str]) -> str:
+    try:
+        return template.format(*args)
+    except IndexError:
+        padded = list(args) + [""] * 8
+        return template.format(*padded)
+
+
+def describe(text: str, group: Group, header: str) -> Description:
+    best = len(text)
+    desc = ""
+    used: Fmt | None = None
+    corrupted = ""
+    matched_title = False
+    frame: str | None = None
+    for f in group.formats:
+        m = f.title.search(text)
+        if m is None or m.start() > best:
+            continue
+        if m.start() == best and desc:
+            continue
+        if m.start() < best:
+            desc, used, best = "", None, m.start()
+        matched_title = True
+        if f.report is not None:
+            m = f.report.search(text)
+            if m is None:
+                continue
+        args = [g or "" for g in m.groups()]
+        corrupted = ""
+        frame = None
+        if f.stack is not None:
+            res = extract_frames(text[m.start() :], f.stack)
+            if not res.ok:
+                corrupted = CORRUPT_NO_FRAMES
+            args.extend(res.frames)
+            frame = res.frames[0] if res.frames else None
+        desc = _format(f.fmt, args)
+        used = f
+    if not desc:
+        if matched_title:
+            corrupted = "matched title but not report regexp"
+        pos = text.find(header)
+        if pos < 0:
+            return Description("", corrupted, None, None)
+        end = text.find("\n", pos)
+        desc = text[pos : end if end >= 0 else len(text)]
+    if not corrupted and used is not None and used.corrupted:
+        corrupted = "report format is marked as corrupted"
+    return Description(desc, corrupted, used, frame)
+
+
+_TS_IN_TITLE = re.compile(r"\[ *\d+\.\d+\]")
+
+
+def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
+    if _TS_IN_TITLE.search(title):
+        return "title matches corrupted regexp"
+    if fmt is None or fmt.no_stack_trace:
+        return ""
+    have_trace = False
+    for key in TRACE_STARTS:
+        m = key.search(text)
+        if m is None:
+            continue
+        following = text[m.start() :].split("\n", 17)
+        if len(following) < 4:
+            return "call trace is missed"
+        ok = False
+        for line in following[1:16]:
+            if any(k.search(line) for k in TRACE_STARTS):
+                break
+            if "(stack is not available)" in line or any(r.search(line) for r in FRAME_LINES):
+                have_trace = ok = True
+                break
+        if not ok and key is not RISCV_TRACE_START:
+            return "no frames in a stack trace"
+    if not have_trace:
+        return "no stack trace in report"
+    return ""
+
+
+_REPORTISH = re.compile(
+    r"\s|$|Call [Tt]race|<(?:/?TASK|/?IRQ|/?NMI|/?SOFTIRQ|EOI)>|[A-Z][A-Za-z0-9]{1,4}: |Code: "
+    r"|Modules linked in|CPU: |Hardware name|---|Kernel panic|Kernel Offset|Rebooting in"
+    r"|Dumping ftrace|Showing |=+$|-> #|\*\*\*|\.\.\.|Memory state|The buggy address"
+    r"|[0-9a-f]{8,}:|>[0-9a-f]{8,}|page:|flags:|raw:|page dumped|Allocated by|Freed by"
+    r"|Last potentially|Second to last|#\d+:|hardirqs|softirqs|irq event|Chain exists|Possible "
+    r"|other info|stack backtrace|INFO: |NMI backtrace|Sending NMI|no locks held|\d+ locks? held"
+    r"|task:|Workqueue:|rcu: |Task dump|RIP|RSP|R\d|FS:|CR2|DR\d|invalid opcode|general protection"
+    r"|Oops|BUG|WARNING|kernel BUG|PGD|PUD|PMD|PTE|pc :|lr :|sp :|x\d+|Uninit|Local variable"
+    r"|Bytes \d|Object|Redzone|Padding|Read of|Write of|unreferenced|  comm|hex dump|backtrace"
+    r"|This report|If you|A lock|watchdog|turning off|\[ +\d+\]"
+)
+
+
+def body_end(log: Log, win: Window) -> int:
+    """Offset just past the last line that still looks like part of the report."""
+    last = win.offsets[0]
+    gap = 0
+    for content, off in zip(win.lines, win.offsets, strict=True):
+        if _REPORTISH.match(content) or is_frame_line(content):
+            last = off
+            gap = 0
+        else:
+            gap += 1
+            if gap > BODY_GAP:
+                break
+    end = log.s.find("\n", last)
+    return len(log.s) if end < 0 else end
+
+
+_MODULE_RE = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+ \[([A-Za-z0-9_]+)(?: [0-9a-f]+)?\]")
+_TAINT_RE = re.compile(r"(?:Not tainted|Tainted: ([A-Z ]+?))(?: {2,}| \d| [^A-Z ]|$)")
+_TITLE_FRAME_RE = re.compile(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)")
+
+
+def modules_in(text: str) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for m in _MODULE_RE.finditer(text):
+        seen.setdefault(m.group(1), None)
+    return tuple(seen)
+
+
+def taint_in(text: str) -> str | None:
+    m = _TAINT_RE.search(text)
+    if m is None:
+        return None
+    if m.group(1) is None:
+        return ""
+    return m.group(1).replace(" ", "")
+
+
+def report_text(log: Log, start: int, end: int) -> str:
+    text = strip_all_prefixes(log.s[start:end].replace("\r\n", "\n")).rstrip("\n")
+    return text.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+@dataclass
+class Analysis:
+    hit: Hit
+    title: str
+    corrupted: str
+    frame: str | None
+    body_end: int
+    kind: Kind | None = None
+    severity: str | None = None
+    window_text: str = ""
+
+
+def analyze(log: Log, h: Hit, stop: int) -> Analysis:
+    win = build_window(log, h, stop)
+    if h.group.custom is not None and h.group.custom != "reboot":
+        return nic.build(log, h, win, stop)
+    text = "\n".join(win.lines[: win.title_lines])
+    desc = describe(text, h.group, h.header)
+    if not desc.title:
+        raw = "\n".join(log.lines[h.index : max(stop, h.index + 1)])
+        desc = describe(raw, h.group, h.header)
+        if not desc.title:
+            desc = Description(log.info(h.index)[1], "", None, None)
+    corrupted = desc.corrupted
+    full = "\n".join(win.lines)
+    if not corrupted:
+        corrupted = check_corrupted(desc.title, full, desc.fmt)
+    return Analysis(h, desc.title, corrupted, desc.frame, body_end(log, win), window_text=full)
+
+
+def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
+    if isinstance(data, str):
+        raw = data.encode("utf-8", "surrogateescape")
+    else:
+        raw = bytes(data)
+    s = raw.decode("latin-1")
+    log = Log(s)
+    hits = _combine(log, scan(log))
+    if not hits:
+        return []
+    terminators = [h.start for h in hits if h.role in ("oops", "boundary")]
+    analyses: list[Analysis] = []
+    last_body = -1
+    for h in hits:
+        if not IS_REPORT[h.group.name]:
+            continue
+        if h.role == "consequence" and h.start < last_body:
+            continue
+        k = bisect_right(terminators, h.start)
+        stop_pos = terminators[k] if k < len(terminators) else len(s)
+        stop = log.index(stop_pos) if stop_pos < len(s) else len(log.lines)
+        a = analyze(log, h, stop)
+        analyses.append(a)
+        if h.role != "quiet":
+            last_body = max(last_body, a.body_end)
+    reports: list[Report] = []
+    # A report's text ends where the next non-quiet report (or window boundary) starts.
+    cut_points = sorted(
+        {a.hit.start for a in analyses if a.hit.role != "quiet"} | set(terminators)
+    )
+    for a in analyses:
+        start = a.hit.start
+        k = bisect_right(cut_points, start)
+        end = a.body_end
+        if k < len(cut_points):
+            end = min(end, max(cut_points[k] - 1, start))
+        end = max(min(end, len(s)), start)
+        if end < len(s) and s[end:end + 1] == "\n":
+            end += 1  # include the newline of the last line
+        title = normalize_title(a.title) if a.kind is None else a.title
+        kind = a.kind if a.kind is not None else kind_of(title)
+        if kind is Kind.PANIC and "Hard LOCKUP" in title:
+            kind = Kind.HARD_LOCKUP
+        severity = severity_of(kind, title)
+        frame = a.frame
+        fm = _TITLE_FRAME_RE.match(title)
+        if a.kind is None:
+            frame = fm.group(1) if fm else None
+        if frame == "corrupted":
+            frame = None
+        body = a.window_text or report_text(log, start, end)
+        reports.append(
+            Report(
+                title=title,
+                kind=kind,
+                start=start,
+                end=end,
+                text=report_text(log, start, end),
+                frame=frame,
+                modules=modules_in(body),
+                taint=taint_in(body),
+                corrupted=bool(a.corrupted),
+                corrupted_reason=a.corrupted or None,
+                severity=severity,
+            )
+        )
+    return _drop_redundant(reports)
+
+
+def _drop_redundant(reports: list[Report]) -> list[Report]:
+    out: list[Report] = []
+    for r in reports:
+        if r.title.startswith("memory leak: kmemleak") and any(
+            p.kind is Kind.MEMORY_LEAK for p in out
+        ):
+            continue
+        out.append(r)
+    return out

@@ -1,0 +1,178 @@
+"""Title normalisation, frame canonicalisation and title -> kind classification."""
+
+from __future__ import annotations
+
+import re
+
+from .model import Kind, Severity
+
+MAX_TITLE = 120
+
+# (pattern, replacement) applied in order, each until the string stops changing.
+# They remove everything that differs between two occurrences of the same bug.
+_VOLATILE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"syz-executor\.?\d+(?:[/:]\d+)?"), "syz-executor"),
+    (re.compile(r"syzkaller\d+(?:[/:]\d+)?"), "syzkaller"),
+    # Anything that looks like an address (6+ hex digits after a non-alnum).
+    (re.compile(r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}"), r"\1ADDR"),
+    (re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"), "IP"),
+    # file.c:123 -> file.c:LINE
+    (re.compile(r"(\.\w+)(?::\d+)+"), r"\1:LINE"),
+    # func+0x12/0x40 -> func
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+"), r"\1"),
+    (re.compile(r"CPU#\d+"), "CPU"),
+    # Stand-alone decimal numbers.
+    (re.compile(r"(\W)\d+(\W|$)"), r"\1NUM\2"),
+    # Very long digit runs glued to identifiers.
+    (re.compile(r"\d{7,}"), "NUM"),
+)
+
+
+def normalize_title(title: str) -> str:
+    """Replace volatile parts (addresses, numbers, pids, ...) and sanitise."""
+    for pattern, repl in _VOLATILE:
+        while True:
+            new = pattern.sub(repl, title)
+            if new == title:
+                break
+            title = new
+    return sanitize_title(title)
+
+
+def sanitize_title(title: str) -> str:
+    out: list[str] = []
+    prev = " "
+    for ch in title[:MAX_TITLE]:
+        if ch == "\t":
+            ch = " "
+        elif ch < " " or ch >= "\x7f":
+            continue
+        if ch == " " and prev == " ":
+            continue
+        out.append(ch)
+        prev = ch
+    return "".join(out).strip()
+
+
+# Syscall entry points are named differently per architecture and kernel version;
+# a frame is canonicalised by the single removal giving the shortest name.
+SYSCALL_PREFIXES: tuple[str, ...] = (
+    "SYSC_",
+    "SyS_",
+    "sys_",
+    "__x64_",
+    "__ia32_",
+    "__arm64_",
+    "____sys_",
+    "___sys_",
+    "__sys_",
+    "__se_",
+    "__se_sys_",
+    "__do_sys_",
+    "compat_SYSC_",
+    "compat_SyS_",
+    "ksys_",
+)
+
+
+def canonical_frame(name: str) -> str:
+    best = name
+    for prefix in SYSCALL_PREFIXES:
+        if name.startswith(prefix) and len(name) - len(prefix) < len(best):
+            best = name[len(prefix) :]
+    return best
+
+
+# Ordered: the first matching prefix decides.
+_KIND_BY_PREFIX: tuple[tuple[str, Kind], ...] = (
+    ("KASAN:", Kind.KASAN),
+    ("KFENCE:", Kind.KFENCE),
+    ("KMSAN:", Kind.KMSAN),
+    ("KCSAN:", Kind.KCSAN),
+    ("UBSAN:", Kind.UBSAN),
+    ("INFO: Freed in", Kind.KASAN),
+    ("INFO: Allocated in", Kind.KASAN),
+    ("BUG: Object already free", Kind.KASAN),
+    ("possible deadlock", Kind.LOCKDEP),
+    ("inconsistent lock state", Kind.LOCKDEP),
+    ("WARNING: locking bug", Kind.LOCKDEP),
+    ("WARNING: bad unlock balance", Kind.LOCKDEP),
+    ("BUG: bad unlock balance", Kind.LOCKDEP),
+    ("WARNING: held lock freed", Kind.LOCKDEP),
+    ("BUG: held lock freed", Kind.LOCKDEP),
+    ("WARNING: still has locks held", Kind.LOCKDEP),
+    ("BUG: still has locks held", Kind.LOCKDEP),
+    ("WARNING: nested lock was not taken", Kind.LOCKDEP),
+    ("WARNING: lock held when returning", Kind.LOCKDEP),
+    ("BUG: lock held when returning", Kind.LOCKDEP),
+    ("INFO: trying to register non-static key", Kind.LOCKDEP),
+    ("INFO: suspicious RCU usage", Kind.LOCKDEP),
+    ("WARNING: suspicious RCU usage", Kind.LOCKDEP),
+    ("BUG: MAX_", Kind.LOCKDEP),
+    ("BUG: spinlock", Kind.LOCKDEP),
+    ("BUG: rwlock", Kind.LOCKDEP),
+    ("BUG: workqueue leaked lock", Kind.LOCKDEP),
+    ("BUG: sleeping function called from invalid context", Kind.SLEEP_IN_ATOMIC),
+    ("BUG: scheduling while atomic", Kind.SLEEP_IN_ATOMIC),
+    ("WARNING: refcount bug", Kind.REFCOUNT),
+    ("DMA-API:", Kind.DMA_API),
+    ("NETDEV WATCHDOG:", Kind.NETDEV_WATCHDOG),
+    ("unregister_netdevice:", Kind.UNREGISTER_NETDEVICE),
+    ("ref_tracker:", Kind.UNREGISTER_NETDEVICE),
+    ("WARNING", Kind.WARNING),
+    ("general protection fault", Kind.GPF),
+    ("BUG: unable to handle kernel NULL pointer dereference", Kind.NULL_DEREF),
+    ("BUG: unable to handle kernel", Kind.PAGING_FAULT),
+    ("Unhandled fault", Kind.PAGING_FAULT),
+    ("Internal error", Kind.PAGING_FAULT),
+    ("divide error", Kind.TRAP),
+    ("invalid opcode", Kind.TRAP),
+    ("int3", Kind.TRAP),
+    ("stack segment fault", Kind.TRAP),
+    ("Alignment trap", Kind.TRAP),
+    ("INFO: task hung", Kind.HUNG_TASK),
+    ("INFO: task can't die", Kind.HUNG_TASK),
+    ("INFO: rcu detected stall", Kind.RCU_STALL),
+    ("BUG: soft lockup", Kind.SOFT_LOCKUP),
+    ("BUG: hard lockup", Kind.HARD_LOCKUP),
+    ("BUG: workqueue lockup", Kind.WQ_LOCKUP),
+    ("memory leak", Kind.MEMORY_LEAK),
+    ("DMAR:", Kind.IOMMU_FAULT),
+    ("AMD-Vi:", Kind.IOMMU_FAULT),
+    ("IOMMU", Kind.IOMMU_FAULT),
+    ("AER:", Kind.AER),
+    ("NIC Link is", Kind.LINK_CHANGE),
+    ("link ", Kind.LINK_CHANGE),
+    ("FAULT_INJECTION", Kind.FAULT_INJECTION),
+    ("kernel panic", Kind.PANIC),
+    ("PANIC:", Kind.PANIC),
+    ("kernel stack overflow", Kind.PANIC),
+    ("kernel BUG", Kind.BUG),
+    ("BUG:", Kind.BUG),
+    ("INFO:", Kind.INFO),
+    ("unexpected kernel reboot", Kind.REBOOT),
+    ("SYZFAIL", Kind.HARNESS),
+    ("SYZFATAL", Kind.HARNESS),
+    ("panic:", Kind.HARNESS),
+    ("go runtime error", Kind.HARNESS),
+)
+
+
+def kind_of(title: str) -> Kind:
+    for prefix, kind in _KIND_BY_PREFIX:
+        if title.startswith(prefix):
+            return kind
+    return Kind.OTHER
+
+
+_EVENT_KINDS = frozenset({Kind.LINK_CHANGE, Kind.FAULT_INJECTION})
+
+
+def severity_of(kind: Kind, title: str) -> Severity:
+    if kind in _EVENT_KINDS:
+        return "event"
+    if kind is Kind.AER and title in ("AER: recovery successful", "AER: corrected error"):
+        return "event"
+    if kind is Kind.AER and title.startswith("AER: corrected error"):
+        return "event"
+    return "bug"
