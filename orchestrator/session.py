@@ -1,0 +1,117 @@
+"""Glue between builds and machines: "give me a guest for this profile".
+
+Resolves the kernel, image and (optionally) module artifacts through the
+cache, building what is missing, and creates the Machine. Also records how
+to reach a running guest (``guest.json`` in its run directory) so that
+``ktest ssh`` can find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import profiles
+from .build import image as image_mod
+from .build import kernel as kernel_mod
+from .build import module as module_mod
+from .build.common import Progress
+from .machine import Machine, default_runs_dir
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    kernel: kernel_mod.Kernel
+    image: image_mod.Image
+
+
+def artifacts(req: kernel_mod.KernelRequest | None = None,
+              progress: Progress | None = None) -> Artifacts:
+    k = kernel_mod.build_kernel(req or kernel_mod.KernelRequest(), progress)
+    im = image_mod.build_image(progress)
+    return Artifacts(k, im)
+
+
+def make_machine(profile: profiles.Profile | str, arts: Artifacts, *, accel: str | None = None,
+                 run_dir: Path | None = None, **kw: Any) -> Machine:
+    prof = profiles.load_profile(profile) if isinstance(profile, str) else profile
+    return Machine(prof, arts.kernel, arts.image, accel=accel, run_dir=run_dir, **kw)
+
+
+def resolve_module(spec: str, arts: Artifacts,
+                   progress: Progress | None = None) -> tuple[str, Path | None]:
+    """A --load argument -> (module name, local .ko to copy in or None).
+
+    "ktest_nic" builds drivers/ktest_nic; a path to a directory builds that
+    module source; a path to a .ko is used as is; anything else is the name
+    of an in-tree module (loaded with modprobe).
+    """
+    path = Path(spec)
+    if spec == "ktest_nic":
+        mod = module_mod.build_module(module_mod.DEFAULT_MODULE_DIR, arts.kernel, progress)
+        return mod.ko.stem, mod.ko
+    if spec.endswith(".ko") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"module file not found: {spec}")
+        return path.stem, path
+    if path.is_dir():
+        mod = module_mod.build_module(path, arts.kernel, progress)
+        return mod.ko.stem, mod.ko
+    return spec, None
+
+
+def load_module(machine: Machine, name: str, ko: Path | None, params: str = "") -> None:
+    g = machine.ssh()
+    if ko is None:
+        g.cmd(f"modprobe {shlex.quote(name)} {params}".strip(), timeout=120)
+    else:
+        remote = f"/tmp/{ko.name}"
+        g.put(ko, remote)
+        g.cmd(f"insmod {remote} {params}".strip(), timeout=120)
+
+
+def write_guest_info(machine: Machine) -> Path:
+    info = {
+        "pid": os.getpid(),
+        "qemu_pid": machine.proc.pid if machine.proc else None,
+        "profile": machine.profile.name,
+        "ssh_port": machine.ssh_port,
+        "key": str(machine.run_dir / "id_ed25519"),
+        "host_key": machine.image.host_public_key,
+    }
+    path = machine.run_dir / "guest.json"
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    kh = machine.run_dir / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{machine.ssh_port} {info['host_key']}\n")
+    os.chmod(kh, 0o600)
+    return path
+
+
+def find_running_guest(run_dir: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The run directory and guest.json of a running `ktest boot`."""
+    candidates = [run_dir] if run_dir else sorted(
+        default_runs_dir().glob("*/guest.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for c in candidates:
+        path = c / "guest.json" if c.is_dir() else c
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        qpid = info.get("qemu_pid")
+        if qpid and _alive(int(qpid)):
+            return path.parent, info
+    raise LookupError("no running guest found (start one with `ktest boot`)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
