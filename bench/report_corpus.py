@@ -80,8 +80,13 @@ def load(path: Path) -> list[Entry]:
             else:
                 data = obj["text"].encode("utf-8", "surrogateescape")
             entries.append(
-                Entry(str(obj["name"]), data, obj.get("title"), bool(obj.get("corrupted")),
-                      obj.get("frame"))
+                Entry(
+                    str(obj["name"]),
+                    data,
+                    obj.get("title"),
+                    bool(obj.get("corrupted")),
+                    obj.get("frame"),
+                )
             )
     return entries
 

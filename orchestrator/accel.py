@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import cache
+from .build.common import die_with_parent
 from .cpio import CpioWriter
+from .profiles import TCG_CMDLINE
 
 PROBE_LINE = b"KTEST-PROBE-INIT"
 PROBE_TIMEOUT = 25.0  # a debug kernel reaches init in a few seconds under KVM
@@ -93,13 +95,15 @@ def boots_under(accel: str, kernel: Path, qemu: str = "qemu-system-x86_64",
         initrd = Path(tmp) / "probe.cpio"
         initrd.write_bytes(probe_initramfs())
         cpu = "host" if accel == "kvm" else "max"
+        cmdline = TCG_CMDLINE if accel == "tcg" else ()
         argv = [qemu, "-accel", accel, "-cpu", cpu, "-M", "q35", "-m", "512", "-nodefaults",
                 "-no-user-config", "-display", "none", "-serial", "stdio", "-monitor", "none",
                 "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd),
-                "-append", "console=ttyS0 panic=-1 kasan.fault=report"]
+                "-append", " ".join(["console=ttyS0", "panic=-1", *cmdline])]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=die_with_parent)
         except OSError as e:
             return False, f"cannot run {qemu}: {e.strerror}", 0.0
         out = bytearray()

@@ -59,7 +59,7 @@ def _die(msg: str, code: int = EXIT_ERROR) -> NoReturn:
 def _kernel_request(args: argparse.Namespace) -> Any:
     from .build.kernel import KernelRequest
 
-    src = getattr(args, "kernel_src", None) or getattr(args, "src", None)
+    src = getattr(args, "kernel_src", None)
     return KernelRequest(
         src=Path(src) if src else None,
         variant=getattr(args, "variant", "debug"),
@@ -119,8 +119,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             progress.done()
             print(f"image {im.key}: {im.cpio} ({time.monotonic() - t:.1f}s)")
         else:
+            src = module_mod.check_src(Path(args.src) if args.src
+                                       else module_mod.DEFAULT_MODULE_DIR)
             k = kernel_mod.build_kernel(_kernel_request(args), progress)
-            src = Path(args.src) if args.src else module_mod.DEFAULT_MODULE_DIR
             m = module_mod.build_module(src, k, progress)
             progress.done()
             for ko in m.kos:
@@ -328,8 +329,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- parser
 def _add_kernel_opts(p: argparse.ArgumentParser, src_name: str = "--kernel-src") -> None:
-    p.add_argument(src_name, dest="kernel_src" if src_name != "--src" else "src",
-                   metavar="DIR",
+    p.add_argument(src_name, dest="kernel_src", metavar="DIR",
                    help="build this kernel tree instead of Debian's linux-source-6.1")
     p.add_argument("--variant", default="debug", choices=["debug", "fast"],
                    help="kernel config variant (fast = no KASAN)")

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import dataclasses
 import logging
 import os
 import shlex
@@ -36,9 +36,17 @@ from pathlib import Path
 
 from . import accel as accel_mod
 from . import cache
+from .build.common import die_with_parent
 from .build.image import Image
 from .build.kernel import Kernel
-from .console import BOOT_FAIL_RE, Console, ConsoleClosed, ConsoleSilent, ConsoleTimeout
+from .console import (
+    BOOT_FAIL_RE,
+    Console,
+    ConsoleClosed,
+    ConsoleSilent,
+    ConsoleTimeout,
+    host_stamp,
+)
 from .guest import Guest, SSHUnavailable
 from .profiles import Profile, Resources, qemu_argv
 from .qmp import QMP, QMPError
@@ -47,7 +55,14 @@ log = logging.getLogger(__name__)
 
 READY_RE = rb"KTEST-READY[^\n]*"
 RUN_INIT_RE = rb"Run /init as init process"
-_PR_SET_PDEATHSIG = 1
+# Observed here under TCG (QEMU 7.2, Linux 6.1.192 with PROVE_RCU and
+# TASKS_TRACE_RCU): about one boot in four stops for good right after
+# "Running RCU-tasks wait API self tests" (the boot-time synchronize in
+# rcu_tasks_initiate_self_tests), with jiffies advancing and every vCPU idle.
+# A kernel that goes silent before running /init is therefore booted again,
+# up to BOOT_ATTEMPTS times; each retry is written into console.log.
+EARLY_SILENCE = 20.0
+BOOT_ATTEMPTS = 3
 
 
 class MachineError(Exception):
@@ -79,6 +94,10 @@ class BootError(MachineError):
     pass
 
 
+class _EarlyHang(Exception):
+    """The kernel stopped printing before it ran /init: boot again."""
+
+
 class GuestCrashed(MachineError):
     pass
 
@@ -87,14 +106,6 @@ class GuestCrashed(MachineError):
 class BootTimes:
     run_init: float | None  # QEMU start -> "Run /init as init process" (seconds)
     ready: float  # QEMU start -> first successful SSH command
-
-
-def _pdeathsig() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    # If the parent already died between fork and prctl, do not run at all.
-    if os.getppid() == 1:
-        os._exit(1)
 
 
 def default_runs_dir() -> Path:
@@ -153,6 +164,7 @@ class Machine:
         self.nic_sockets: dict[str, socket.socket] = {}
         self.ssh_port = 0
         self.boot_times: BootTimes | None = None
+        self.boot_attempts = 0
         self.ended: str | None = None  # how shutdown ended, once it has
         self._started_at = 0.0
 
@@ -229,11 +241,29 @@ class Machine:
             raise
 
     def _launch(self) -> BootTimes:
+        base = self._prepare()
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            self._start_qemu(base)
+            try:
+                times = self._wait_ready(retry_early_hang=attempt < BOOT_ATTEMPTS)
+            except _EarlyHang as e:
+                log.warning("%s: %s; booting again (attempt %d)", self.profile.name, e,
+                            attempt + 1)
+                self._note_console(f"ktest: {e}; killing QEMU and booting again "
+                                   f"(attempt {attempt + 1} of {BOOT_ATTEMPTS})")
+                self._stop_for_retry()
+                continue
+            self.boot_attempts = attempt
+            for s in self._qemu_ends:
+                s.close()
+            self._qemu_ends = []
+            return times
+        raise AssertionError("unreachable")
+
+    def _start_qemu(self, base: Resources) -> None:
         for attempt in range(3):
             self.ssh_port = _free_tcp_port()
-            res = self._prepare() if attempt == 0 else self._resources
-            res = Resources(**{**res.__dict__, "ssh_port": self.ssh_port})
-            self._resources = res
+            res = dataclasses.replace(base, ssh_port=self.ssh_port)
             self.argv = qemu_argv(self.profile, res, self.qemu)
             (self.run_dir / "qemu-argv.txt").write_text(shlex.join(self.argv) + "\n")
             self._spawn()
@@ -246,15 +276,34 @@ class Machine:
                 last = out.strip().splitlines()[-1] if out.strip() else "no output"
                 raise self._error(BootError, f"QEMU failed to start: {last}")
             self._reap()
-        for s in self._qemu_ends:
-            s.close()
-        self._qemu_ends = []
         self.qmp = QMP(self.qmp_socket, self.run_dir / "qmp.log", self.profile.name)
         try:
             self.qmp.connect(timeout=30, alive=self.alive)
         except QMPError as e:
             raise self._error(BootError, f"QMP: {e}") from e
-        return self._wait_ready()
+
+    def _note_console(self, text: str) -> None:
+        with open(self.run_dir / "console.log", "a") as fh:
+            fh.write(f"{host_stamp()} {text}\n")
+
+    def _stop_for_retry(self) -> None:
+        """Kill this QEMU and forget its console and QMP; logs stay."""
+        if self.qmp is not None:
+            with contextlib.suppress(Exception):
+                self.qmp.close()
+            self.qmp = None
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._reap(timeout=10)
+        if self.console is not None:
+            with contextlib.suppress(Exception):
+                self.console.close()
+            self.console = None
+        for p in (self.qmp_socket, self.console_socket):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        self.proc = None
 
     def _spawn(self) -> None:
         with open(self.run_dir / "qemu.log", "ab") as qlog:
@@ -263,7 +312,7 @@ class Machine:
                 self.proc = subprocess.Popen(
                     self.argv, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
                     pass_fds=[s.fileno() for s in self._qemu_ends], start_new_session=True,
-                    preexec_fn=_pdeathsig,
+                    preexec_fn=die_with_parent,
                 )
             except OSError as e:
                 raise MachineError(f"cannot start {self.qemu}: {e.strerror}",
@@ -289,9 +338,18 @@ class Machine:
             time.sleep(0.005)
         raise self._error(BootError, "QEMU never opened its console socket")
 
-    def _wait_ready(self) -> BootTimes:
+    def _wait_ready(self, retry_early_hang: bool = False) -> BootTimes:
         assert self.console is not None
         fail = [BOOT_FAIL_RE]
+        if retry_early_hang:
+            early = min(EARLY_SILENCE, self.silence_timeout)
+            try:
+                self.console.wait_for(RUN_INIT_RE, timeout=self.boot_timeout, fail=fail,
+                                      silence=early)
+            except ConsoleSilent:
+                raise _EarlyHang(f"kernel silent for {early:.0f}s before init") from None
+            except (ConsoleTimeout, ConsoleClosed):
+                pass  # reported with full context by the wait below
         try:
             m = self.console.wait_for(READY_RE, timeout=self.boot_timeout, fail=fail,
                                       silence=self.silence_timeout)
@@ -300,7 +358,8 @@ class Machine:
                 from None
         except ConsoleSilent:
             raise self._error(BootError, f"guest hangs during boot: no console output for "
-                                         f"{self.silence_timeout:.0f}s") from None
+                                         f"{self.silence_timeout:.0f}s (boot attempts: "
+                                         f"{BOOT_ATTEMPTS})") from None
         except ConsoleClosed:
             self._reap(timeout=5)
             what = "guest panicked during boot" if self.crashed else "QEMU exited during boot"

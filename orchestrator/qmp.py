@@ -66,7 +66,8 @@ class QMP:
         self._listener_task = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
 
     async def _listen(self) -> None:
-        with self._client.listen(EventListener()) as listener:
+        listener = EventListener()
+        with self._client.listen(listener):
             async for event in listener:
                 data = dict(event)
                 self._note(f"QMP event {json.dumps(data, default=str)}")

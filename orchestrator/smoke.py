@@ -8,6 +8,7 @@ carrier, and judge the console segment of the check for kernel reports.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import report
@@ -51,7 +52,7 @@ def run_smoke(machine: Machine, link_timeout: float = 30.0) -> SmokeResult:
     g.kmsg("ktest: smoke start")
     start_offset = machine.console.size
 
-    def step(name: str, fn) -> bool:  # type: ignore[no-untyped-def]
+    def step(name: str, fn: Callable[[], tuple[bool, str]]) -> bool:
         t = time.monotonic()
         try:
             ok, detail = fn()

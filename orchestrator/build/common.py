@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +62,7 @@ def run_logged(
             text=True,
             errors="replace",
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         try:
             assert proc.stdout is not None
@@ -71,6 +74,15 @@ def run_logged(
         finally:
             if proc.poll() is None:
                 _kill_group(proc)
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGKILL when the orchestrator dies, so a
+    killed ktest leaves no build or QEMU running behind it."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

@@ -17,6 +17,7 @@ import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,7 @@ def _add_ktest_files(w: CpioWriter, host_priv: bytes, host_pub: str, client_pub:
     w.add_file("etc/hosts", b"127.0.0.1 localhost ktest\n::1 localhost ip6-localhost\n")
 
 
-def _mmdebstrap_progress(progress: Progress | None):  # type: ignore[no-untyped-def]
+def _mmdebstrap_progress(progress: Progress | None) -> Callable[[str], None]:
     phases = ("I: running apt-get update", "I: downloading packages", "I: extracting archives",
               "I: installing essential packages", "I: installing remaining packages",
               "I: cleaning package lists", "I: creating tarball")

@@ -24,7 +24,15 @@ from typing import Any
 
 from .. import cache, kconfig
 from ..cpio import CpioWriter
-from .common import BuildError, Counter, Progress, diagnostics, jobs, run_logged
+from .common import (
+    BuildError,
+    Counter,
+    Progress,
+    diagnostics,
+    die_with_parent,
+    jobs,
+    run_logged,
+)
 
 DEBIAN_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 DEBIAN_PACKAGE = "linux-source-6.1"
@@ -134,7 +142,8 @@ def debian_source(progress: Progress | None = None) -> Path:
             progress(f"unpacking {DEBIAN_TARBALL.name} into the cache")
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unpack-"))
         try:
-            subprocess.run(["tar", "-xf", str(DEBIAN_TARBALL), "-C", str(tmp)], check=True)
+            subprocess.run(["tar", "-xf", str(DEBIAN_TARBALL), "-C", str(tmp)], check=True,
+                           preexec_fn=die_with_parent)
             (tmp / "linux-source-6.1" / ".ktest-unpacked").write_text(ident + "\n")
             if dest.exists():
                 shutil.rmtree(dest)

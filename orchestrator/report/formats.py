@@ -46,6 +46,38 @@ class Fmt:
     no_stack_trace: bool = False
     corrupted: bool = False
 
+    # Literal text every match of ``title`` starts with (may be empty).
+    prefix: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", _literal_prefix(self.title.pattern))
+
+
+_PREFIX_CACHE: dict[str, str] = {}
+
+
+def _literal_prefix(pattern: str) -> str:
+    got = _PREFIX_CACHE.get(pattern)
+    if got is not None:
+        return got
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern) and not pattern[i + 1].isalnum():
+            out.append(pattern[i + 1])
+            i += 2
+            continue
+        if ch in ".^$*+?{}[]|()\\":
+            # A quantifier applies to the previous char: drop it from the prefix.
+            if ch in "*+?{" and out:
+                out.pop()
+            break
+        out.append(ch)
+        i += 1
+    got = _PREFIX_CACHE[pattern] = "".join(out)
+    return got
+
 
 @dataclass(frozen=True)
 class Group:
@@ -120,7 +152,8 @@ BUG = Group(
         F(
             "BUG: KASAN:",
             "KASAN: {0} {2} in {3}",
-            r"BUG: KASAN: ([a-z\-]+) in <FN>.*\n" + r"(?:.*\n)*?.*(Read|Write) (?:of size|at addr) [0-9a-f]",
+            r"BUG: KASAN: ([a-z\-]+) in <FN>.*\n"
+            + r"(?:.*\n)*?.*(Read|Write) (?:of size|at addr) [0-9a-f]",
             S(r"BUG: KASAN: [a-z\-]+ in <FN>", CALL_TRACE, TRACE, skip=_KASAN_SKIP),
         ),
         F(
@@ -134,7 +167,10 @@ BUG = Group(
                 skip=("slab_", "kfree", "vunmap", "vfree"),
             ),
         ),
-        F(r"BUG: KASAN: ([a-z\-]+) on address" + _LINES + r".*(Read|Write) of size (\d+)", "KASAN: {0} {1}"),
+        F(
+            r"BUG: KASAN: ([a-z\-]+) on address" + _LINES + r".*(Read|Write) of size (\d+)",
+            "KASAN: {0} {1}",
+        ),
         F(r"BUG: KASAN: (.*)", "KASAN: {0}", corrupted=True),
         F(
             "BUG: KMSAN: kernel-usb-infoleak",
@@ -145,8 +181,12 @@ BUG = Group(
                 _KMSAN_ORIGIN,
                 TRACE,
                 skip=(
-                    "alloc_skb", "usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg",
-                    "usb_interrupt_msg", "usb_control_msg",
+                    "alloc_skb",
+                    "usb_submit_urb",
+                    "usb_start_wait_urb",
+                    "usb_bulk_msg",
+                    "usb_interrupt_msg",
+                    "usb_control_msg",
                 ),
             ),
             no_stack=True,
@@ -160,7 +200,10 @@ BUG = Group(
                 _KMSAN_ORIGIN,
                 TRACE,
                 skip=(
-                    "alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$",
+                    "alloc_skb",
+                    "netlink_ack",
+                    "netlink_rcv_skb",
+                    "_encrypt$",
                     "^(?:crypto|cipher|drbg|rng)_",
                 ),
             ),
@@ -196,13 +239,16 @@ BUG = Group(
             stack=rip_stack(),
         ),
         F(
-            "BUG: (?:unable to handle kernel NULL pointer dereference|kernel NULL pointer dereference"
-            "|Kernel NULL pointer dereference)",
+            "BUG: (?:unable to handle kernel NULL pointer dereference"
+            "|kernel NULL pointer dereference|Kernel NULL pointer dereference)",
             "BUG: unable to handle kernel NULL pointer dereference in {0}",
             stack=rip_stack(),
         ),
-        F("BUG: (?:unable to handle kernel|Unable to handle kernel)", "BUG: unable to handle kernel",
-          corrupted=True),
+        F(
+            "BUG: (?:unable to handle kernel|Unable to handle kernel)",
+            "BUG: unable to handle kernel",
+            corrupted=True,
+        ),
         F(
             "BUG: (spinlock|rwlock) (lockup suspected|already unlocked|recursion|cpu recursion"
             "|bad magic|wrong owner|wrong CPU|trylock failure on UP)",
@@ -215,13 +261,20 @@ BUG = Group(
             "BUG: still has locks held in {0}",
             r"BUG: .*still has locks held!" + _LINES + r".*<PC> +<FN>",
         ),
-        F("BUG: scheduling while atomic", "BUG: scheduling while atomic in {0}",
-          stack=trace_stack("schedule")),
+        F(
+            "BUG: scheduling while atomic",
+            "BUG: scheduling while atomic in {0}",
+            stack=trace_stack("schedule"),
+        ),
         F(
             "BUG: lock held when returning to user space",
             "BUG: lock held when returning to user space in {0}",
-            "BUG: lock held when returning to user space" + _LINES
-            + ".*leaving the kernel with locks still held" + _LINES + ".*" + _AT_FN,
+            "BUG: lock held when returning to user space"
+            + _LINES
+            + ".*leaving the kernel with locks still held"
+            + _LINES
+            + ".*"
+            + _AT_FN,
             no_stack=True,
         ),
         F(
@@ -235,8 +288,16 @@ BUG = Group(
             "BUG: held lock freed!" + _LINES + ".*<PC> +<FN>",
         ),
         F("BUG: Bad rss-counter state", "BUG: Bad rss-counter state", no_stack=True),
-        F("BUG: non-zero nr_ptes on freeing mm", "BUG: non-zero nr_ptes on freeing mm", no_stack=True),
-        F("BUG: non-zero nr_pmds on freeing mm", "BUG: non-zero nr_pmds on freeing mm", no_stack=True),
+        F(
+            "BUG: non-zero nr_ptes on freeing mm",
+            "BUG: non-zero nr_ptes on freeing mm",
+            no_stack=True,
+        ),
+        F(
+            "BUG: non-zero nr_pmds on freeing mm",
+            "BUG: non-zero nr_pmds on freeing mm",
+            no_stack=True,
+        ),
         F(
             "BUG: Dentry .* still in use",
             "BUG: Dentry still in use in {0}",
@@ -249,8 +310,14 @@ BUG = Group(
                 "page last allocated",
                 TRACE,
                 skip=(
-                    "(free|put|get|update|release)_page", "free_unref", "^_*folio",
-                    "truncate_inode_pages", "page_frag_free", "alloc", "vmap", "page_owner",
+                    "(free|put|get|update|release)_page",
+                    "free_unref",
+                    "^_*folio",
+                    "truncate_inode_pages",
+                    "page_frag_free",
+                    "alloc",
+                    "vmap",
+                    "page_owner",
                 ),
             ),
         ),
@@ -264,8 +331,9 @@ BUG = Group(
         F(
             r"BUG: using ([a-z_]+)\(\) in preemptible",
             "BUG: using {0}() in preemptible code in {1}",
-            stack=trace_stack("dump_stack", "preemption", "preempt", "debug_", "processor_id",
-                              "this_cpu"),
+            stack=trace_stack(
+                "dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu"
+            ),
         ),
         F(
             "BUG: workqueue leaked lock or atomic",
@@ -280,9 +348,20 @@ BUG = Group(
                 r"backtrace(?: \(crc [0-9a-fA-F]*\))?:",
                 TRACE,
                 skip=(
-                    "kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get",
-                    "list_lru_init", "kasprintf", "kvasprintf", "pcpu_create", "strdup",
-                    "strndup", "memdup",
+                    "kmemleak",
+                    "mmap",
+                    "kmem",
+                    "slab",
+                    "alloc",
+                    "create_object",
+                    "idr_get",
+                    "list_lru_init",
+                    "kasprintf",
+                    "kvasprintf",
+                    "pcpu_create",
+                    "strdup",
+                    "strndup",
+                    "memdup",
                 ),
             ),
         ),
@@ -291,8 +370,11 @@ BUG = Group(
             "BUG: stack guard page was hit in {0}",
             stack=rip_stack(chooser=stall_chooser),
         ),
-        F("BUG: Invalid wait context", "WARNING: locking bug in {0}",
-          stack=trace_stack("lock_sock", "release_sock")),
+        F(
+            "BUG: Invalid wait context",
+            "WARNING: locking bug in {0}",
+            stack=trace_stack("lock_sock", "release_sock"),
+        ),
         F(r"BUG:\s*(?:\n|$)", "BUG: corrupted", corrupted=True),
     ),
     suppress=(
@@ -314,42 +396,86 @@ WARNING = Group(
         F(
             r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check|at)",
             "WARNING: ODEBUG bug in {0}",
-            stack=warn_stack("debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "vunmap",
-                             "vfree", "__free_", "debug_check", "kobject_"),
+            stack=warn_stack(
+                "debug_",
+                "rcu",
+                "hrtimer_",
+                "timer_",
+                "work_",
+                "percpu_",
+                "vunmap",
+                "vfree",
+                "__free_",
+                "debug_check",
+                "kobject_",
+            ),
         ),
-        F(r"WARNING: .*mm/usercopy\.c.* (?:usercopy_warn|at)", "WARNING: bad usercopy in {0}",
-          stack=warn_stack("usercopy", "__check")),
-        F(r"WARNING: .*lib/kobject\.c.* (?:kobject_|at)", "WARNING: kobject bug in {0}",
-          stack=warn_stack("kobject_")),
-        F(r"WARNING: .*fs/proc/generic\.c.* (?:proc_register|at)",
-          "WARNING: proc registration bug in {0}", stack=warn_stack("proc_")),
-        F(r"WARNING: .*lib/refcount\.c.* (?:refcount_|at)", "WARNING: refcount bug in {0}",
-          stack=warn_stack("refcount", "kobject_")),
-        F(r"WARNING: .*kernel/locking/lockdep\.c.*lock_", "WARNING: locking bug in {0}",
-          stack=warn_stack("lock_sock", "release_sock")),
+        F(
+            r"WARNING: .*mm/usercopy\.c.* (?:usercopy_warn|at)",
+            "WARNING: bad usercopy in {0}",
+            stack=warn_stack("usercopy", "__check"),
+        ),
+        F(
+            r"WARNING: .*lib/kobject\.c.* (?:kobject_|at)",
+            "WARNING: kobject bug in {0}",
+            stack=warn_stack("kobject_"),
+        ),
+        F(
+            r"WARNING: .*fs/proc/generic\.c.* (?:proc_register|at)",
+            "WARNING: proc registration bug in {0}",
+            stack=warn_stack("proc_"),
+        ),
+        F(
+            r"WARNING: .*lib/refcount\.c.* (?:refcount_|at)",
+            "WARNING: refcount bug in {0}",
+            stack=warn_stack("refcount", "kobject_"),
+        ),
+        F(
+            r"WARNING: .*kernel/locking/lockdep\.c.*lock_",
+            "WARNING: locking bug in {0}",
+            stack=warn_stack("lock_sock", "release_sock"),
+        ),
         F(
             "WARNING: .*still has locks held!",
             "WARNING: still has locks held in {0}",
             "WARNING: .*still has locks held!" + _LINES + ".*at: <FN>",
         ),
-        F("WARNING: Nested lock was not taken", "WARNING: nested lock was not taken in {0}",
-          stack=warn_stack()),
+        F(
+            "WARNING: Nested lock was not taken",
+            "WARNING: nested lock was not taken in {0}",
+            stack=warn_stack(),
+        ),
         F(
             "WARNING: lock held when returning to user space",
             "WARNING: lock held when returning to user space in {0}",
-            "WARNING: lock held when returning to user space" + _LINES
-            + ".*leaving the kernel with locks still held" + _LINES + ".*" + _AT_FN,
+            "WARNING: lock held when returning to user space"
+            + _LINES
+            + ".*leaving the kernel with locks still held"
+            + _LINES
+            + ".*"
+            + _AT_FN,
             no_stack=True,
         ),
-        F(r"WARNING: .*mm/.*\.c.* k?.?malloc", "WARNING: kmalloc bug in {0}",
-          stack=warn_stack("kmalloc", "krealloc", "slab", "kmem")),
-        F(r"WARNING: .*mm/vmalloc.c.*__vmalloc_node", "WARNING: zero-size vmalloc in {0}",
-          stack=warn_stack()),
+        F(
+            r"WARNING: .*mm/.*\.c.* k?.?malloc",
+            "WARNING: kmalloc bug in {0}",
+            stack=warn_stack("kmalloc", "krealloc", "slab", "kmem"),
+        ),
+        F(
+            r"WARNING: .*mm/vmalloc.c.*__vmalloc_node",
+            "WARNING: zero-size vmalloc in {0}",
+            stack=warn_stack(),
+        ),
         F(
             "WARNING: .* usb_submit_urb",
             "WARNING in {0}/usb_submit_urb",
-            stack=warn_stack("usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg",
-                             "usb_interrupt_msg", "usb_control_msg"),
+            stack=warn_stack(
+                "usb_submit_urb",
+                "usb_start_wait_urb",
+                "usb_bulk_msg",
+                "usb_interrupt_msg",
+                "usb_control_msg",
+            ),
         ),
         F(r"WARNING: <SRC> at 0x\d+, CPU#\d+", "WARNING in {1}", stack=warn_stack()),
         F("WARNING: .* at <SRC> <FN>", "WARNING in {2}", stack=warn_stack()),
@@ -358,16 +484,30 @@ WARNING = Group(
         F(
             "WARNING: possible circular locking dependency detected",
             "possible deadlock in {0}",
-            "WARNING: possible circular locking dependency detected" + _LINES
+            "WARNING: possible circular locking dependency detected"
+            + _LINES
             + ".*is trying to acquire lock",
-            S(_AT_FN, _AT_FN, TRACE,
-              skip=("process_one_work", "flush_workqueue", "drain_workqueue", "destroy_workqueue")),
+            S(
+                _AT_FN,
+                _AT_FN,
+                TRACE,
+                skip=(
+                    "process_one_work",
+                    "flush_workqueue",
+                    "drain_workqueue",
+                    "destroy_workqueue",
+                ),
+            ),
         ),
         F(
             "WARNING: possible irq lock inversion dependency detected",
             "possible deadlock in {0}",
-            "WARNING: possible irq lock inversion dependency detected" + _LINES
-            + ".*just changed the state of lock" + _LINES + ".*" + _AT_FN,
+            "WARNING: possible irq lock inversion dependency detected"
+            + _LINES
+            + ".*just changed the state of lock"
+            + _LINES
+            + ".*"
+            + _AT_FN,
         ),
         F(
             "WARNING: .*-safe -> .*-unsafe lock order detected",
@@ -377,8 +517,12 @@ WARNING = Group(
         F(
             "WARNING: possible recursive locking detected",
             "possible deadlock in {0}",
-            "WARNING: possible recursive locking detected" + _LINES + ".*is trying to acquire lock"
-            + _LINES + ".*" + _AT_FN,
+            "WARNING: possible recursive locking detected"
+            + _LINES
+            + ".*is trying to acquire lock"
+            + _LINES
+            + ".*"
+            + _AT_FN,
         ),
         F(
             "WARNING: inconsistent lock state",
@@ -412,10 +556,16 @@ WARNING = Group(
             "WARNING: held lock freed in {0}",
             "WARNING: held lock freed!" + _LINES + ".*at:(?: <PC>)? +<FN>",
         ),
-        F("WARNING: kernel stack regs .* has bad 'bp' value",
-          "WARNING: kernel stack regs has bad value", no_stack=True),
-        F("WARNING: kernel stack frame pointer .* has bad value",
-          "WARNING: kernel stack regs has bad value", no_stack=True),
+        F(
+            "WARNING: kernel stack regs .* has bad 'bp' value",
+            "WARNING: kernel stack regs has bad value",
+            no_stack=True,
+        ),
+        F(
+            "WARNING: kernel stack frame pointer .* has bad value",
+            "WARNING: kernel stack regs has bad value",
+            no_stack=True,
+        ),
         F(r"WARNING:\s*(?:\n|$)", "WARNING: corrupted", corrupted=True),
     ),
     suppress=(
@@ -441,20 +591,47 @@ INFO = Group(
     "INFO",
     ("INFO:",),
     (
-        F("INFO: possible circular locking dependency detected", "possible deadlock in {0}",
-          r"INFO: possible circular locking dependency detected \]" + _LINES
-          + ".*is trying to acquire lock" + _LINES + _OLD_AT),
-        F("INFO: possible irq lock inversion dependency detected", "possible deadlock in {0}",
-          r"INFO: possible irq lock inversion dependency detected \]" + _LINES
-          + ".*just changed the state of lock" + _LINES + _OLD_AT),
-        F("INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected", "possible deadlock in {0}",
-          r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected \]" + _LINES
-          + ".*is trying to acquire" + _LINES + _OLD_AT),
-        F("INFO: possible recursive locking detected", "possible deadlock in {0}",
-          r"INFO: possible recursive locking detected \]" + _LINES
-          + ".*is trying to acquire lock" + _LINES + _OLD_AT),
-        F("INFO: inconsistent lock state", "inconsistent lock state in {0}",
-          r"INFO: inconsistent lock state \]" + _LINES + ".*takes" + _LINES + _OLD_AT),
+        F(
+            "INFO: possible circular locking dependency detected",
+            "possible deadlock in {0}",
+            r"INFO: possible circular locking dependency detected \]"
+            + _LINES
+            + ".*is trying to acquire lock"
+            + _LINES
+            + _OLD_AT,
+        ),
+        F(
+            "INFO: possible irq lock inversion dependency detected",
+            "possible deadlock in {0}",
+            r"INFO: possible irq lock inversion dependency detected \]"
+            + _LINES
+            + ".*just changed the state of lock"
+            + _LINES
+            + _OLD_AT,
+        ),
+        F(
+            "INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected",
+            "possible deadlock in {0}",
+            r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected \]"
+            + _LINES
+            + ".*is trying to acquire"
+            + _LINES
+            + _OLD_AT,
+        ),
+        F(
+            "INFO: possible recursive locking detected",
+            "possible deadlock in {0}",
+            r"INFO: possible recursive locking detected \]"
+            + _LINES
+            + ".*is trying to acquire lock"
+            + _LINES
+            + _OLD_AT,
+        ),
+        F(
+            "INFO: inconsistent lock state",
+            "inconsistent lock state in {0}",
+            r"INFO: inconsistent lock state \]" + _LINES + ".*takes" + _LINES + _OLD_AT,
+        ),
         F(
             "INFO: rcu_(?:preempt|sched|bh|tasks) (?:self-)?detected(?: expedited)? stall",
             "INFO: rcu detected stall in {0}",
@@ -465,17 +642,27 @@ INFO = Group(
                 chooser=stall_chooser,
             ),
         ),
-        F("INFO: trying to register non-static key", "INFO: trying to register non-static key in {0}",
-          stack=trace_stack("stack", "lock", "IRQ")),
-        F("INFO: suspicious RCU usage", "INFO: suspicious RCU usage in {1}",
-          "INFO: suspicious RCU usage" + _LINES + ".*?<SRC>", trace_stack("rcu", "kmem", "slab")),
+        F(
+            "INFO: trying to register non-static key",
+            "INFO: trying to register non-static key in {0}",
+            stack=trace_stack("stack", "lock", "IRQ"),
+        ),
+        F(
+            "INFO: suspicious RCU usage",
+            "INFO: suspicious RCU usage in {1}",
+            "INFO: suspicious RCU usage" + _LINES + ".*?<SRC>",
+            trace_stack("rcu", "kmem", "slab"),
+        ),
         F(
             "INFO: task <TASK> blocked (?:in I/O wait )?for more than [0-9]+ seconds",
             "INFO: task hung in {0}",
             stack=trace_stack(chooser=hang_chooser),
         ),
-        F("INFO: task <TASK> can't die for more than .* seconds", "INFO: task can't die in {0}",
-          stack=trace_stack("schedule")),
+        F(
+            "INFO: task <TASK> can't die for more than .* seconds",
+            "INFO: task can't die in {0}",
+            stack=trace_stack("schedule"),
+        ),
         F("INFO: (Freed|Allocated) in (.*)", "INFO: {0} in {1}", corrupted=True),
         F(r"INFO:\s*(?:\n|$)", "INFO: corrupted", corrupted=True),
     ),
@@ -493,8 +680,9 @@ INFO = Group(
 )
 
 
-def _simple(name: str, header: str, *formats: Fmt, role: Role = "oops",
-            suppress: tuple[str, ...] = ()) -> Group:
+def _simple(
+    name: str, header: str, *formats: Fmt, role: Role = "oops", suppress: tuple[str, ...] = ()
+) -> Group:
     return Group(name, (header,), formats, tuple(rx(s) for s in suppress), role)
 
 
@@ -505,8 +693,12 @@ GROUPS: tuple[Group, ...] = (
     _simple(
         "UNABLE",
         "Unable to handle kernel",
-        F("Unable to handle kernel (paging request|NULL pointer dereference|access to user memory)",
-          "BUG: unable to handle kernel {0} in {1}", stack=rip_stack()),
+        F(
+            "Unable to handle kernel "
+            "(paging request|NULL pointer dereference|access to user memory)",
+            "BUG: unable to handle kernel {0} in {1}",
+            stack=rip_stack(),
+        ),
     ),
     _simple(
         "GPF",
@@ -514,102 +706,198 @@ GROUPS: tuple[Group, ...] = (
         F("general protection fault.*:", "general protection fault in {0}", stack=rip_stack()),
         suppress=(r"general protection fault .* error:\d+ in ",),
     ),
-    _simple("STACKSEG", "stack segment: ",
-            F("stack segment: ", "stack segment fault in {0}", stack=rip_stack())),
+    _simple(
+        "STACKSEG",
+        "stack segment: ",
+        F("stack segment: ", "stack segment fault in {0}", stack=rip_stack()),
+    ),
     _simple(
         "PANIC",
         "Kernel panic",
-        F("Kernel panic - not syncing: stack-protector:", "kernel panic: stack is corrupted in {0}",
-          "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: <FN>",
-          no_stack=True),
-        F("Kernel panic - not syncing: stack-protector:", "kernel panic: stack is corrupted in {0}",
-          "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: [a-f0-9]+",
-          trace_stack("stack_chk")),
-        F("Kernel panic - not syncing: corrupted stack end", "kernel panic: corrupted stack end in {0}",
-          "Kernel panic - not syncing: corrupted stack end detected inside scheduler",
-          trace_stack("schedule", "retint_kernel", chooser=stall_chooser)),
-        F("Kernel panic - not syncing: kernel stack overflow", "kernel stack overflow in {0}",
-          stack=trace_stack("bad_stack", chooser=stall_chooser)),
-        F("Kernel panic - not syncing: Attempted to kill init!", "kernel panic: Attempted to kill init!"),
-        F("Kernel panic - not syncing: Couldn't open N_TTY ldisc for [^ ]+ --- error -[0-9]+",
-          "kernel panic: Couldn't open N_TTY ldisc"),
-        F("Kernel panic - not syncing: Fatal exception", "kernel panic: Fatal exception", corrupted=True),
-        F("Kernel panic - not syncing: panic_on_warn set", "kernel panic: panic_on_warn set",
-          corrupted=True),
-        F("Kernel panic - not syncing: hung_task: blocked tasks",
-          "kernel panic: hung_task: blocked tasks", corrupted=True),
+        F(
+            "Kernel panic - not syncing: stack-protector:",
+            "kernel panic: stack is corrupted in {0}",
+            "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: <FN>",
+            no_stack=True,
+        ),
+        F(
+            "Kernel panic - not syncing: stack-protector:",
+            "kernel panic: stack is corrupted in {0}",
+            "Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: [a-f0-9]+",
+            trace_stack("stack_chk"),
+        ),
+        F(
+            "Kernel panic - not syncing: corrupted stack end",
+            "kernel panic: corrupted stack end in {0}",
+            "Kernel panic - not syncing: corrupted stack end detected inside scheduler",
+            trace_stack("schedule", "retint_kernel", chooser=stall_chooser),
+        ),
+        F(
+            "Kernel panic - not syncing: kernel stack overflow",
+            "kernel stack overflow in {0}",
+            stack=trace_stack("bad_stack", chooser=stall_chooser),
+        ),
+        F(
+            "Kernel panic - not syncing: Attempted to kill init!",
+            "kernel panic: Attempted to kill init!",
+        ),
+        F(
+            "Kernel panic - not syncing: Couldn't open N_TTY ldisc for [^ ]+ --- error -[0-9]+",
+            "kernel panic: Couldn't open N_TTY ldisc",
+        ),
+        F(
+            "Kernel panic - not syncing: Fatal exception",
+            "kernel panic: Fatal exception",
+            corrupted=True,
+        ),
+        F(
+            "Kernel panic - not syncing: panic_on_warn set",
+            "kernel panic: panic_on_warn set",
+            corrupted=True,
+        ),
+        F(
+            "Kernel panic - not syncing: hung_task: blocked tasks",
+            "kernel panic: hung_task: blocked tasks",
+            corrupted=True,
+        ),
         F("Kernel panic - not syncing: (.*)", "kernel panic: {0}"),
         role="consequence",
     ),
-    _simple("DOUBLEFAULT", "PANIC: double fault",
-            F("PANIC: double fault", "PANIC: double fault in {0}", stack=S(RIP)), role="consequence"),
+    _simple(
+        "DOUBLEFAULT",
+        "PANIC: double fault",
+        F("PANIC: double fault", "PANIC: double fault in {0}", stack=S(RIP)),
+        role="consequence",
+    ),
     _simple(
         "RUST",
         "rust_kernel: panicked",
-        F("rust_kernel: panicked", "{0} in {1}", r"rust_kernel: panicked at [^\n]*?\n(.+?)\n",
-          trace_stack(re.escape("__rustc::rust_begin_unwind"))),
+        F(
+            "rust_kernel: panicked",
+            "{0} in {1}",
+            r"rust_kernel: panicked at [^\n]*?\n(.+?)\n",
+            trace_stack(re.escape("__rustc::rust_begin_unwind")),
+        ),
     ),
     _simple(
         "KBUG",
         "kernel BUG",
-        F("kernel BUG at mm/usercopy.c", "BUG: bad usercopy in {0}", stack=trace_stack("usercopy", "__check")),
+        F(
+            "kernel BUG at mm/usercopy.c",
+            "BUG: bad usercopy in {0}",
+            stack=trace_stack("usercopy", "__check"),
+        ),
         F("kernel BUG at lib/list_debug.c", "BUG: corrupted list in {0}", stack=trace_stack()),
         F("kernel BUG at (.*)", "kernel BUG in {1}", stack=rip_stack("^skb_")),
     ),
     _simple("KBUG2", "Kernel BUG", F("Kernel BUG (.*)", "kernel BUG {0}")),
-    _simple("SLUBFREE", "BUG kmalloc-",
-            F("BUG kmalloc-.*: Object already free", "BUG: Object already free")),
+    _simple(
+        "SLUBFREE",
+        "BUG kmalloc-",
+        F("BUG kmalloc-.*: Object already free", "BUG: Object already free"),
+    ),
     _simple("DIVIDE", "divide error:", F("divide error: ", "divide error in {0}", stack=S(RIP))),
     _simple("DIVIDE2", "divide_error:", F("divide_error: ", "divide error in {0}", stack=S(RIP))),
-    _simple("INVOP", "invalid opcode:", F("invalid opcode: ", "invalid opcode in {0}", stack=S(RIP)),
-            role="consequence"),
+    _simple(
+        "INVOP",
+        "invalid opcode:",
+        F("invalid opcode: ", "invalid opcode in {0}", stack=S(RIP)),
+        role="consequence",
+    ),
     _simple("INT3", "int3:", F("int3: ", "int3 in {0}", stack=rip_stack())),
     _simple(
         "UBSAN",
         "UBSAN:",
-        F("UBSAN:", "UBSAN: undefined-behaviour in {0}", "UBSAN: Undefined behaviour in",
-          trace_stack("ubsan", "overflow")),
-        F("UBSAN: array-index-out-of-bounds in", "UBSAN: array-index-out-of-bounds in {0}",
-          stack=trace_stack("ubsan", "overflow")),
+        F(
+            "UBSAN:",
+            "UBSAN: undefined-behaviour in {0}",
+            "UBSAN: Undefined behaviour in",
+            trace_stack("ubsan", "overflow"),
+        ),
+        F(
+            "UBSAN: array-index-out-of-bounds in",
+            "UBSAN: array-index-out-of-bounds in {0}",
+            stack=trace_stack("ubsan", "overflow"),
+        ),
         F("UBSAN:", "UBSAN: {0} in {1}", "UBSAN: (.*?) in", trace_stack("ubsan", "overflow")),
     ),
-    Group("REBOOT", ("Booting the kernel.",),
-          (F("^Booting the kernel", "unexpected kernel reboot", no_stack=True),),
-          (rx("Parsing ELF|Decompressing Linux|Unknown parameter '"),), custom="reboot"),
+    Group(
+        "REBOOT",
+        ("Booting the kernel.",),
+        (F("^Booting the kernel", "unexpected kernel reboot", no_stack=True),),
+        (rx("Parsing ELF|Decompressing Linux|Unknown parameter '"),),
+        custom="reboot",
+    ),
     _simple(
         "UNREGISTER",
         "unregister_netdevice: waiting for",
-        F("unregister_netdevice: waiting for (?:.*) to become free",
-          "unregister_netdevice: waiting for DEV to become free", no_stack=True),
+        F(
+            "unregister_netdevice: waiting for (?:.*) to become free",
+            "unregister_netdevice: waiting for DEV to become free",
+            no_stack=True,
+        ),
         role="quiet",
     ),
-    _simple("VFSCLOSE", "VFS: Close: file count is 0",
-            F("VFS: Close: file count is 0", "VFS: Close: file count is zero (use-after-free)",
-              no_stack=True)),
-    _simple("VFSBUSY", "VFS: Busy inodes after unmount",
-            F("VFS: Busy inodes after unmount", "VFS: Busy inodes after unmount (use-after-free)",
-              no_stack=True)),
-    _simple("INTERNAL", "Internal error:",
-            F("Internal error:", "Internal error in {0}", stack=rip_stack()), role="consequence"),
-    _simple("UNHANDLED", "Unhandled fault:",
-            F("Unhandled fault:", "Unhandled fault in {0}", stack=rip_stack())),
-    _simple("ALIGN", "Alignment trap:", F("Alignment trap:", "Alignment trap in {0}", stack=rip_stack())),
+    _simple(
+        "VFSCLOSE",
+        "VFS: Close: file count is 0",
+        F(
+            "VFS: Close: file count is 0",
+            "VFS: Close: file count is zero (use-after-free)",
+            no_stack=True,
+        ),
+    ),
+    _simple(
+        "VFSBUSY",
+        "VFS: Busy inodes after unmount",
+        F(
+            "VFS: Busy inodes after unmount",
+            "VFS: Busy inodes after unmount (use-after-free)",
+            no_stack=True,
+        ),
+    ),
+    _simple(
+        "INTERNAL",
+        "Internal error:",
+        F("Internal error:", "Internal error in {0}", stack=rip_stack()),
+        role="consequence",
+    ),
+    _simple(
+        "UNHANDLED",
+        "Unhandled fault:",
+        F("Unhandled fault:", "Unhandled fault in {0}", stack=rip_stack()),
+    ),
+    _simple(
+        "ALIGN", "Alignment trap:", F("Alignment trap:", "Alignment trap in {0}", stack=rip_stack())
+    ),
     _simple(
         "TRUSTY",
         "trusty: panic",
-        F("trusty: panic.* ASSERT FAILED", "trusty: ASSERT FAILED: {0}",
-          r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): (.+)", no_stack=True),
+        F(
+            "trusty: panic.* ASSERT FAILED",
+            "trusty: ASSERT FAILED: {0}",
+            r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): (.+)",
+            no_stack=True,
+        ),
         F("trusty: panic.* ASSERT FAILED.*: *(.*)", "trusty: ASSERT FAILED: {0}", corrupted=True),
         F("trusty: panic", "trusty: panic: {0}", r"trusty: panic \(.*?\): (.+)", no_stack=True),
     ),
-    _simple("GOFATAL", "fatal error:", F("fatal error:", "go runtime error", no_stack=True),
-            suppress=("ALSA", "fatal error: cannot create timer")),
+    _simple(
+        "GOFATAL",
+        "fatal error:",
+        F("fatal error:", "go runtime error", no_stack=True),
+        suppress=("ALSA", "fatal error: cannot create timer"),
+    ),
     _simple("SYZFAIL", "SYZFAIL:", F("SYZFAIL:(.*)", "SYZFAIL:{0}", no_stack=True)),
     _simple("SYZFATAL", "SYZFATAL:", F("SYZFATAL:(.*)", "SYZFATAL:{0}", no_stack=True)),
     _simple(
         "GOPANIC",
         "panic:",
-        F("panic: Sentry detected .* stuck task", "panic: Sentry detected stuck tasks", no_stack=True),
+        F(
+            "panic: Sentry detected .* stuck task",
+            "panic: Sentry detected stuck tasks",
+            no_stack=True,
+        ),
         F("panic:(.*)", "panic:{0}", no_stack=True),
         suppress=("_panic:", "xlog_status:", r"ddb\.onpanic:", "evtlog_status:"),
     ),
@@ -659,13 +947,21 @@ GROUPS: tuple[Group, ...] = (
         role="quiet",
         custom="link",
     ),
-    Group("FAULT_INJECTION", ("FAULT_INJECTION: forcing a failure",), role="boundary",
-          custom="fault_injection"),
-    Group("STACK_INFO", ("vmalloc: allocation failure:", "FAULT_FLAG_ALLOW_RETRY missing"),
-          role="boundary"),
+    Group(
+        "FAULT_INJECTION",
+        ("FAULT_INJECTION: forcing a failure",),
+        role="boundary",
+        custom="fault_injection",
+    ),
+    Group(
+        "STACK_INFO",
+        ("vmalloc: allocation failure:", "FAULT_FLAG_ALLOW_RETRY missing"),
+        role="boundary",
+    ),
     Group("KMEMLEAK", ("unreferenced object 0x",), role="quiet", custom="kmemleak"),
-    Group("KMEMLEAK_SUMMARY", ("new suspected memory leaks",), role="quiet",
-          custom="kmemleak_summary"),
+    Group(
+        "KMEMLEAK_SUMMARY", ("new suspected memory leaks",), role="quiet", custom="kmemleak_summary"
+    ),
     Group("HARD_LOCKUP", ("Watchdog detected hard LOCKUP",), role="quiet", custom="hard_lockup"),
 )
 
@@ -676,4 +972,7 @@ IS_REPORT = {g.name: (g.role != "boundary" or g.custom is not None) for g in GRO
 # Within a report's window, these lines are left out or end the interesting part.
 SKIP_LINE = "Disabling lock debugging due to kernel taint"
 NMI_BACKTRACE = "Sending NMI from CPU"
-TAIL_MARKERS = ("Kernel panic - not syncing", "WARNING: possible circular locking dependency detected")
+TAIL_MARKERS = (
+    "Kernel panic - not syncing",
+    "WARNING: possible circular locking dependency detected",
+)

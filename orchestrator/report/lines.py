@@ -72,22 +72,30 @@ def split_prefix(line: str) -> tuple[str, str]:
     return (CONSOLE if ctx is None else ctx), line[m.end() :]
 
 
+_HAS_HOST = re.compile(r"^(?:\d{1,2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}[T ]\d|\[\+ *\d|\[\d{4}-)", re.M)
+
+
+def has_host_prefixes(text: str, lines: int = 8) -> bool:
+    """Whether lines of ``text`` carry host timestamps (a collector prefixes every
+    line, so the first few lines are checked)."""
+    return any(_HAS_HOST.match(line) for line in text[:4096].split("\n", lines)[:lines])
+
+
 @lru_cache(maxsize=256)
-def context_line_regex(ctx: str, with_cpus: bool = False) -> re.Pattern[str]:
+def context_line_regex(ctx: str, with_cpus: bool = False, host: bool = True) -> re.Pattern[str]:
     """Multiline regex matching whole lines printed in context ``ctx`` (see
     ``split_prefix``); group 1 is the message. With ``with_cpus``, lines of any
-    CPU context (``C<n>``) match as well."""
-    host = "(?:" + _HOST + ")?"
+    CPU context (``C<n>``) match as well. ``host=False`` gives a faster regex for
+    logs without host timestamps."""
+    host_re = "(?:" + _HOST + ")?" if host else ""
     if ctx == "":
-        return re.compile(
-            "^(?!" + host + _DROPPED + _TS + ")" + host + r"([^\n]*)", re.M
-        )
+        return re.compile("^(?!" + host_re + _DROPPED + _TS + ")" + host_re + r"([^\n]*)", re.M)
     if ctx == CONSOLE:
-        return re.compile("^" + host + _DROPPED + _TS + r" ([^\n]*)", re.M)
+        return re.compile("^" + host_re + _DROPPED + _TS + r" ([^\n]*)", re.M)
     who = re.escape(ctx)
     if with_cpus:
         who = rf"(?:{who}|C\d+)"
-    return re.compile("^" + host + _DROPPED + _TS + r"\[ *" + who + r"\] ([^\n]*)", re.M)
+    return re.compile("^" + host_re + _DROPPED + _TS + r"\[ *" + who + r"\] ([^\n]*)", re.M)
 
 
 _ANY_PREFIX = re.compile(

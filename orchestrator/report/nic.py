@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .model import Kind
-from .stack import CALL_TRACE, RIP, TRACE, Stack, extract_frames, rx, stall_chooser
+from .stack import CALL_TRACE, RIP, TRACE, Stack, extract_frames, rx
 from .titles import normalize_title, severity_of
 
 if TYPE_CHECKING:
@@ -17,12 +17,36 @@ if TYPE_CHECKING:
 
 # Frames of the DMA-API debug machinery and DMA mapping helpers: the caller is the driver.
 DMA_SKIP = (
-    "dma_unmap", "dma_map", "dma_sync", "dma_free", "dma_alloc", "^__dma_", "dma_direct_",
-    "debug_dma_", "check_unmap", "check_sync", "check_for_stack", "check_for_illegal_area",
-    "check_sg_segment", "add_dma_entry", "dma_debug_", "iommu_dma_", "dma_entry_", "err_printk",
-    "^dma_", "dmam_", "dma_pool_", "swiotlb", "bus_notify", "blocking_notifier",
-    "notifier_call_chain", "device_release_driver", "__device_release_driver",
-    "driver_detach", "bus_remove_device", "device_driver_detach",
+    "dma_unmap",
+    "dma_map",
+    "dma_sync",
+    "dma_free",
+    "dma_alloc",
+    "^__dma_",
+    "dma_direct_",
+    "debug_dma_",
+    "check_unmap",
+    "check_sync",
+    "check_for_stack",
+    "check_for_illegal_area",
+    "check_sg_segment",
+    "add_dma_entry",
+    "dma_debug_",
+    "iommu_dma_",
+    "dma_entry_",
+    "err_printk",
+    "^dma_",
+    "dmam_",
+    "dma_pool_",
+    "swiotlb",
+    "bus_notify",
+    "blocking_notifier",
+    "notifier_call_chain",
+    "device_release_driver",
+    "__device_release_driver",
+    "driver_detach",
+    "bus_remove_device",
+    "device_driver_detach",
 )
 _WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
 
@@ -35,12 +59,24 @@ _DMA_MSG = re.compile(r"DMA-API: (\S+) (\S+): (.*)")
 _BRACKETS = re.compile(r"\s*\[(?!count=)[^\]]*\]")
 
 
-def _result(h: Hit, title: str, frame: str | None, corrupted: str, end: int,
-            kind: Kind, text: str = "") -> Analysis:
+def _result(
+    h: Hit,
+    title: str,
+    frame: str | None,
+    corrupted: str,
+    end: int,
+    kind: Kind,
+    text: str = "",
+    win: Window | None = None,
+) -> Analysis:
     from .parser import Analysis
 
     title = normalize_title(title)
-    return Analysis(h, title, corrupted, frame, end, kind, severity_of(kind, title), text)
+    a = Analysis(h, title, corrupted, frame, end, kind, severity_of(kind, title), text)
+    if win is not None:
+        a.window_lines = win.lines
+        a.window_offsets = win.offsets
+    return a
 
 
 def _single_line_end(log: Log, h: Hit) -> int:
@@ -68,7 +104,7 @@ def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
     else:
         frame, corrupted = _frame_or_corrupted(text, _warn_stack(*DMA_SKIP))
         title = f"DMA-API: {msg} in {frame}"
-    return _result(h, title, frame, corrupted, body_end(log, win), Kind.DMA_API, text)
+    return _result(h, title, frame, corrupted, body_end(log, win), Kind.DMA_API, text, win)
 
 
 _WD_OLD = re.compile(r"NETDEV WATCHDOG: (\S+) \(([^)]*)\): transmit queue")
@@ -88,15 +124,43 @@ def netdev_watchdog(log: Log, h: Hit, win: Window) -> Analysis:
         if m2:
             driver = m2.group(1) or m2.group(3)
     driver = driver or "unknown"
-    end = body_end(log, win) if h.paired_warning is not None or len(h.members) > 1 else \
-        _single_line_end(log, h)
-    return _result(h, f"NETDEV WATCHDOG: transmit queue timed out in {driver}", driver, "", end,
-                   Kind.NETDEV_WATCHDOG, "\n".join(win.lines))
+    text = "\n".join(win.lines)
+    corrupted = ""
+    if h.paired_warning is not None or len(h.members) > 1:
+        end = body_end(log, win)
+        _, corrupted = _frame_or_corrupted(text, _warn_stack())
+        return _result(
+            h,
+            f"NETDEV WATCHDOG: transmit queue timed out in {driver}",
+            driver,
+            corrupted,
+            end,
+            Kind.NETDEV_WATCHDOG,
+            text,
+            win,
+        )
+    return _result(
+        h,
+        f"NETDEV WATCHDOG: transmit queue timed out in {driver}",
+        driver,
+        "",
+        _single_line_end(log, h),
+        Kind.NETDEV_WATCHDOG,
+        line,
+    )
 
 
 REF_SKIP = (
-    "ref_tracker", "netdev_tracker", "netdev_hold", "^dev_hold", "__dev_hold", "netdev_put",
-    "stack_depot", "kmalloc", "kmem_cache", "slab",
+    "ref_tracker",
+    "netdev_tracker",
+    "netdev_hold",
+    "^dev_hold",
+    "__dev_hold",
+    "netdev_put",
+    "stack_depot",
+    "kmalloc",
+    "kmem_cache",
+    "slab",
 )
 
 
@@ -106,12 +170,22 @@ def ref_tracker(log: Log, h: Hit, win: Window) -> Analysis:
     text = "\n".join(win.lines)
     stack = Stack(steps=(TRACE,), skip=REF_SKIP)
     frame, corrupted = _frame_or_corrupted(text.split("\n", 1)[1] if "\n" in text else "", stack)
-    netdev = bool(re.search(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice",
-                            text)) or "netdev" in log.lines[h.index]
+    netdev = (
+        bool(re.search(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice", text))
+        or "netdev" in log.lines[h.index]
+    )
     what = "net device leaked reference" if netdev else "leaked reference"
     title = f"ref_tracker: {what} in {frame}" if frame != "corrupted" else f"ref_tracker: {what}"
-    return _result(h, title, frame if frame != "corrupted" else None, "", body_end(log, win),
-                   Kind.UNREGISTER_NETDEVICE, text)
+    return _result(
+        h,
+        title,
+        frame if frame != "corrupted" else None,
+        "",
+        body_end(log, win),
+        Kind.UNREGISTER_NETDEVICE,
+        text,
+        win,
+    )
 
 
 _DMAR = re.compile(
@@ -218,14 +292,35 @@ def link(log: Log, h: Hit, win: Window) -> Analysis:
     driver = dm.group(1) if dm else None
     title = f"{what} on {ifname}" if ifname else what
     kind = Kind.LINK_CHANGE
-    return _result(h, title.replace("link becomes ready", "link becomes ready"), driver or ifname,
-                   "", _single_line_end(log, h), kind, line)
+    return _result(
+        h,
+        title.replace("link becomes ready", "link becomes ready"),
+        driver or ifname,
+        "",
+        _single_line_end(log, h),
+        kind,
+        line,
+    )
 
 
 FAULT_SKIP = (
-    "should_fail", "should_failslab", "fail_dump", "should_fail_alloc_page", "fault_create",
-    "slab_pre_alloc_hook", "kmalloc", "kmem_cache", "alloc_pages", "__alloc", "_alloc_node",
-    "kzalloc", "kvmalloc", "kcalloc", "alloc_skb", "pcpu_alloc", "vmalloc",
+    "should_fail",
+    "should_failslab",
+    "fail_dump",
+    "should_fail_alloc_page",
+    "fault_create",
+    "slab_pre_alloc_hook",
+    "kmalloc",
+    "kmem_cache",
+    "alloc_pages",
+    "__alloc",
+    "_alloc_node",
+    "kzalloc",
+    "kvmalloc",
+    "kcalloc",
+    "alloc_skb",
+    "pcpu_alloc",
+    "vmalloc",
 )
 
 
@@ -238,13 +333,51 @@ def fault_injection(log: Log, h: Hit, win: Window) -> Analysis:
     frame, _ = _frame_or_corrupted(text, stack)
     what = m.group(1) if m else "forcing a failure"
     title = f"FAULT_INJECTION: {what} in {frame}"
-    return _result(h, title, frame if frame != "corrupted" else None, "", body_end(log, win),
-                   Kind.FAULT_INJECTION, text)
+    return _result(
+        h,
+        title,
+        frame if frame != "corrupted" else None,
+        "",
+        body_end(log, win),
+        Kind.FAULT_INJECTION,
+        text,
+        win,
+    )
 
 
+# Generic allocators only: a driver's own "..._alloc_ring" is the interesting frame.
 LEAK_SKIP = (
-    "kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init",
-    "kasprintf", "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup",
+    "kmemleak",
+    "^__?kmalloc",
+    "^kmalloc",
+    "kmem_cache_alloc",
+    "^__kmem_cache",
+    "slab_",
+    "^k[vz]?[mz]alloc",
+    "^kcalloc",
+    "^krealloc",
+    "^__?vmalloc",
+    "^vzalloc",
+    "alloc_pages",
+    "^__alloc",
+    "^pcpu_",
+    "create_object",
+    "^kstrdup",
+    "^kmemdup",
+    "^__do_kmalloc",
+    "^dma_alloc",
+    "^__page_frag",
+    "^__netdev_alloc",
+    "^__?alloc_skb",
+    "^__napi_alloc",
+    "^kasprintf",
+    "^kvasprintf",
+    "^idr_get",
+    "^list_lru_init",
+    "^__kmalloc_node",
+    "^mempool_alloc",
+    "^alloc_netdev",
+    "^kvmalloc",
 )
 
 
@@ -252,26 +385,50 @@ def kmemleak(log: Log, h: Hit, win: Window) -> Analysis:
     from .parser import body_end
 
     text = "\n".join(win.lines)
-    stack = Stack(steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP)
+    stack = Stack(
+        steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP, own_skip=True
+    )
     frame, corrupted = _frame_or_corrupted(text, stack)
-    return _result(h, f"memory leak in {frame}", frame, corrupted, body_end(log, win),
-                   Kind.MEMORY_LEAK, text)
+    return _result(
+        h,
+        f"memory leak in {frame}",
+        frame,
+        corrupted,
+        body_end(log, win),
+        Kind.MEMORY_LEAK,
+        text,
+        win,
+    )
 
 
 def kmemleak_summary(log: Log, h: Hit, win: Window) -> Analysis:
     line = log.info(h.index)[1]
-    return _result(h, "memory leak: kmemleak found new suspected leaks", None, "",
-                   _single_line_end(log, h), Kind.MEMORY_LEAK, line)
+    return _result(
+        h,
+        "memory leak: kmemleak found new suspected leaks",
+        None,
+        "",
+        _single_line_end(log, h),
+        Kind.MEMORY_LEAK,
+        line,
+    )
 
 
 def hard_lockup(log: Log, h: Hit, win: Window) -> Analysis:
     from .parser import body_end
 
     text = "\n".join(win.lines)
-    stack = Stack(steps=(RIP, CALL_TRACE, TRACE), chooser=stall_chooser)
-    frame, corrupted = _frame_or_corrupted(text, stack)
-    return _result(h, f"BUG: hard lockup in {frame}", frame, corrupted, body_end(log, win),
-                   Kind.HARD_LOCKUP, text)
+    frame, corrupted = _frame_or_corrupted(text, Stack(steps=(RIP, CALL_TRACE, TRACE)))
+    return _result(
+        h,
+        f"BUG: hard lockup in {frame}",
+        frame,
+        corrupted,
+        body_end(log, win),
+        Kind.HARD_LOCKUP,
+        text,
+        win,
+    )
 
 
 _BUILDERS = {
@@ -301,19 +458,23 @@ _FIRMWARE = re.compile(
 
 
 def is_real_reboot(log: Log, h: Hit) -> bool:
-    """"Booting the kernel." is a reboot only if something ran before the firmware started."""
-    boot = None
-    for pattern in (_BOOT_START, _FIRMWARE):
-        for i in range(h.index, max(h.index - 200, -1), -1):
-            if pattern.search(log.lines[i]):
-                boot = i
-                break
-        if boot is not None:
+    """ "Booting the kernel." is a reboot only if something ran before the firmware
+    (or, without firmware banner, the decompressor) started."""
+    boot = h.index
+    for pattern in _BOOT_MARKERS:
+        found = next(
+            (i for i in range(h.index, max(h.index - 200, -1), -1) if pattern.search(log.lines[i])),
+            None,
+        )
+        if found is not None:
+            boot = found
             break
-    if boot is None:
-        boot = h.index
     return any(_ALNUM.search(log.lines[i]) for i in range(boot))
 
 
-_BOOT_START = re.compile(r"SeaBIOS|iPXE|early console in extract_kernel")
+_BOOT_MARKERS = (
+    re.compile(r"SeaBIOS|iPXE|UEFI firmware|EFI stub"),
+    re.compile(r"early console in extract_kernel"),
+    _FIRMWARE,
+)
 _ALNUM = re.compile(r"[A-Za-z0-9]")

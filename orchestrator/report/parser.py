@@ -23,16 +23,23 @@ from itertools import accumulate
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
-from .lines import CONSOLE, context_line_regex, split_prefix, strip_all_prefixes
+from .lines import (
+    CONSOLE,
+    context_line_regex,
+    has_host_prefixes,
+    split_prefix,
+    strip_all_prefixes,
+)
 from .model import Kind, Report
 from .stack import (
-    FRAME_LINES,
     RISCV_TRACE_START,
     TRACE_STARTS,
     extract_frames,
     is_frame_line,
+    is_trace_start,
 )
 from .titles import kind_of, normalize_title, severity_of
+
 
 def _trie_pattern(words: Sequence[str]) -> str:
     """A regex matching any of ``words``, factored as a prefix tree (much faster to
@@ -55,11 +62,22 @@ def _trie_pattern(words: Sequence[str]) -> str:
 
 
 _ALL_HEADERS = sorted({h for g in GROUPS for h in g.headers})
-# Headers starting with an upper-case letter are found with one regex (upper-case
-# letters are rare in console text, so few positions need checking); the others
-# with str.find, which is faster than a regex for a handful of literals.
-_UPPER_RE = re.compile(_trie_pattern([h for h in _ALL_HEADERS if h[0].isupper()]))
-_LOWER_HEADERS = tuple(h for h in _ALL_HEADERS if not h[0].isupper())
+# Candidate positions come from search keys; every candidate line is then checked
+# against the real headers (_group_for). Keys starting with an upper-case letter
+# are found with one prefix-tree regex (upper-case letters are rare in console
+# text); the others with str.find, faster than a regex for a few literals. Some
+# headers share one key to keep the number of passes low.
+_KEY_OF = {
+    "kernel BUG": "BUG",
+    "divide error:": "divide",
+    "divide_error:": "divide",
+    "panic:": "panic",
+    "trusty: panic": "panic",
+    "rust_kernel: panicked": "panic",
+}
+_KEYS = sorted({_KEY_OF.get(h, h) for h in _ALL_HEADERS})
+_UPPER_RE = re.compile(_trie_pattern([k for k in _KEYS if k[0].isupper()]))
+_LOWER_HEADERS = tuple(k for k in _KEYS if not k[0].isupper())
 
 
 def _header_positions(s: str) -> list[int]:
@@ -91,6 +109,7 @@ class Log:
         self.lines = s.split("\n")
         self.starts = list(accumulate(map((1).__add__, map(len, self.lines)), initial=0))
         self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
+        self.host = has_host_prefixes(s)
 
     def index(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
@@ -132,7 +151,7 @@ def _group_for(line: str) -> tuple[Group, str] | None:
             continue
         if any(p.search(line) for p in g.suppress):
             continue
-        if g.require is not None and not g.require.search(line):
+        if g.require is not None and not g.require.search(split_prefix(line)[1]):
             continue
         return g, h
     return None
@@ -148,6 +167,8 @@ def scan(log: Log) -> list[Hit]:
             continue
         last_line = ls
         i = log.index(ls)
+        if not log.host and has_host_prefixes(log.lines[i]):
+            log.host = True  # timestamps appear only later in the log
         found = _group_for(log.lines[i])
         if found is None:
             continue
@@ -199,19 +220,25 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
         if out:
             prev = out[-1]
             # Follow-up lines of the same multi-line event.
-            if name == prev.group.name and name in ("AER", "REF_TRACKER") and not nic.closed(
-                log, prev
+            if (
+                name == prev.group.name
+                and name in ("AER", "REF_TRACKER")
+                and not nic.closed(log, prev)
             ):
                 if h.index - prev.members[-1] <= 40:
                     prev.members.append(h.index)
                     continue
-            if name == "REF_TRACKER" and prev.group.name == "UNREGISTER" and (
-                h.index - prev.members[-1] <= 60
+            if (
+                name == "REF_TRACKER"
+                and prev.group.name == "UNREGISTER"
+                and (h.index - prev.members[-1] <= 60)
             ):
                 prev.members.append(h.index)
                 continue
-            if name == "KMEMLEAK" and "memory leak" in log.lines[prev.index] and (
-                h.index - prev.index <= 3
+            if (
+                name == "KMEMLEAK"
+                and "memory leak" in log.lines[prev.index]
+                and (h.index - prev.index <= 3)
             ):
                 continue
         if name == "REBOOT" and not nic.is_real_reboot(log, h):
@@ -227,7 +254,24 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 class Window:
     lines: list[str]  # filtered, prefix-stripped lines
     offsets: list[int]  # start offset of each line in the log
-    title_lines: int  # how many of them belong to the title window
+
+
+def _window_matches(
+    log: Log, ctx: str, pos: int, endpos: int, by_caller: bool
+) -> list[re.Match[str]]:
+    s = log.s
+    ms = list(context_line_regex(ctx, False, log.host).finditer(s, pos, endpos))
+    if by_caller and s.find(NMI_BACKTRACE, pos, endpos) >= 0:
+        # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
+        for k, m in enumerate(ms):
+            if NMI_BACKTRACE in m.group(1) and not _questionable(m.group(1)):
+                rest = context_line_regex(ctx, True, log.host).finditer(s, m.end(), endpos)
+                return ms[: k + 1] + list(rest)
+    return ms
+
+
+def _questionable(content: str) -> bool:
+    return (" ? " in content or content.endswith(" (unreliable)")) and "<EOI>" not in content
 
 
 def build_window(log: Log, h: Hit, stop: int) -> Window:
@@ -242,46 +286,39 @@ def build_window(log: Log, h: Hit, stop: int) -> Window:
     last = len(log.lines) if by_caller else stop
     last = min(last, h.index + MAX_WINDOW_LINES, len(log.lines))
     endpos = log.starts[last] if last < len(log.lines) else len(s)
-    stop_pos = log.starts[stop] if stop < len(log.lines) else len(s)
-    min_lines = 16 if "BUG: KMSAN:" in head else 22
-    out: list[str] = [head]
-    offs: list[int] = [h.start]
-    title_lines = 1
-    text_lines = 1
-    pattern = context_line_regex(ctx, False)
     pos = log.line_end(h.index)
-    nmi_switch = by_caller
+    ms = _window_matches(log, ctx, pos, endpos, by_caller)
+    contents = [m.group(1) for m in ms]
+    if "\r" in s[pos:endpos]:
+        contents = [c[:-1] if c.endswith("\r") else c for c in contents]
+    starts = [m.start() for m in ms]
+    if ctx and (s.find(" ? ", pos, endpos) >= 0 or s.find(" (unreliable)", pos, endpos) >= 0):
+        keep = [
+            k
+            for k, c in enumerate(contents)
+            if (" ? " not in c and not c.endswith(" (unreliable)")) or "<EOI>" in c
+        ]
+        contents = [contents[k] for k in keep]
+        starts = [starts[k] for k in keep]
+    # Past the first lines of the report, a panic or a lockdep splat caused by
+    # the report is cut off.
+    min_lines = 16 if "BUG: KMSAN:" in head else 22
     tail0, tail1 = TAIL_MARKERS
-    while True:
-        restart = -1
-        for m in pattern.finditer(s, pos, endpos):
-            content = m.group(1)
-            if content.endswith("\r"):
-                content = content[:-1]
-            if ctx and (" ? " in content or content.endswith(" (unreliable)")) and (
-                "<EOI>" not in content
-            ):
-                continue
-            text_lines += 1
-            if SKIP_LINE in content:
-                continue
-            if nmi_switch and NMI_BACKTRACE in content:
-                restart = m.end()
-            elif text_lines > min_lines and (tail0 in content or tail1 in content):
+    if s.find(tail0, pos, endpos) >= 0 or s.find(tail1, pos, endpos) >= 0:
+        for k in range(min_lines - 1, len(contents)):
+            c = contents[k]
+            if tail0 in c or tail1 in c:
+                del contents[k:], starts[k:]
                 break
-            out.append(content)
-            offs.append(m.start())
-            if by_caller or m.start() < stop_pos:
-                title_lines = len(out)
-            if restart >= 0:
-                break
-        if restart < 0:
-            break
-        # An all-CPU NMI backtrace follows: include lines of CPU contexts too.
-        pattern = context_line_regex(ctx, True)
-        pos = restart
-        nmi_switch = False
-    return Window(out, offs, title_lines)
+    out = [head, *contents]
+    offs = [h.start, *starts]
+    if s.find(SKIP_LINE, pos, endpos) >= 0:
+        pairs = [(head, h.start)] + [
+            (c, o) for c, o in zip(out[1:], offs[1:], strict=True) if SKIP_LINE not in c
+        ]
+        out = [c for c, _ in pairs]
+        offs = [o for _, o in pairs]
+    return Window(out, offs)
 
 
 @dataclass
@@ -308,7 +345,15 @@ def describe(text: str, group: Group, header: str) -> Description:
     matched_title = False
     frame: str | None = None
     for f in group.formats:
-        m = f.title.search(text)
+        prefix = f.prefix
+        if prefix:
+            # No match can start before the first occurrence of the literal prefix.
+            at = text.find(prefix, 0, best + len(prefix))
+            if at < 0:
+                continue
+            m = f.title.search(text, at)
+        else:
+            m = f.title.search(text)
         if m is None or m.start() > best:
             continue
         if m.start() == best and desc:
@@ -344,6 +389,24 @@ def describe(text: str, group: Group, header: str) -> Description:
     return Description(desc, corrupted, used, frame)
 
 
+# Each trace-start pattern with a literal that must be present for it to match.
+_TRACE_KEYS = tuple(
+    zip(
+        TRACE_STARTS,
+        (
+            "race",
+            "Allocated",
+            "Allocated",
+            "Freed",
+            "Freed",
+            "backtrace",
+            "Backtrace",
+            "Uninit",
+            "badaddr",
+        ),
+        strict=True,
+    )
+)
 _TS_IN_TITLE = re.compile(r"\[ *\d+\.\d+\]")
 
 
@@ -353,18 +416,21 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
     if fmt is None or fmt.no_stack_trace:
         return ""
     have_trace = False
-    for key in TRACE_STARTS:
+    for key, needle in _TRACE_KEYS:
+        if needle not in text:
+            continue
         m = key.search(text)
         if m is None:
             continue
-        following = text[m.start() :].split("\n", 17)
+        # (the report text of each line ends with a newline, as syzkaller counts)
+        following = (text[m.start() :] + "\n").split("\n", 17)
         if len(following) < 4:
             return "call trace is missed"
         ok = False
         for line in following[1:16]:
-            if any(k.search(line) for k in TRACE_STARTS):
+            if is_trace_start(line):
                 break
-            if "(stack is not available)" in line or any(r.search(line) for r in FRAME_LINES):
+            if "(stack is not available)" in line or is_frame_line(line):
                 have_trace = ok = True
                 break
         if not ok and key is not RISCV_TRACE_START:
@@ -374,7 +440,7 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
     return ""
 
 
-_REPORTISH = re.compile(
+_REPORTISH = (
     r"\s|$|Call [Tt]race|<(?:/?TASK|/?IRQ|/?NMI|/?SOFTIRQ|EOI)>|[A-Z][A-Za-z0-9]{1,4}: |Code: "
     r"|Modules linked in|CPU: |Hardware name|---|Kernel panic|Kernel Offset|Rebooting in"
     r"|Dumping ftrace|Showing |=+$|-> #|\*\*\*|\.\.\.|Memory state|The buggy address"
@@ -388,13 +454,39 @@ _REPORTISH = re.compile(
 )
 
 
+_REPORTISH_RE = re.compile(_REPORTISH)
+_BLANK_START = frozenset(("", " ", "\t"))
+
+
+_END_MARKER = re.compile(r"---\[ end trace|={20,}\s*$")
+_AFTER_END = ("Kernel panic", "Kernel Offset", "---[ end Kernel panic", "Rebooting in")
+
+
 def body_end(log: Log, win: Window) -> int:
-    """Offset just past the last line that still looks like part of the report."""
-    last = win.offsets[0]
+    """Offset just past the last line of the report body.
+
+    The body ends at an explicit end marker (``---[ end trace``, the closing
+    ``=====`` line of sanitizer reports; a panic message right after it is kept),
+    otherwise before the first run of more than BODY_GAP lines that look like
+    ordinary console chatter (trailing chatter is left out as well).
+    """
+    lines, offsets = win.lines, win.offsets
+    last = offsets[0]
     gap = 0
-    for content, off in zip(win.lines, win.offsets, strict=True):
-        if _REPORTISH.match(content) or is_frame_line(content):
-            last = off
+    match = _REPORTISH_RE.match
+    end_marker = _END_MARKER.match
+    n = len(lines)
+    for k in range(1, n):
+        content = lines[k]
+        if end_marker(content):
+            last = offsets[k]
+            for j in range(k + 1, min(k + 5, n)):
+                if not lines[j].startswith(_AFTER_END):
+                    break
+                last = offsets[j]
+            break
+        if content[:1] in _BLANK_START or match(content) or is_frame_line(content):
+            last = offsets[k]
             gap = 0
         else:
             gap += 1
@@ -405,7 +497,7 @@ def body_end(log: Log, win: Window) -> int:
 
 
 _MODULE_RE = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+ \[([A-Za-z0-9_]+)(?: [0-9a-f]+)?\]")
-_TAINT_RE = re.compile(r"(?:Not tainted|Tainted: ([A-Z ]+?))(?: {2,}| \d| [^A-Z ]|$)")
+_TAINT_RE = re.compile(r"Not tainted|Tainted: ([A-Z][A-Z ]*?) *(?=\d|\n|$)")
 _TITLE_FRAME_RE = re.compile(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)")
 
 
@@ -440,13 +532,15 @@ class Analysis:
     kind: Kind | None = None
     severity: str | None = None
     window_text: str = ""
+    window_lines: list[str] = field(default_factory=list)
+    window_offsets: list[int] = field(default_factory=list)
 
 
 def analyze(log: Log, h: Hit, stop: int) -> Analysis:
     win = build_window(log, h, stop)
     if h.group.custom is not None and h.group.custom != "reboot":
         return nic.build(log, h, win, stop)
-    text = "\n".join(win.lines[: win.title_lines])
+    text = "\n".join(win.lines)
     desc = describe(text, h.group, h.header)
     if not desc.title:
         raw = "\n".join(log.lines[h.index : max(stop, h.index + 1)])
@@ -454,10 +548,23 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
         if not desc.title:
             desc = Description(log.info(h.index)[1], "", None, None)
     corrupted = desc.corrupted
-    full = "\n".join(win.lines)
+    full = text
     if not corrupted:
         corrupted = check_corrupted(desc.title, full, desc.fmt)
-    return Analysis(h, desc.title, corrupted, desc.frame, body_end(log, win), window_text=full)
+        if corrupted and stop < len(log.lines) and log.info(h.index)[0] in ("", CONSOLE):
+            # Like syzkaller, look for the trace in the rest of the log too.
+            rest = build_window(log, h, len(log.lines))
+            corrupted = check_corrupted(desc.title, "\n".join(rest.lines), desc.fmt)
+    return Analysis(
+        h,
+        desc.title,
+        corrupted,
+        desc.frame,
+        body_end(log, win),
+        window_text=full,
+        window_lines=win.lines,
+        window_offsets=win.offsets,
+    )
 
 
 def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
@@ -487,9 +594,7 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
             last_body = max(last_body, a.body_end)
     reports: list[Report] = []
     # A report's text ends where the next non-quiet report (or window boundary) starts.
-    cut_points = sorted(
-        {a.hit.start for a in analyses if a.hit.role != "quiet"} | set(terminators)
-    )
+    cut_points = sorted({a.hit.start for a in analyses if a.hit.role != "quiet"} | set(terminators))
     for a in analyses:
         start = a.hit.start
         k = bisect_right(cut_points, start)
@@ -497,7 +602,10 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
         if k < len(cut_points):
             end = min(end, max(cut_points[k] - 1, start))
         end = max(min(end, len(s)), start)
-        if end < len(s) and s[end:end + 1] == "\n":
+        ls = s.rfind("\n", start, end) + 1
+        if ls > start and "[ cut here ]" in s[ls:end]:
+            end = ls - 1  # that line introduces the next report
+        if end < len(s) and s[end : end + 1] == "\n":
             end += 1  # include the newline of the last line
         title = normalize_title(a.title) if a.kind is None else a.title
         kind = a.kind if a.kind is not None else kind_of(title)
@@ -511,13 +619,19 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
         if frame == "corrupted":
             frame = None
         body = a.window_text or report_text(log, start, end)
+        if a.window_offsets:
+            k = bisect_right(a.window_offsets, end - 1)
+            text = "\n".join(a.window_lines[:k])
+            text = text.encode("latin-1", "replace").decode("utf-8", "replace")
+        else:
+            text = report_text(log, start, end)
         reports.append(
             Report(
                 title=title,
                 kind=kind,
                 start=start,
                 end=end,
-                text=report_text(log, start, end),
+                text=text,
                 frame=frame,
                 modules=modules_in(body),
                 taint=taint_in(body),

@@ -11,9 +11,10 @@ and hangs use a custom chooser instead.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from .titles import canonical_frame
 
@@ -49,7 +50,9 @@ FRAME_LINES: tuple[re.Pattern[str], ...] = (
     rx(r"^(?:kmemleak: )? *(?:<PC> ){0,2}<FN>"),
     rx(r"^ *<PC> \(([A-Za-z0-9_.]+)\) from <PC> \(<FN>"),  # arm
 )
-_FRAME_ANY = rx(r"^(?:kmemleak: )? *(?:<PC> ){0,2}[A-Za-z0-9_]+[.+]|^ *<PC> \([A-Za-z0-9_.]+\) from ")
+_FRAME_ANY = rx(
+    r"^(?:kmemleak: )? *(?:<PC> ){0,2}[A-Za-z0-9_]+[.+]|^ *<PC> \([A-Za-z0-9_.]+\) from "
+)
 
 RISCV_TRACE_START = re.compile(r"status: [0-9a-f]{16} badaddr: [0-9a-f]{16} cause: [0-9a-f]{16}")
 TRACE_STARTS: tuple[re.Pattern[str], ...] = (
@@ -63,7 +66,26 @@ TRACE_STARTS: tuple[re.Pattern[str], ...] = (
     re.compile(r"Uninit was stored to memory at"),
     RISCV_TRACE_START,
 )
-_TRACE_START_ANY = re.compile("|".join(p.pattern for p in TRACE_STARTS))
+# All trace starts in one regex, factored so that each alternative begins with a
+# literal (fast to scan for); "status: ... badaddr" (riscv) is checked separately.
+_TRACE_START_ANY = re.compile(
+    r"Call [Tt]race|Allocated(?: by task \d+)?:|Freed(?: by task \d+)?:|Backtrace:"
+    r"|Uninit was stored to memory at|b(?<=[^k] b)acktrace(?: \(crc [0-9a-fA-F]*\))?:"
+)
+
+
+def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
+    m = _TRACE_START_ANY.search(text, pos)
+    if "badaddr: " in text:
+        r = RISCV_TRACE_START.search(text, pos)
+        if r is not None and (m is None or r.start() < m.start()):
+            return r
+    return m
+
+
+def is_trace_start(line: str) -> bool:
+    return next_trace_start(line, 0) is not None
+
 
 # Fault-injection stacks interleaved with a report make the frame unreliable.
 CORRUPTING_LINE = rx(r"^(?: <PC>)? should_fail(?:slab)?(?:\.[a-z0-9.]+)?\+0x")
@@ -79,69 +101,253 @@ def is_frame_line(line: str) -> bool:
 # Functions that are never the culprit. Regexes, searched in the function name.
 SKIP_COMMON: tuple[str, ...] = (
     # sanitizers and report machinery
-    "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan_setup_watchpoint",
-    "check_memory_region", "check_heap_object", "check_object", "read_word_at_a_time",
-    "(read|write)_once_.*nocheck", "print_address_description", "print_report",
-    "print_usage_bug", "print_tainted", "^get_taint$", "__fortify_report",
+    "__sanitizer",
+    "__asan",
+    "kasan",
+    "hwasan",
+    "__msan",
+    "kmsan",
+    "kcsan_setup_watchpoint",
+    "check_memory_region",
+    "check_heap_object",
+    "check_object",
+    "read_word_at_a_time",
+    "(read|write)_once_.*nocheck",
+    "print_address_description",
+    "print_report",
+    "print_usage_bug",
+    "print_tainted",
+    "^get_taint$",
+    "__fortify_report",
     # traps, warnings, stack dumping
-    "panic", "invalid_op", "report_bug", "fixup_bug", "do_error", "_trap$|do_trap",
-    "show_stack", "dump_stack", "walk_stack", "dump_backtrace", "warn_slowpath", "warn_alloc",
-    "warn_bogus", "__warn", "program_check_exception", "program_check_common",
-    "stack_trace_consume_entry", "arch_stack_walk", "stack_trace_save", "assertfail",
-    "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
+    "panic",
+    "invalid_op",
+    "report_bug",
+    "fixup_bug",
+    "do_error",
+    "_trap$|do_trap",
+    "show_stack",
+    "dump_stack",
+    "walk_stack",
+    "dump_backtrace",
+    "warn_slowpath",
+    "warn_alloc",
+    "warn_bogus",
+    "__warn",
+    "program_check_exception",
+    "program_check_common",
+    "stack_trace_consume_entry",
+    "arch_stack_walk",
+    "stack_trace_save",
+    "assertfail",
+    "do_(kernel|translation)_fault",
+    "do_mem_abort",
+    "el1_abort",
+    "el1h_64_sync(?:_handler)?",
     # allocators
-    "alloc_page", "k?v?(?:m|z|c)alloc", "krealloc", "kmem_cache", "allocate_slab",
-    "__alloc_frozen_pages_noprof", "folio_(?:alloc|unlock)", "filemap_alloc_folio",
-    "__filemap_get_folio", "find_or_create_page", "do_read_cache_folio", "read_cache_page",
-    "pagecache_get_page", "grab_cache_page_write_begin", "slab_", "^kv?free$", "kfree_skb",
-    "memdup", "ida_free", "__phys_addr",
+    "alloc_page",
+    "k?v?(?:m|z|c)alloc",
+    "krealloc",
+    "kmem_cache",
+    "allocate_slab",
+    "__alloc_frozen_pages_noprof",
+    "folio_(?:alloc|unlock)",
+    "filemap_alloc_folio",
+    "__filemap_get_folio",
+    "find_or_create_page",
+    "do_read_cache_folio",
+    "read_cache_page",
+    "pagecache_get_page",
+    "grab_cache_page_write_begin",
+    "slab_",
+    "^kv?free$",
+    "kfree_skb",
+    "memdup",
+    "ida_free",
+    "__phys_addr",
     # debug objects, lockdep and locking primitives
-    "debug_object", "timer_is_static_object", "work_is_static_object", "print_unlock",
-    "imbalance_bug", "lockdep", "bh_enable", "bh_disable", "perf_trace", "lock_acquire",
-    "lock_release", "lock_class", "mark_lock", "(reacquire|mark)_held_locks", "raw_spin_rq",
-    "spin_lock", "spin_trylock", "spin_unlock", "read_lock", "read_trylock", "write_lock",
-    "write_trylock", "read_unlock", "write_unlock", "^down$", "down_read", "down_write",
-    "down_trylock", "up_read", "up_write", "^mutex_", "^__mutex_", "^rt_mutex_",
-    "owner_on_cpu", "osq_lock", "osq_unlock", "seqprop_assert", "(trace|lockdep)_(hard|soft)irq",
-    "^(un)?lock_page", "lock_timer_base",
+    "debug_object",
+    "timer_is_static_object",
+    "work_is_static_object",
+    "print_unlock",
+    "imbalance_bug",
+    "lockdep",
+    "bh_enable",
+    "bh_disable",
+    "perf_trace",
+    "lock_acquire",
+    "lock_release",
+    "lock_class",
+    "mark_lock",
+    "(reacquire|mark)_held_locks",
+    "raw_spin_rq",
+    "spin_lock",
+    "spin_trylock",
+    "spin_unlock",
+    "read_lock",
+    "read_trylock",
+    "write_lock",
+    "write_trylock",
+    "read_unlock",
+    "write_unlock",
+    "^down$",
+    "down_read",
+    "down_write",
+    "down_trylock",
+    "up_read",
+    "up_write",
+    "^mutex_",
+    "^__mutex_",
+    "^rt_mutex_",
+    "owner_on_cpu",
+    "osq_lock",
+    "osq_unlock",
+    "seqprop_assert",
+    "(trace|lockdep)_(hard|soft)irq",
+    "^(un)?lock_page",
+    "lock_timer_base",
     # atomics, refcounts, bit ops
     "atomic(64)?_(dec|inc|read|set|or|xor|and|add|sub|fetch|xchg|cmpxchg|try)",
-    "(set|clear|change|test)_bit", "^refcount_", "^kref_", "ref_tracker",
+    "(set|clear|change|test)_bit",
+    "^refcount_",
+    "^kref_",
+    "ref_tracker",
     # string and memory helpers, user copies
-    "memcpy", "memcmp", "memset", "memchr", "memmove", "strcmp", "strncmp", "strcpy", "strlcpy",
-    "strncpy", "strscpy", "strlen", "strstr", "strnstr", "strnlen", "strchr", "strdup", "strndup",
-    "copy_to_user", "copy_from_user", "copy_to_iter", "copy_from_iter", "copy_page_to_iter",
-    "copy_page_from_iter", "copy_folio_to_iter", "^copyin$", "^copyout$", "put_user", "get_user",
-    "might_fault", "might_sleep", "__might_resched", "extract_(user|iter)_to_sg",
-    "hex_dump_to_buffer", "print_hex_dump", "^crc\\d+", "crc_itu_t",
+    "memcpy",
+    "memcmp",
+    "memset",
+    "memchr",
+    "memmove",
+    "strcmp",
+    "strncmp",
+    "strcpy",
+    "strlcpy",
+    "strncpy",
+    "strscpy",
+    "strlen",
+    "strstr",
+    "strnstr",
+    "strnlen",
+    "strchr",
+    "strdup",
+    "strndup",
+    "copy_to_user",
+    "copy_from_user",
+    "copy_to_iter",
+    "copy_from_iter",
+    "copy_page_to_iter",
+    "copy_page_from_iter",
+    "copy_folio_to_iter",
+    "^copyin$",
+    "^copyout$",
+    "put_user",
+    "get_user",
+    "might_fault",
+    "might_sleep",
+    "__might_resched",
+    "extract_(user|iter)_to_sg",
+    "hex_dump_to_buffer",
+    "print_hex_dump",
+    "^crc\\d+",
+    "crc_itu_t",
     # containers
-    "list_add", "list_del", "list_replace", "list_move", "list_splice", "^rb_", "^__rb_",
-    "^klist_", "xas_(?:start|load|find)", "rhashtable_lookup",
+    "list_add",
+    "list_del",
+    "list_replace",
+    "list_move",
+    "list_splice",
+    "^rb_",
+    "^__rb_",
+    "^klist_",
+    "xas_(?:start|load|find)",
+    "rhashtable_lookup",
     # formatting and printing
-    "_indirect_thunk_", "string", "pointer", "snprintf", "scnprintf", "kasprintf", "kvasprintf",
-    "printk", "va_format", "dev_info", "dev_notice", "dev_warn", "dev_err", "dev_alert",
-    "dev_crit", "dev_emerg",
+    "_indirect_thunk_",
+    "string",
+    "pointer",
+    "snprintf",
+    "scnprintf",
+    "kasprintf",
+    "kvasprintf",
+    "printk",
+    "va_format",
+    "dev_info",
+    "dev_notice",
+    "dev_warn",
+    "dev_err",
+    "dev_alert",
+    "dev_crit",
+    "dev_emerg",
     # timers, work, completions
-    "del_timer", "__timer_delete_sync", "sk_stop_timer_sync", "__mod_timer", "flush_work",
-    "__cancel_work_timer", "cancel_work_sync", "try_to_grab_pending", "flush_workqueue",
-    "drain_workqueue", "destroy_workqueue", "queue_work", "insert_work", "__queue_delayed_work",
-    "queue_delayed_work_on", "finish_wait", "kthread_stop", "^complete$", "wait_for_completion",
-    "__wake_up", "cleanup_srcu_struct",
+    "del_timer",
+    "__timer_delete_sync",
+    "sk_stop_timer_sync",
+    "__mod_timer",
+    "flush_work",
+    "__cancel_work_timer",
+    "cancel_work_sync",
+    "try_to_grab_pending",
+    "flush_workqueue",
+    "drain_workqueue",
+    "destroy_workqueue",
+    "queue_work",
+    "insert_work",
+    "__queue_delayed_work",
+    "queue_delayed_work_on",
+    "finish_wait",
+    "kthread_stop",
+    "^complete$",
+    "wait_for_completion",
+    "__wake_up",
+    "cleanup_srcu_struct",
     # driver core and generic teardown paths
-    "kobject_", "add_uevent_var", "get_device_parent", "device_add", "device_del",
-    "device_unregister", "device_destroy", "device_release", "devres_release_all",
-    "hwrng_unregister", "i2c_del_adapter", "__unregister_client", "device_for_each_child",
-    "rollback_registered", "unregister_netdev", "sysfs_remove", "device_remove_file",
-    "tty_unregister_device", "^put_device$",
+    "kobject_",
+    "add_uevent_var",
+    "get_device_parent",
+    "device_add",
+    "device_del",
+    "device_unregister",
+    "device_destroy",
+    "device_release",
+    "devres_release_all",
+    "hwrng_unregister",
+    "i2c_del_adapter",
+    "__unregister_client",
+    "device_for_each_child",
+    "rollback_registered",
+    "unregister_netdev",
+    "sysfs_remove",
+    "device_remove_file",
+    "tty_unregister_device",
+    "^put_device$",
     # usb plumbing
-    "dummy_urb_enqueue", "usb_kill_urb", "usb_kill_anchored_urbs", "usb_control_msg",
-    "usb_hcd_submit_urb", "usb_submit_urb",
+    "dummy_urb_enqueue",
+    "usb_kill_urb",
+    "usb_kill_anchored_urbs",
+    "usb_control_msg",
+    "usb_hcd_submit_urb",
+    "usb_submit_urb",
     # MMIO accessors
-    "readb$", "readw$", "readl$", "readq$", "writeb$", "writew$", "writel$", "writeq$",
-    "logic_in", "logic_out",
+    "readb$",
+    "readw$",
+    "readl$",
+    "readq$",
+    "writeb$",
+    "writew$",
+    "writel$",
+    "writeq$",
+    "logic_in",
+    "logic_out",
     # vfs helpers
-    "^iput$", "^iput_final$", "^ihold$", "find_lock_entries", "truncate_inode_pages_range",
-    "drop_nlink", "fast_dput", "dput", "mark_buffer_dirty",
+    "^iput$",
+    "^iput_final$",
+    "^ihold$",
+    "find_lock_entries",
+    "truncate_inode_pages_range",
+    "drop_nlink",
+    "fast_dput",
+    "dput",
+    "mark_buffer_dirty",
 )
 
 # Anchors used to pick a representative frame of a stall: the frame just before
@@ -149,23 +355,77 @@ SKIP_COMMON: tuple[str, ...] = (
 STALL_ANCHORS = re.compile(
     "|".join(
         (
-            "process_one_work", "do_syscall_", "do_fast_syscall_", "sysenter_dispatch",
-            "tracesys_phase2", "el0_svc_handler", "invoke_syscall", "ret_fast_syscall",
-            "netif_receive_skb", "do_softirq", "call_timer_fn", "_run_timers",
-            "run_timer_softirq", "hrtimer_run", "run_ksoftirqd", "smpboot_thread_fn",
-            "^kthread$", "start_secondary", "cpu_startup_entry", "ret_from_fork",
-            "vfs_write", "vfs_read", "vfs_iter_read", "vfs_iter_write", "do_iter_read",
-            "do_iter_write", "call_read_iter", "call_write_iter", "new_sync_read",
-            "new_sync_write", "vfs_ioctl", "ksys_ioctl", "compat_ioctl", "compat_sys_ioctl",
-            "blkdev_driver_ioctl", "blkdev_ioctl", "do_iter_readv_writev", "^call_mmap",
-            "mmap_region", "do_mmap", "do_dentry_open", "vfs_open", "^sock_sendmsg",
-            "^sock_recvmsg", "^sock_release", "^__sock_release", "^setsockopt$",
-            "kernel_setsockopt", "sock_common_setsockopt", "^listen$", "kernel_listen",
-            "sk_common_release", "^sock_mmap", "^accept$", "kernel_accept", "^sock_do_ioctl",
-            "^sock_ioctl", "^compat_sock_ioctl", "^nfnetlink_rcv_msg", "^rtnetlink_rcv_msg",
-            "^netlink_dump", "^(sys_)?(socketpair|connect|ioctl)", "__do_fault",
-            "do_page_fault", "^page_fault$", "__fput", "task_work_run", "exit_to_usermode",
-            "smp_call_function", "tasklet_action", "tasklet_hi_action",
+            "process_one_work",
+            "do_syscall_",
+            "do_fast_syscall_",
+            "sysenter_dispatch",
+            "tracesys_phase2",
+            "el0_svc_handler",
+            "invoke_syscall",
+            "ret_fast_syscall",
+            "netif_receive_skb",
+            "do_softirq",
+            "call_timer_fn",
+            "_run_timers",
+            "run_timer_softirq",
+            "hrtimer_run",
+            "run_ksoftirqd",
+            "smpboot_thread_fn",
+            "^kthread$",
+            "start_secondary",
+            "cpu_startup_entry",
+            "ret_from_fork",
+            "vfs_write",
+            "vfs_read",
+            "vfs_iter_read",
+            "vfs_iter_write",
+            "do_iter_read",
+            "do_iter_write",
+            "call_read_iter",
+            "call_write_iter",
+            "new_sync_read",
+            "new_sync_write",
+            "vfs_ioctl",
+            "ksys_ioctl",
+            "compat_ioctl",
+            "compat_sys_ioctl",
+            "blkdev_driver_ioctl",
+            "blkdev_ioctl",
+            "do_iter_readv_writev",
+            "^call_mmap",
+            "mmap_region",
+            "do_mmap",
+            "do_dentry_open",
+            "vfs_open",
+            "^sock_sendmsg",
+            "^sock_recvmsg",
+            "^sock_release",
+            "^__sock_release",
+            "^setsockopt$",
+            "kernel_setsockopt",
+            "sock_common_setsockopt",
+            "^listen$",
+            "kernel_listen",
+            "sk_common_release",
+            "^sock_mmap",
+            "^accept$",
+            "kernel_accept",
+            "^sock_do_ioctl",
+            "^sock_ioctl",
+            "^compat_sock_ioctl",
+            "^nfnetlink_rcv_msg",
+            "^rtnetlink_rcv_msg",
+            "^netlink_dump",
+            "^(sys_)?(socketpair|connect|ioctl)",
+            "__do_fault",
+            "do_page_fault",
+            "^page_fault$",
+            "__fput",
+            "task_work_run",
+            "exit_to_usermode",
+            "smp_call_function",
+            "tasklet_action",
+            "tasklet_hi_action",
         )
     )
 )
@@ -189,8 +449,19 @@ _HANG_BUCKETS: tuple[tuple[str, str | None], ...] = (
     ("synchronize_sched", "synchronize_rcu"),
 )
 _HANG_SKIP = (
-    "sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait",
-    "synchronize", "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier",
+    "sched",
+    "_lock",
+    "_slowlock",
+    "down",
+    "rwsem",
+    "completion",
+    "kthread",
+    "wait",
+    "synchronize",
+    "context_switch",
+    "__switch_to",
+    "cancel_delayed_work",
+    "rcu_barrier",
 )
 
 
@@ -221,15 +492,68 @@ class Stack:
     chooser: Chooser | None = None
     # Fault-injection frames (should_fail...) normally mark the trace as interleaved.
     allow_fault_frames: bool = False
+    # Use only ``skip`` (not SKIP_COMMON).
+    own_skip: bool = False
 
     @property
-    def skip_re(self) -> re.Pattern[str]:
-        return _skip_re(self.skip)
+    def skip_re(self) -> SkipMatcher:
+        return _skip_matcher(self.skip, self.own_skip)
 
 
-@lru_cache(maxsize=None)
-def _skip_re(extra: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(SKIP_COMMON + extra))
+_META = re.compile(r"[\\.^$*+?{}\[\]|()]")
+
+
+class SkipMatcher:
+    """Matches function names against a skip list of regexes (searched, i.e. a
+    plain word matches anywhere in the name). Plain words are checked with one
+    prefix-tree regex, which is much faster than a long alternation."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        words = [p for p in patterns if not _META.search(p)]
+        others = [p for p in patterns if _META.search(p)]
+        self.key = "|".join(patterns)
+        self._words = re.compile(trie_pattern(words)) if words else None
+        self._others = re.compile("|".join(others)) if others else None
+        self._cache: dict[str, bool] = {}
+
+    def search(self, name: str) -> bool:
+        got = self._cache.get(name)
+        if got is None:
+            got = bool(
+                (self._words is not None and self._words.search(name))
+                or (self._others is not None and self._others.search(name))
+            )
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[name] = got
+        return got
+
+
+def trie_pattern(words: Sequence[str]) -> str:
+    """A regex matching any of ``words``, factored as a prefix tree (much faster
+    to search with than a flat alternation)."""
+    trie: dict[str, dict] = {}
+    for w in words:
+        node = trie
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:
+        alts = [re.escape(ch) + emit(node[ch]) for ch in sorted(k for k in node if k)]
+        if not alts:
+            return ""
+        if "" in node:
+            # A word ends here: the rest is optional (shorter word already matches).
+            return ""
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(trie)
+
+
+@cache
+def _skip_matcher(extra: tuple[str, ...], own: bool = False) -> SkipMatcher:
+    return SkipMatcher(extra if own else SKIP_COMMON + extra)
 
 
 CORRUPTED = "corrupted"
@@ -242,22 +566,9 @@ class FrameResult:
     ok: bool
 
 
-_SKIP_CACHE: dict[tuple[str, str], bool] = {}
-
-
-def is_skipped(skip: re.Pattern[str], name: str) -> bool:
-    key = (skip.pattern, name)
-    got = _SKIP_CACHE.get(key)
-    if got is None:
-        if len(_SKIP_CACHE) > 100_000:
-            _SKIP_CACHE.clear()
-        got = _SKIP_CACHE[key] = skip.search(name) is not None
-    return got
-
-
-def _collect(match: re.Match[str], skip: re.Pattern[str], out: list[str]) -> None:
+def _collect(match: re.Match[str], skip: SkipMatcher, out: list[str]) -> None:
     for name in match.groups():
-        if name is not None and not is_skipped(skip, name):
+        if name is not None and not skip.search(name):
             out.append(name)
 
 
@@ -284,23 +595,32 @@ def _line_start(text: str, p: int) -> int:
     return text.rfind("\n", 0, p) + 1
 
 
+# FRAME_LINES as one multi-line regex (the first alternative wins on a line).
+_FRAMES_M = re.compile("|".join(p.pattern for p in FRAME_LINES), re.M)
+
+
 def _frames_in(
-    region: str, skip: re.Pattern[str], out: list[str], first_only: bool
+    text: str, pos: int, end: int, skip: SkipMatcher, out: list[str], first_only: bool
 ) -> None:
-    for line in region.split("\n"):
-        for frame_re in FRAME_LINES:
-            m = frame_re.search(line)
-            if m is not None:
-                _collect(m, skip, out)
-                break
+    for m in _FRAMES_M.finditer(text, pos, end):
+        _collect(m, skip, out)
         if first_only and out:
             return
+
+
+def _trace_starts(text: str) -> list[int]:
+    """Line-start offsets of every line of ``text`` that starts a trace."""
+    out = [text.rfind("\n", 0, m.start()) + 1 for m in _TRACE_START_ANY.finditer(text)]
+    if "badaddr: " in text:
+        out.extend(text.rfind("\n", 0, m.start()) + 1 for m in RISCV_TRACE_START.finditer(text))
+        out.sort()
+    return out
 
 
 def _run(
     text: str,
     steps: tuple[re.Pattern[str] | None, ...],
-    skip: re.Pattern[str],
+    skip: SkipMatcher,
     chooser: Chooser | None,
     corrupting: re.Pattern[str] | None,
 ) -> FrameResult:
@@ -312,6 +632,7 @@ def _run(
     traces = 0
     i = 0
     nsteps = len(steps)
+    trace_starts: list[int] | None = None
     while True:
         if i == nsteps or (steps[i] is TRACE and traces > 0):
             picked = _choose(raw, chooser)
@@ -327,18 +648,22 @@ def _run(
         if pos >= n:
             i += 1
             continue
-        bad = corrupting.search(text, pos) if corrupting is not None else None
+        bad = None
+        if corrupting is not None and "should_fail" in text:
+            bad = corrupting.search(text, pos)
         bad_at = _line_start(text, bad.start()) if bad is not None else n
         if step is TRACE:
             traces += 1
-            ts = _TRACE_START_ANY.search(text, pos)
-            ts_at = _line_start(text, ts.start()) if ts is not None else n
+            if trace_starts is None:
+                trace_starts = _trace_starts(text)
+            k = bisect_left(trace_starts, pos)
+            ts_at = trace_starts[k] if k < len(trace_starts) else n
             stop = min(bad_at, ts_at)
             lookahead = steps[i + 1] if i + 1 < nsteps else None
             la = lookahead.search(text, pos, stop) if lookahead is not None else None
             frames_end = _line_start(text, la.start()) if la is not None else stop
             if chooser is not None or not raw:
-                _frames_in(text[pos:frames_end], skip, raw, chooser is None)
+                _frames_in(text, pos, frames_end, skip, raw, chooser is None)
             if la is not None:
                 _collect(la, skip, raw)
                 i += 1  # the next step is consumed as well

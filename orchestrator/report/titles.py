@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .model import Kind, Severity
 
@@ -13,8 +14,13 @@ MAX_TITLE = 120
 _VOLATILE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"syz-executor\.?\d+(?:[/:]\d+)?"), "syz-executor"),
     (re.compile(r"syzkaller\d+(?:[/:]\d+)?"), "syzkaller"),
-    # Anything that looks like an address (6+ hex digits after a non-alnum).
-    (re.compile(r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}"), r"\1ADDR"),
+    # Anything that looks like an address: 6+ hex digits after a non-alnum, as a
+    # whole token (so that identifiers such as "e1000e_down" survive), with 0x or
+    # at least 8 digits when it could also be a name ("e1000e").
+    (
+        re.compile(r"([^a-zA-Z0-9])(?:0x[0-9a-f]{6,}|[0-9a-f]{8,}|[0-9]{6,})(?![A-Za-z0-9_])"),
+        r"\1ADDR",
+    ),
     (re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"), "IP"),
     # file.c:123 -> file.c:LINE
     (re.compile(r"(\.\w+)(?::\d+)+"), r"\1:LINE"),
@@ -28,30 +34,31 @@ _VOLATILE: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Cheap preconditions: a replacement cannot apply when its marker is absent.
+_NEEDS = ("syz-executor", "syzkaller", "", ".", ":", "+0x", "CPU#", "", "")
+
+
 def normalize_title(title: str) -> str:
     """Replace volatile parts (addresses, numbers, pids, ...) and sanitise."""
-    for pattern, repl in _VOLATILE:
+    for (pattern, repl), needle in zip(_VOLATILE, _NEEDS, strict=True):
+        if needle and needle not in title:
+            continue
         while True:
-            new = pattern.sub(repl, title)
-            if new == title:
+            title, n = pattern.subn(repl, title)
+            if not n:
                 break
-            title = new
     return sanitize_title(title)
 
 
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_SPACES = re.compile(r" {2,}")
+
+
 def sanitize_title(title: str) -> str:
-    out: list[str] = []
-    prev = " "
-    for ch in title[:MAX_TITLE]:
-        if ch == "\t":
-            ch = " "
-        elif ch < " " or ch >= "\x7f":
-            continue
-        if ch == " " and prev == " ":
-            continue
-        out.append(ch)
-        prev = ch
-    return "".join(out).strip()
+    """Cut to MAX_TITLE characters, drop control and non-ASCII characters,
+    squeeze blanks."""
+    title = _UNPRINTABLE.sub("", title[:MAX_TITLE].replace("\t", " "))
+    return _SPACES.sub(" ", title).strip()
 
 
 # Syscall entry points are named differently per architecture and kernel version;
@@ -75,7 +82,23 @@ SYSCALL_PREFIXES: tuple[str, ...] = (
 )
 
 
+_CXX_NAME = re.compile(r"_Z(?:L)?(\d+)")
+
+
+def demangle(name: str) -> str:
+    """Minimal Itanium C++ demangling of a plain function symbol (``_Z8fakeNameiii``
+    -> ``fakeName``); other names are returned unchanged."""
+    m = _CXX_NAME.match(name)
+    if m is None:
+        return name
+    n = int(m.group(1))
+    ident = name[m.end() : m.end() + n]
+    return ident if len(ident) == n and n > 0 else name
+
+
+@lru_cache(maxsize=65536)
 def canonical_frame(name: str) -> str:
+    name = demangle(name)
     best = name
     for prefix in SYSCALL_PREFIXES:
         if name.startswith(prefix) and len(name) - len(prefix) < len(best):
@@ -158,11 +181,14 @@ _KIND_BY_PREFIX: tuple[tuple[str, Kind], ...] = (
 )
 
 
+_KIND_RE = re.compile("|".join(f"({re.escape(p)})" for p, _ in _KIND_BY_PREFIX))
+
+
 def kind_of(title: str) -> Kind:
-    for prefix, kind in _KIND_BY_PREFIX:
-        if title.startswith(prefix):
-            return kind
-    return Kind.OTHER
+    m = _KIND_RE.match(title)
+    if m is None:
+        return Kind.OTHER
+    return _KIND_BY_PREFIX[m.lastindex - 1][1] if m.lastindex else Kind.OTHER
 
 
 _EVENT_KINDS = frozenset({Kind.LINK_CHANGE, Kind.FAULT_INJECTION})

@@ -1,0 +1,71 @@
+"""Shared pytest set-up: VM tests are marked `vm` and need the built guest.
+
+In CI (CI=true) a VM test that cannot run is a failure, never a skip: the
+`artifacts` fixture builds the kernel and image through the cache, and any
+missing prerequisite raises.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/vm/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.vm)
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a prerequisite is missing; fail in CI."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"prerequisite missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def artifacts():  # type: ignore[no-untyped-def]
+    """The default debug kernel and guest image, built (or taken from the cache)."""
+    require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64 not installed")
+    require(Path("/usr/src/linux-source-6.1.tar.xz").exists(), "linux-source-6.1 not installed")
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap not installed")
+    from orchestrator import session
+
+    return session.artifacts()
+
+
+@pytest.fixture
+def machine_factory(artifacts, tmp_path):  # type: ignore[no-untyped-def]
+    """Create Machines for profiles; every one is shut down after the test."""
+    from orchestrator import session
+
+    made = []
+
+    def make(profile: str = "e1000e", **kw):  # type: ignore[no-untyped-def]
+        run_dir = kw.pop("run_dir", tmp_path / f"run-{len(made)}-{profile}")
+        m = session.make_machine(profile, artifacts, run_dir=run_dir, **kw)
+        made.append(m)
+        return m
+
+    yield make
+    for m in reversed(made):
+        m.shutdown()
+
+
+@pytest.fixture
+def booted(machine_factory) -> Iterator:  # type: ignore[no-untyped-def]
+    """A booted default (e1000e) guest."""
+    m = machine_factory("e1000e")
+    m.launch()
+    yield m

@@ -1,0 +1,831 @@
+# ruff: noqa: E501
+# (console snippets keep their real line lengths)
+"""Unit tests for orchestrator.report with small, realistic console snippets."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+
+from orchestrator.report import Kind, judge, parse, split_prefix, strip_prefixes
+from orchestrator.report.cli import run_parse
+
+
+def ts(text: str, start: float = 20.0, caller: str | None = None) -> str:
+    """Prefix every line with a kernel timestamp (and optional caller id)."""
+    out = []
+    for i, line in enumerate(text.strip("\n").split("\n")):
+        stamp = f"[{start + i * 0.000011:12.6f}]"
+        if caller:
+            stamp += f"[{caller:>6}]"
+        out.append(f"{stamp} {line}")
+    return "\n".join(out) + "\n"
+
+
+def bugs(text: str | bytes) -> list:
+    return [r for r in parse(text) if r.severity == "bug"]
+
+
+def first(text: str | bytes):
+    reports = parse(text)
+    assert reports, "no report found"
+    return reports[0]
+
+
+KASAN = """\
+==================================================================
+BUG: KASAN: use-after-free in e1000_clean_tx_irq+0x9b/0x4a0 [e1000e]
+Read of size 8 at addr ffff888012345678 by task swapper/0/0
+
+CPU: 0 PID: 0 Comm: swapper/0 Tainted: G           O       6.1.0 #1
+Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.2 04/01/2014
+Call Trace:
+ <IRQ>
+ dump_stack_lvl+0x45/0x5e
+ print_report+0x17f/0x47b
+ kasan_report+0xbb/0xf0
+ e1000_clean_tx_irq+0x9b/0x4a0 [e1000e]
+ e1000_clean+0x5a/0x1f0 [e1000e]
+ __napi_poll+0x28/0x160
+ net_rx_action+0x29e/0x350
+ __do_softirq+0xc5/0x2c8
+ </IRQ>
+
+Allocated by task 1:
+ kasan_save_stack+0x1e/0x40
+ __kasan_kmalloc+0x7f/0x90
+ e1000_setup_tx_resources+0x4a/0x140 [e1000e]
+
+Freed by task 250:
+ kasan_save_stack+0x1e/0x40
+ kfree+0x91/0x1c0
+ e1000_free_tx_resources+0x2c/0x70 [e1000e]
+==================================================================
+"""
+
+WARNING = """\
+------------[ cut here ]------------
+WARNING: CPU: 1 PID: 123 at drivers/net/ethernet/intel/e1000e/netdev.c:4321 e1000e_down+0x1a/0x40 [e1000e]
+Modules linked in: e1000e(O)
+CPU: 1 PID: 123 Comm: ip Tainted: G           O       6.1.0 #1
+Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.2 04/01/2014
+RIP: 0010:e1000e_down+0x1a/0x40 [e1000e]
+Code: 48 89 e5 41 54 53 48 8b 9f 40 09 00 00 <0f> 0b 5b 41 5c 5d c3
+RSP: 0018:ffffc90000abfd20 EFLAGS: 00010246
+RAX: 0000000000000000 RBX: ffff888003a1c000 RCX: 0000000000000000
+Call Trace:
+ <TASK>
+ e1000_close+0x35/0x90 [e1000e]
+ __dev_close_many+0xa0/0x110
+ __dev_change_flags+0x1a0/0x220
+ dev_change_flags+0x21/0x60
+ </TASK>
+---[ end trace 0000000000000000 ]---
+"""
+
+LOCKDEP = """\
+======================================================
+WARNING: possible circular locking dependency detected
+6.1.0 #1 Tainted: G           O
+------------------------------------------------------
+kworker/0:1/12 is trying to acquire lock:
+ffff888003a1c0e8 (&adapter->lock){+.+.}-{3:3}, at: e1000_reset_task+0x20/0x80 [e1000e]
+
+but task is already holding lock:
+ffffffff82a0f4a8 (rtnl_mutex){+.+.}-{3:3}, at: rtnl_lock+0x15/0x20
+
+which lock already depends on the new lock.
+
+the existing dependency chain (in reverse order) is:
+
+-> #1 (rtnl_mutex){+.+.}-{3:3}:
+       __mutex_lock+0x8b/0x870
+       e1000_open+0x30/0x90 [e1000e]
+
+other info that might help us debug this:
+
+stack backtrace:
+CPU: 0 PID: 12 Comm: kworker/0:1 Tainted: G           O       6.1.0 #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x45/0x5e
+ check_noncircular+0xfe/0x110
+ __lock_acquire+0x1237/0x2000
+ lock_acquire+0xc2/0x2b0
+ __mutex_lock+0x8b/0x870
+ e1000_reset_task+0x20/0x80 [e1000e]
+ process_one_work+0x1c4/0x380
+ </TASK>
+"""
+
+SLEEP_IN_ATOMIC = """\
+BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580
+in_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: 0, name: swapper/0
+preempt_count: 101, expected: 0
+CPU: 0 PID: 0 Comm: swapper/0 Tainted: G        W  O       6.1.0 #1
+Call Trace:
+ <IRQ>
+ dump_stack_lvl+0x45/0x5e
+ __might_resched.cold+0xcc/0xdd
+ mutex_lock+0x1a/0x40
+ ktest_nic_watchdog+0x2c/0x100 [ktest_nic]
+ call_timer_fn+0x24/0x120
+ </IRQ>
+"""
+
+NULL_DEREF = """\
+BUG: kernel NULL pointer dereference, address: 0000000000000010
+#PF: supervisor read access in kernel mode
+#PF: error_code(0x0000) - not-present page
+PGD 0 P4D 0
+Oops: 0000 [#1] PREEMPT SMP NOPTI
+CPU: 1 PID: 0 Comm: swapper/1 Tainted: G           O       6.1.0 #1
+Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.2 04/01/2014
+RIP: 0010:ktest_nic_poll+0x15/0x60 [ktest_nic]
+Code: 00 00 00 55 48 89 e5 41 54 53 48 8b 47 10 <48> 8b 40 10 c3
+RSP: 0018:ffffc90000003ee8 EFLAGS: 00010246
+Call Trace:
+ <IRQ>
+ __napi_poll+0x28/0x160
+ net_rx_action+0x29e/0x350
+ __do_softirq+0xc5/0x2c8
+ </IRQ>
+Modules linked in: ktest_nic(O)
+CR2: 0000000000000010
+---[ end trace 0000000000000000 ]---
+Kernel panic - not syncing: Fatal exception in interrupt
+Kernel Offset: disabled
+---[ end Kernel panic - not syncing: Fatal exception in interrupt ]---
+"""
+
+GPF = """\
+general protection fault, probably for non-canonical address 0xdffffc0000000001: 0000 [#1] PREEMPT SMP KASAN
+KASAN: null-ptr-deref in range [0x0000000000000008-0x000000000000000f]
+CPU: 0 PID: 1 Comm: swapper/0 Not tainted 6.1.0 #1
+RIP: 0010:e1000_probe+0x123/0x900 [e1000e]
+Code: 48 89 df e8 00 00 00 00 <80> 3c 02 00 0f 85 00 00 00 00
+Call Trace:
+ <TASK>
+ local_pci_probe+0x40/0x80
+ pci_device_probe+0xb9/0x1e0
+ </TASK>
+"""
+
+PAGING = """\
+BUG: unable to handle page fault for address: ffffc90000a00000
+#PF: supervisor write access in kernel mode
+#PF: error_code(0x0002) - not-present page
+Oops: 0002 [#1] PREEMPT SMP
+CPU: 0 PID: 77 Comm: ip Tainted: G           O       6.1.0 #1
+RIP: 0010:ktest_nic_write_reg+0x8/0x20 [ktest_nic]
+Call Trace:
+ <TASK>
+ ktest_nic_open+0x40/0x100 [ktest_nic]
+ __dev_open+0xe6/0x190
+ </TASK>
+"""
+
+HUNG_TASK = """\
+INFO: task kworker/0:1:12 blocked for more than 120 seconds.
+      Tainted: G           O       6.1.0 #1
+"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.
+task:kworker/0:1     state:D stack:0     pid:12    ppid:2      flags:0x00004000
+Workqueue: events ktest_nic_reset_task [ktest_nic]
+Call Trace:
+ <TASK>
+ __schedule+0x2f0/0x950
+ schedule+0x5d/0xd0
+ schedule_preempt_disabled+0x11/0x20
+ __mutex_lock.constprop.0+0x3a0/0x6a0
+ ktest_nic_reset_task+0x20/0x80 [ktest_nic]
+ process_one_work+0x1c4/0x380
+ worker_thread+0x4d/0x380
+ kthread+0xe9/0x110
+ ret_from_fork+0x22/0x30
+ </TASK>
+"""
+
+RCU_STALL = """\
+rcu: INFO: rcu_preempt self-detected stall on CPU
+rcu: \t0-....: (20999 ticks this GP) idle=b3c/1/0x4000000000000000 softirq=1201/1201 fqs=5031
+\t(t=21000 jiffies g=2149 q=1234 ncpus=2)
+NMI backtrace for cpu 0
+CPU: 0 PID: 345 Comm: ktest-tx Tainted: G           O       6.1.0 #1
+Call Trace:
+ <IRQ>
+ dump_stack_lvl+0x45/0x5e
+ nmi_cpu_backtrace.cold+0x30/0x70
+ rcu_dump_cpu_stacks+0xe6/0x130
+ rcu_sched_clock_irq.cold+0x56/0x2c5
+ update_process_times+0x5c/0x90
+ tick_sched_timer+0x65/0x80
+ __hrtimer_run_queues+0x10f/0x2a0
+ hrtimer_interrupt+0x106/0x220
+ __sysvec_apic_timer_interrupt+0x51/0xd0
+ sysvec_apic_timer_interrupt+0x6d/0x90
+ </IRQ>
+ <TASK>
+ asm_sysvec_apic_timer_interrupt+0x16/0x20
+RIP: 0010:ktest_nic_spin+0x10/0x20 [ktest_nic]
+Code: 90 90 90 f3 90 eb fc <90> 90
+RSP: 0018:ffffc90000b1fd00 EFLAGS: 00000246
+ ktest_nic_xmit+0x4a/0x90 [ktest_nic]
+ dev_hard_start_xmit+0x8d/0x1d0
+ __dev_queue_xmit+0x7f0/0xb70
+ packet_sendmsg+0x1a2/0x1b60
+ __sys_sendto+0x106/0x160
+ __x64_sys_sendto+0x20/0x30
+ do_syscall_64+0x35/0x80
+ entry_SYSCALL_64_after_hwframe+0x63/0xcd
+ </TASK>
+"""
+
+SOFT_LOCKUP = """\
+watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [ktest-tx:345]
+Modules linked in: ktest_nic(O)
+CPU: 1 PID: 345 Comm: ktest-tx Tainted: G           O L     6.1.0 #1
+RIP: 0010:ktest_nic_spin+0x10/0x20 [ktest_nic]
+Code: 90 90 90 f3 90 eb fc <90> 90
+RSP: 0018:ffffc90000b1fd00 EFLAGS: 00000246
+Call Trace:
+ <TASK>
+ ktest_nic_xmit+0x4a/0x90 [ktest_nic]
+ dev_hard_start_xmit+0x8d/0x1d0
+ __dev_queue_xmit+0x7f0/0xb70
+ __sys_sendto+0x106/0x160
+ __x64_sys_sendto+0x20/0x30
+ do_syscall_64+0x35/0x80
+ entry_SYSCALL_64_after_hwframe+0x63/0xcd
+ </TASK>
+"""
+
+HARD_LOCKUP = """\
+NMI watchdog: Watchdog detected hard LOCKUP on cpu 1
+Modules linked in: ktest_nic(O)
+CPU: 1 PID: 0 Comm: swapper/1 Tainted: G           O       6.1.0 #1
+RIP: 0010:ktest_nic_irq_spin+0x8/0x20 [ktest_nic]
+RSP: 0018:ffffc90000128f00 EFLAGS: 00000046
+Call Trace:
+ <IRQ>
+ __handle_irq_event_percpu+0x46/0x190
+ handle_irq_event+0x34/0x70
+ </IRQ>
+"""
+
+WQ_LOCKUP = """\
+BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 45s!
+Showing busy workqueues and worker pools:
+workqueue events: flags=0x0
+  pwq 0: cpus=0 node=0 flags=0x0 nice=0 active=2/256 refcnt=3
+    in-flight: 12:ktest_nic_reset_task [ktest_nic]
+"""
+
+KMEMLEAK = """\
+kmemleak: unreferenced object 0xffff888005e2c000 (size 2048):
+kmemleak:   comm "insmod", pid 210, jiffies 4294893250 (age 21.320s)
+kmemleak:   hex dump (first 32 bytes):
+kmemleak:     00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................
+kmemleak:   backtrace:
+kmemleak:     [<00000000f2c1a7b5>] __kmalloc+0x4b/0x140
+kmemleak:     [<000000003a5c3d0e>] ktest_nic_alloc_ring+0x2a/0x90 [ktest_nic]
+kmemleak:     [<0000000096b8c5a4>] ktest_nic_open+0x40/0x100 [ktest_nic]
+kmemleak:     [<00000000d4a21a6c>] __dev_open+0xe6/0x190
+kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)
+"""
+
+REFCOUNT = """\
+------------[ cut here ]------------
+refcount_t: underflow; use-after-free.
+WARNING: CPU: 0 PID: 321 at lib/refcount.c:28 refcount_warn_saturate+0xba/0x110
+Modules linked in: ktest_nic(O)
+CPU: 0 PID: 321 Comm: rmmod Tainted: G           O       6.1.0 #1
+RIP: 0010:refcount_warn_saturate+0xba/0x110
+Call Trace:
+ <TASK>
+ ktest_nic_release+0x50/0x70 [ktest_nic]
+ pci_device_remove+0x3b/0xb0
+ </TASK>
+"""
+
+DMA_MAP_ERROR = """\
+------------[ cut here ]------------
+DMA-API: e1000e 0000:00:02.0: device driver failed to check map error[device address=0x0000000012340000] [size=1514 bytes] [mapped as single]
+WARNING: CPU: 0 PID: 0 at kernel/dma/debug.c:1027 check_unmap+0x6a4/0x8d0
+Modules linked in: e1000e
+CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.1.0 #1
+RIP: 0010:check_unmap+0x6a4/0x8d0
+Code: 4c 89 ef e8 00 00 00 00 <0f> 0b 48 83 c4 20
+Call Trace:
+ <IRQ>
+ debug_dma_unmap_page+0x7c/0x90
+ e1000_clean_tx_irq+0x1b2/0x4a0 [e1000e]
+ e1000e_poll+0x7d/0x2e0 [e1000e]
+ __napi_poll+0x28/0x160
+ </IRQ>
+---[ end trace 0000000000000000 ]---
+"""
+
+DMA_PENDING = """\
+------------[ cut here ]------------
+DMA-API: ktest_nic 0000:00:04.0: device driver has pending DMA allocations while released from device [count=12]
+One of leaked entries details: [device address=0x0000000002a40000] [size=2048 bytes] [mapped with DMA_FROM_DEVICE] [mapped as single]
+WARNING: CPU: 1 PID: 400 at kernel/dma/debug.c:868 dma_debug_device_change+0x16a/0x1f0
+Modules linked in: ktest_nic(O-)
+CPU: 1 PID: 400 Comm: rmmod Tainted: G           O       6.1.0 #1
+RIP: 0010:dma_debug_device_change+0x16a/0x1f0
+Call Trace:
+ <TASK>
+ blocking_notifier_call_chain+0x60/0x80
+ device_release_driver_internal+0x1b9/0x240
+ driver_detach+0x44/0x90
+ </TASK>
+"""
+
+DMAR = """\
+e1000e 0000:00:03.0: enabling device (0000 -> 0003)
+DMAR: DRHD: handling fault status reg 2
+DMAR: [DMA Read NO_PASID] Request device [00:03.0] fault addr 0xfffff000 [fault reason 0x06] PTE Read access is not set
+"""
+
+WATCHDOG_61 = "e1000e 0000:00:03.0 eth0: NETDEV WATCHDOG: CPU: 1: transmit queue 0 timed out 5120 ms\n"
+
+WATCHDOG_OLD = """\
+------------[ cut here ]------------
+NETDEV WATCHDOG: eth1 (e1000e): transmit queue 0 timed out
+WARNING: CPU: 0 PID: 0 at net/sched/sch_generic.c:525 dev_watchdog+0x21f/0x230
+Modules linked in: e1000e
+RIP: 0010:dev_watchdog+0x21f/0x230
+Call Trace:
+ <IRQ>
+ call_timer_fn+0x24/0x120
+ run_timer_softirq+0x3b1/0x410
+ </IRQ>
+"""
+
+UNREGISTER = """\
+unregister_netdevice: waiting for eth0 to become free. Usage count = 2
+leaked reference.
+ ref_tracker_alloc+0x6d/0x110
+ netdev_hold+0x2b/0x40
+ ktest_nic_open+0x40/0x100 [ktest_nic]
+ __dev_open+0xe6/0x190
+"""
+
+REF_TRACKER = """\
+leaked reference.
+ ref_tracker_alloc+0x6d/0x110
+ netdev_hold+0x2b/0x40
+ ktest_nic_start_queue+0x31/0x80 [ktest_nic]
+ __dev_open+0xe6/0x190
+------------[ cut here ]------------
+WARNING: CPU: 0 PID: 99 at lib/ref_tracker.c:38 ref_tracker_dir_exit+0x10e/0x140
+Modules linked in: ktest_nic(O-)
+RIP: 0010:ref_tracker_dir_exit+0x10e/0x140
+Call Trace:
+ <TASK>
+ free_netdev+0x113/0x1c0
+ ktest_nic_remove+0x55/0x70 [ktest_nic]
+ </TASK>
+"""
+
+AER_OK = """\
+pcieport 0000:00:1c.0: AER: Uncorrected (Non-Fatal) error received: 0000:01:00.0
+e1000e 0000:01:00.0: AER: PCIe Bus Error: severity=Uncorrected (Non-Fatal), type=Transaction Layer, (Requester ID)
+e1000e 0000:01:00.0: AER:   device [8086:10d3] error status/mask=00004000/00000000
+e1000e 0000:01:00.0: AER:    [14] CmpltTO                (First)
+e1000e 0000:01:00.0: AER: can't recover (no error_detected callback)
+pcieport 0000:00:1c.0: AER: device recovery successful
+"""
+
+AER_CORRECTED = """\
+pcieport 0000:00:1c.0: AER: Corrected error received: 0000:01:00.0
+e1000e 0000:01:00.0: PCIe Bus Error: severity=Corrected, type=Physical Layer, (Receiver ID)
+e1000e 0000:01:00.0:   device [8086:10d3] error status/mask=00000001/00002000
+e1000e 0000:01:00.0:    [ 0] RxErr
+"""
+
+FAULT_INJECTION = """\
+FAULT_INJECTION: forcing a failure.
+name failslab, interval 1, probability 0, space 0, times 0
+CPU: 0 PID: 123 Comm: ip Tainted: G           O       6.1.0 #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x45/0x5e
+ should_fail.cold+0x5/0xa
+ should_failslab+0x5/0x10
+ __kmalloc+0x6b/0x140
+ ktest_nic_alloc_ring+0x2a/0x90 [ktest_nic]
+ ktest_nic_open+0x40/0x100 [ktest_nic]
+ </TASK>
+"""
+
+UBSAN = """\
+================================================================================
+UBSAN: array-index-out-of-bounds in drivers/net/ethernet/ktest/ktest_nic.c:120:10
+index 8 is out of range for type 'u32 [8]'
+CPU: 0 PID: 1 Comm: swapper/0 Not tainted 6.1.0 #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x45/0x5e
+ ubsan_epilogue+0x5/0x40
+ __ubsan_handle_out_of_bounds.cold+0x44/0x49
+ ktest_nic_set_rx_mode+0x1a4/0x1b0 [ktest_nic]
+ __dev_set_rx_mode+0x5b/0xb0
+ </TASK>
+================================================================================
+"""
+
+KFENCE = """\
+==================================================================
+BUG: KFENCE: use-after-free read in ktest_nic_poll+0x20/0x60 [ktest_nic]
+
+Use-after-free read at 0x000000006e7d6d7c (in kfence-#12):
+ ktest_nic_poll+0x20/0x60 [ktest_nic]
+ __napi_poll+0x28/0x160
+ net_rx_action+0x29e/0x350
+
+kfence-#12: 0x000000006e7d6d7c-0x00000000b8b2ddc3, size=64, cache=kmalloc-64
+
+CPU: 0 PID: 0 Comm: swapper/0 Tainted: G           O       6.1.0 #1
+==================================================================
+"""
+
+SCHED_ATOMIC = """\
+BUG: scheduling while atomic: ktest-tx/345/0x00000002
+Modules linked in: ktest_nic(O)
+CPU: 1 PID: 345 Comm: ktest-tx Tainted: G           O       6.1.0 #1
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x45/0x5e
+ __schedule_bug.cold+0x6c/0x80
+ __schedule+0x6f8/0x950
+ schedule+0x5d/0xd0
+ ktest_nic_wait_tx+0x4a/0x90 [ktest_nic]
+ </TASK>
+"""
+
+KERNEL_BUG = """\
+------------[ cut here ]------------
+kernel BUG at drivers/net/ethernet/ktest/ktest_nic.c:310!
+invalid opcode: 0000 [#1] PREEMPT SMP
+CPU: 0 PID: 77 Comm: ip Tainted: G           O       6.1.0 #1
+RIP: 0010:ktest_nic_fill_ring+0x90/0xa0 [ktest_nic]
+Call Trace:
+ <TASK>
+ ktest_nic_open+0x40/0x100 [ktest_nic]
+ </TASK>
+"""
+
+LINK = """\
+e1000e 0000:00:03.0 eth0: NIC Link is Down
+e1000e 0000:00:03.0 eth0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx
+IPv6: ADDRCONF(NETDEV_CHANGE): eth0: link becomes ready
+r8169 0000:02:00.0 enp2s0: Link is Up - 1Gbps/Full - flow control rx/tx
+"""
+
+NOISE = """\
+Linux version 6.1.0 (builder@host) (gcc (Debian 12.2.0-14) 12.2.0) #1 SMP PREEMPT_DYNAMIC
+Command line: console=ttyS0 panic_on_warn=0 kmemleak=on
+e1000e: Intel(R) PRO/1000 Network Driver
+e1000e 0000:00:03.0: Interrupt Throttling Rate (ints/sec) set to dynamic conservative mode
+DMA-API: preallocated 65536 debug entries
+DMA-API: debugging enabled by kernel config
+pcieport 0000:00:1c.0: AER: enabled with IRQ 24
+random: crng init done
+systemd[1]: Started Journal Service.
+"""
+
+
+@pytest.mark.parametrize(
+    ("snippet", "title", "kind"),
+    [
+        (KASAN, "KASAN: use-after-free Read in e1000_clean_tx_irq", Kind.KASAN),
+        (WARNING, "WARNING in e1000e_down", Kind.WARNING),
+        (LOCKDEP, "possible deadlock in e1000_reset_task", Kind.LOCKDEP),
+        (
+            SLEEP_IN_ATOMIC,
+            "BUG: sleeping function called from invalid context in ktest_nic_watchdog",
+            Kind.SLEEP_IN_ATOMIC,
+        ),
+        (SCHED_ATOMIC, "BUG: scheduling while atomic in ktest_nic_wait_tx", Kind.SLEEP_IN_ATOMIC),
+        (
+            NULL_DEREF,
+            "BUG: unable to handle kernel NULL pointer dereference in ktest_nic_poll",
+            Kind.NULL_DEREF,
+        ),
+        (GPF, "general protection fault in e1000_probe", Kind.GPF),
+        (
+            PAGING,
+            "BUG: unable to handle kernel paging request in ktest_nic_write_reg",
+            Kind.PAGING_FAULT,
+        ),
+        (HUNG_TASK, "INFO: task hung in ktest_nic_reset_task", Kind.HUNG_TASK),
+        (RCU_STALL, "INFO: rcu detected stall in sys_sendto", Kind.RCU_STALL),
+        (SOFT_LOCKUP, "BUG: soft lockup in sys_sendto", Kind.SOFT_LOCKUP),
+        (HARD_LOCKUP, "BUG: hard lockup in ktest_nic_irq_spin", Kind.HARD_LOCKUP),
+        (WQ_LOCKUP, "BUG: workqueue lockup", Kind.WQ_LOCKUP),
+        (KMEMLEAK, "memory leak in ktest_nic_alloc_ring", Kind.MEMORY_LEAK),
+        (REFCOUNT, "WARNING: refcount bug in ktest_nic_release", Kind.REFCOUNT),
+        (
+            DMA_MAP_ERROR,
+            "DMA-API: device driver failed to check map error in e1000_clean_tx_irq",
+            Kind.DMA_API,
+        ),
+        (
+            DMA_PENDING,
+            "DMA-API: device driver has pending DMA allocations while released from device"
+            " [count=NUM]",
+            Kind.DMA_API,
+        ),
+        (DMAR, "DMAR: DMA Read fault in e1000e: PTE Read access is not set", Kind.IOMMU_FAULT),
+        (WATCHDOG_61, "NETDEV WATCHDOG: transmit queue timed out in e1000e", Kind.NETDEV_WATCHDOG),
+        (WATCHDOG_OLD, "NETDEV WATCHDOG: transmit queue timed out in e1000e", Kind.NETDEV_WATCHDOG),
+        (
+            UNREGISTER,
+            "unregister_netdevice: waiting for DEV to become free",
+            Kind.UNREGISTER_NETDEVICE,
+        ),
+        (
+            REF_TRACKER,
+            "ref_tracker: net device leaked reference in ktest_nic_start_queue",
+            Kind.UNREGISTER_NETDEVICE,
+        ),
+        (UBSAN, "UBSAN: array-index-out-of-bounds in ktest_nic_set_rx_mode", Kind.UBSAN),
+        (KFENCE, "KFENCE: use-after-free read in ktest_nic_poll", Kind.KFENCE),
+        (KERNEL_BUG, "kernel BUG in ktest_nic_fill_ring", Kind.BUG),
+    ],
+)
+def test_bug_kinds(snippet: str, title: str, kind: Kind) -> None:
+    for text in (snippet, ts(snippet), ts(snippet, caller="T345")):
+        found = bugs(NOISE + text + NOISE)
+        assert len(found) == 1, [r.title for r in found]
+        r = found[0]
+        assert r.title == title
+        assert r.kind is kind
+        assert r.severity == "bug"
+
+
+def test_one_report_per_snippet_and_offsets() -> None:
+    data = (ts(NOISE) + ts(KASAN, 30) + ts(NOISE, 31) + ts(WARNING, 40)).encode()
+    reports = parse(data)
+    assert [r.title for r in reports] == [
+        "KASAN: use-after-free Read in e1000_clean_tx_irq",
+        "WARNING in e1000e_down",
+    ]
+    k, w = reports
+    assert data[k.start :].startswith(b"[")
+    assert b"BUG: KASAN: use-after-free" in data[k.start : k.end]
+    assert b"Freed by task" in data[k.start : k.end]
+    assert b"systemd" not in data[k.start : k.end]
+    assert k.end <= w.start
+    assert data[w.start : w.end].rstrip().endswith(b"---[ end trace 0000000000000000 ]---")
+
+
+def test_report_fields() -> None:
+    r = first(ts(KASAN))
+    assert r.frame == "e1000_clean_tx_irq"
+    assert r.modules == ("e1000e",)
+    assert r.taint == "GO"
+    assert not r.corrupted and r.corrupted_reason is None
+    assert r.text.startswith("==========") is False
+    assert r.text.startswith("BUG: KASAN: use-after-free in e1000_clean_tx_irq")
+    assert "[" not in r.text.split("\n")[1][:3]  # timestamps stripped
+    d = r.to_dict()
+    assert d["kind"] == "KASAN" and d["severity"] == "bug"
+    json.dumps(d)
+    assert first(GPF).taint == ""  # "Not tainted"
+    assert first(NULL_DEREF).modules == ("ktest_nic",)
+
+
+def test_panic_after_oops_is_folded() -> None:
+    reports = parse(ts(NULL_DEREF))
+    assert [r.title for r in reports] == [
+        "BUG: unable to handle kernel NULL pointer dereference in ktest_nic_poll"
+    ]
+    assert b"Kernel panic" in ts(NULL_DEREF).encode()[reports[0].start : reports[0].end]
+
+
+def test_panic_alone() -> None:
+    r = first(
+        ts(
+            "VFS: Cannot open root device \"vda\" or unknown-block(0,0): error -6\n"
+            "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n"
+            "CPU: 0 PID: 1 Comm: swapper/0 Not tainted 6.1.0 #1\n"
+            "Call Trace:\n <TASK>\n dump_stack_lvl+0x45/0x5e\n panic+0x118/0x2f0\n"
+            " mount_block_root+0x1d3/0x1e6\n prepare_namespace+0x136/0x165\n"
+        )
+    )
+    assert r.title == "kernel panic: VFS: Unable to mount root fs on unknown-block(NUM,NUM)"
+    assert r.kind is Kind.PANIC
+
+
+@pytest.mark.parametrize(
+    ("snippet", "titles"),
+    [
+        (AER_OK, ["AER: recovery successful"]),
+        (AER_CORRECTED, ["AER: corrected error in e1000e"]),
+        (
+            LINK,
+            [
+                "NIC Link is Down on eth0",
+                "NIC Link is Up on eth0",
+                "link becomes ready on eth0",
+                "NIC Link is Up on enp2s0",
+            ],
+        ),
+        (FAULT_INJECTION, ["FAULT_INJECTION: failslab in ktest_nic_alloc_ring"]),
+    ],
+)
+def test_events(snippet: str, titles: list[str]) -> None:
+    for text in (snippet, ts(snippet)):
+        reports = parse(NOISE + text)
+        assert [r.title for r in reports] == titles
+        assert all(r.severity == "event" for r in reports)
+        verdict = judge(NOISE + text)
+        assert verdict.passed
+        assert [r.title for r in verdict.events] == titles
+
+
+def test_event_kinds() -> None:
+    assert {r.kind for r in parse(LINK)} == {Kind.LINK_CHANGE}
+    assert first(AER_OK).kind is Kind.AER
+    assert first(FAULT_INJECTION).kind is Kind.FAULT_INJECTION
+    assert first(FAULT_INJECTION).frame == "ktest_nic_alloc_ring"
+
+
+def test_aer_recovery_failed_is_a_bug() -> None:
+    text = AER_OK.replace("device recovery successful", "device recovery failed")
+    r = first(ts(text))
+    assert r.title == "AER: recovery failed"
+    assert r.severity == "bug"
+    assert not judge(ts(text)).passed
+
+
+def test_fault_injection_does_not_hide_later_bug() -> None:
+    reports = parse(ts(FAULT_INJECTION) + ts(KASAN, 40))
+    assert [r.severity for r in reports] == ["event", "bug"]
+
+
+def test_kmemleak_summary_alone() -> None:
+    r = first("kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)\n")
+    assert r.kind is Kind.MEMORY_LEAK and r.severity == "bug"
+
+
+def test_nothing_in_clean_boot_log() -> None:
+    assert parse(NOISE) == []
+    assert parse(ts(NOISE)) == []
+    assert parse(b"") == []
+    boot = (
+        "SeaBIOS (version 1.16.2)\nBooting from ROM..\n"
+        "early console in extract_kernel\nDecompressing Linux... Parsing ELF... done.\n"
+        "Booting the kernel.\n" + ts(NOISE)
+    )
+    assert parse(boot) == []
+
+
+def test_reboot_in_the_middle_of_a_log() -> None:
+    log = ts(NOISE) + "SeaBIOS (version 1.16.2)\nBooting the kernel.\n" + ts(NOISE, 0.0)
+    r = first(log)
+    assert r.title == "unexpected kernel reboot" and r.kind is Kind.REBOOT
+
+
+# --- prefixes --------------------------------------------------------------------------
+
+HOST_FORMS = [
+    lambda i: f"09:10:{11 + i // 100:02d}.{i * 37 % 1000000:06d} ",
+    lambda i: f"2026-11-24T09:10:11.{i:06d} ",
+    lambda i: f"[+{12.345678 + i / 1000:.6f}] ",
+    lambda i: f"[2026-11-24 09:10:11.{i:06d}] ",
+]
+
+
+def host_prefixed(text: str, form) -> str:
+    return "".join(form(i) + line + "\n" for i, line in enumerate(text.rstrip("\n").split("\n")))
+
+
+@pytest.mark.parametrize("form", HOST_FORMS)
+@pytest.mark.parametrize("caller", [None, "T345", "C1"])
+def test_host_timestamps_give_identical_titles(form, caller) -> None:
+    log = ts(NOISE) + ts(KASAN, 30, caller) + ts(LOCKDEP, 40, caller) + ts(LINK, 50)
+    log += ts(DMA_MAP_ERROR, 60, caller) + ts(HUNG_TASK, 70, caller)
+    plain = [(r.title, r.corrupted, r.frame, r.modules) for r in parse(log)]
+    assert len(plain) == 8
+    stamped = [(r.title, r.corrupted, r.frame, r.modules) for r in parse(host_prefixed(log, form))]
+    assert stamped == plain
+    assert all(not c for _, c, _, _ in plain)
+
+
+def test_logs_without_kernel_timestamps_and_syslog_levels() -> None:
+    raw = [r.title for r in parse(KASAN + WARNING)]
+    leveled = "".join(f"<4>{line}\n" for line in ts(KASAN + WARNING).splitlines())
+    assert [r.title for r in parse(leveled)] == raw == [
+        "KASAN: use-after-free Read in e1000_clean_tx_irq",
+        "WARNING in e1000e_down",
+    ]
+
+
+def test_strip_prefixes() -> None:
+    assert strip_prefixes("[   12.345678] BUG: foo") == "BUG: foo"
+    assert strip_prefixes("[   12.345678][  T123] BUG: foo\n") == "BUG: foo"
+    assert strip_prefixes("[   12.345678][    C1] BUG: foo") == "BUG: foo"
+    assert strip_prefixes("09:10:11.123456 [   12.345678] BUG: foo") == "BUG: foo"
+    assert strip_prefixes("2026-11-24T09:10:11.123456 [   12.345678] BUG: foo") == "BUG: foo"
+    assert strip_prefixes("[+12.345678] [   12.345678] BUG: foo") == "BUG: foo"
+    assert strip_prefixes("09:10:11.123456 BUG: foo") == "BUG: foo"
+    assert strip_prefixes(b"<4>[   12.345678] BUG: foo\r\n") == "BUG: foo"
+    assert strip_prefixes("BUG: foo") == "BUG: foo"
+    assert split_prefix("[   12.345678][  T123] x") == ("T123", "x")
+    assert split_prefix("[   12.345678] x") == ("console", "x")
+    assert split_prefix("x") == ("", "x")
+
+
+def test_interleaved_tasks_are_separated() -> None:
+    kasan = ts(KASAN, 30, "T100").splitlines()
+    other = ts("sshd[412]: Accepted publickey for root\n" * len(kasan), 30, "T412").splitlines()
+    mixed = "\n".join(x for pair in zip(kasan, other, strict=True) for x in pair) + "\n"
+    r = first(mixed)
+    assert r.title == "KASAN: use-after-free Read in e1000_clean_tx_irq"
+    assert "sshd" not in r.text
+
+
+def test_corrupted_report_without_trace() -> None:
+    text = ts("BUG: unable to handle page fault for address: ffffc90000a00000\n") + ts(NOISE, 21)
+    r = first(text)
+    assert r.corrupted
+    assert r.title == "BUG: unable to handle kernel paging request in corrupted"
+    assert r.frame is None
+
+
+def test_title_normalisation() -> None:
+    r = first(
+        ts(
+            "BUG: Bad rss-counter state mm:00000000c2f0cb2a type:MM_ANONPAGES val:1\n"
+            "BUG: workqueue lockup - pool cpus=1 node=0 flags=0x0 nice=0 stuck for 33s!\n"
+        )
+    )
+    assert r.title == "BUG: Bad rss-counter state"
+    r = first("WARNING: CPU: 3 PID: 4242 at net/core/dev.c:1234 dev_foo.isra.0+0x1/0x2\n")
+    assert r.title.startswith("WARNING in ")
+    assert "4242" not in r.title
+
+
+# --- verdict policy ---------------------------------------------------------------------
+
+
+def test_judge_default_fails_on_bugs() -> None:
+    v = judge(ts(KASAN) + ts(LINK, 30))
+    assert not v.passed
+    assert [r.kind for r in v.failing] == [Kind.KASAN]
+    assert len(v.events) == 4
+    assert "KASAN" in v.summary()
+
+
+def test_judge_allow_regex_and_kind() -> None:
+    log = ts(KASAN) + ts(WARNING, 30)
+    assert not judge(log, allow=["^KASAN: "]).passed
+    v = judge(log, allow=["^KASAN: ", re.compile(r"WARNING in e1000e_down")])
+    assert v.passed and len(v.allowed) == 2
+    v = judge(log, allow=[Kind.KASAN, Kind.WARNING])
+    assert v.passed
+    assert judge(b"").passed
+
+
+def test_judge_fail_kinds() -> None:
+    log = ts(KASAN) + ts(LINK, 30)
+    assert judge(log, fail_kinds={Kind.WARNING}).passed
+    v = judge(log, fail_kinds={Kind.LINK_CHANGE})
+    assert not v.passed and all(r.kind is Kind.LINK_CHANGE for r in v.failing)
+    assert judge(parse(log), allow=[Kind.KASAN]).passed
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def test_run_parse_text_and_json(tmp_path) -> None:
+    a = tmp_path / "a.log"
+    a.write_text(ts(NOISE) + ts(KASAN, 30) + ts(LINK, 40))
+    b = tmp_path / "b.log"
+    b.write_text(ts(NOISE))
+    out = io.StringIO()
+    assert run_parse([str(a), str(b)], as_json=False, out=out) == 0
+    text = out.getvalue()
+    assert "KASAN: use-after-free Read in e1000_clean_tx_irq" in text
+    assert f"{b}: 0 bug report(s), 0 event(s)" in text
+    out = io.StringIO()
+    assert run_parse([str(a), str(b)], as_json=True, out=out) == 0
+    data = json.loads(out.getvalue())
+    assert data[0]["path"] == str(a)
+    assert data[0]["reports"][0]["kind"] == "KASAN"
+    assert data[0]["reports"][0]["modules"] == ["e1000e"]
+    assert {r["severity"] for r in data[0]["reports"]} == {"bug", "event"}
+    assert data[1]["reports"] == []
+
+
+def test_run_parse_unreadable(tmp_path, capsys) -> None:
+    out = io.StringIO()
+    assert run_parse([str(tmp_path / "missing.log")], as_json=False, out=out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.log" in err

@@ -1,0 +1,187 @@
+"""Real guests under the debug kernel: every shipped profile to SSH, the
+vIOMMU really on, NIC drivers load and unload, panics and hangs detected,
+and no QEMU survives its orchestrator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import accel, profiles
+from orchestrator.machine import BootError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def qemu_pids(marker: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"qemu-system-x86_64.*{marker}"],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def bdf_of(g, mac: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    for link in g.ip("link show", json=True):
+        if link.get("address") == mac:
+            dev = link["ifname"]
+            path = g.cmd(f"readlink -f /sys/class/net/{dev}/device").stdout.strip()
+            return dev, path.rsplit("/", 1)[1]
+    raise AssertionError(f"no netdev with MAC {mac}")
+
+
+@pytest.mark.parametrize("name", ["e1000e", "e1000e-viommu", "virtio-net", "virtio-net-viommu"])
+def test_profile_boots_and_driver_loads(machine_factory, name: str) -> None:
+    m = machine_factory(name)
+    times = m.launch()
+    assert times.ready > 0 and times.run_init is not None and times.run_init < times.ready
+    g = m.ssh()
+    assert g.cmd("uname -r").stdout.strip().endswith("-ktest")
+    assert g.cmd("lsmod").stdout.strip().splitlines()[1:] == []  # nothing auto-loaded
+    nic = m.profile.nics[0]
+    g.cmd(f"modprobe {nic.driver}", timeout=120)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            dev, bdf = bdf_of(g, nic.mac)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    driver = g.cmd(f"basename $(readlink /sys/class/net/{dev}/device/driver)").stdout.strip()
+    assert driver in (nic.driver, "virtio-pci", "e1000e")
+    if m.profile.viommu == "intel":
+        dmesg = g.cmd("dmesg").stdout
+        assert "DMAR: IOMMU enabled" in dmesg or "DMAR: Intel(R) Virtualization" in dmesg
+        assert "IRQ remapping" in dmesg or "Enabled IRQ remapping" in dmesg
+        pci_bdf = bdf if bdf.count(":") == 2 else g.cmd(
+            f"basename $(readlink -f /sys/class/net/{dev}/device/..)").stdout.strip()
+        group = g.cmd(f"readlink /sys/bus/pci/devices/{pci_bdf}/iommu_group").stdout.strip()
+        assert "iommu_groups/" in group
+        assert g.cmd(f"cat /sys/bus/pci/devices/{pci_bdf}/iommu_group/type").stdout.strip() \
+            in ("DMA", "DMA-FQ")
+    g.cmd(f"ip link set {dev} up")
+    g.cmd(f"modprobe -r {nic.driver}", timeout=120)
+    assert g.cmd(f"test -e /sys/class/net/{dev}", check=False).exit_status != 0
+    assert m.shutdown() == "poweroff"
+    assert not qemu_pids(str(m.run_dir))
+    log = (m.run_dir / "console.log").read_text()
+    assert "KTEST-READY" in log
+
+
+def test_panic_is_reported_as_crash(machine_factory) -> None:
+    m = machine_factory("e1000e")
+    m.launch()
+    g = m.ssh()
+    t = time.monotonic()
+    g.cmd("echo c > /proc/sysrq-trigger &", check=False, timeout=10)
+    while not m.crashed and time.monotonic() - t < 30:
+        time.sleep(0.1)
+    assert m.crashed, "panic not noticed"
+    assert time.monotonic() - t < 30
+    assert m.shutdown() == "crashed"
+    assert "Kernel panic - not syncing: sysrq triggered crash" in m.console_tail(60)
+    assert not qemu_pids(str(m.run_dir))
+
+
+def test_silent_hang_during_boot_is_detected(artifacts, tmp_path: Path) -> None:
+    """A guest that never prints (vCPUs stopped with -S) ends the launch by
+    the silence timeout, with the argv in the error, and leaves no QEMU."""
+    from orchestrator.machine import Machine
+
+    prof = profiles.load_profile("e1000e")
+    prof = profiles.Profile(**{**prof.__dict__, "extra_args": ("-S",)})
+    m = Machine(prof, artifacts.kernel, artifacts.image, run_dir=tmp_path / "run",
+                silence_timeout=5, boot_timeout=60)
+    t = time.monotonic()
+    with pytest.raises(BootError, match="no console output for 5s") as exc:
+        m.launch()
+    assert time.monotonic() - t < 30
+    assert exc.value.argv and "-S" in exc.value.argv
+    assert m.ended in ("quit", "kill")
+    assert not qemu_pids(str(tmp_path / "run"))
+
+
+def test_probe_reaches_init_under_tcg(artifacts) -> None:
+    ok, reason, seconds = accel.boots_under("tcg", artifacts.kernel.bzimage)
+    assert ok, reason
+
+
+def _start_boot(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    env = {**os.environ, "KTEST_CACHE": os.environ.get("KTEST_CACHE", "")}
+    env = {k: v for k, v in env.items() if v}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "boot"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    assert proc.stdout is not None
+    run_dir = None
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        if "run directory" in line:
+            run_dir = Path(line.rsplit("run directory", 1)[1].strip())
+        if "Ctrl-C stops it" in line or time.monotonic() > deadline:
+            break
+    assert run_dir is not None, "ktest boot did not come up"
+    return proc, run_dir
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_signals_to_ktest_boot_leave_no_qemu(tmp_path: Path, artifacts, sig: int) -> None:
+    proc, run_dir = _start_boot(tmp_path)
+    try:
+        assert qemu_pids(str(run_dir)), "QEMU not running while ktest boot is up"
+        if sig != signal.SIGKILL:
+            # ktest ssh reaches the guest while it is up
+            r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "ssh", "--run",
+                                str(run_dir), "--", "echo", "hi"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0 and r.stdout.strip() == "hi", r.stderr
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while qemu_pids(str(run_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not qemu_pids(str(run_dir))
+    assert (run_dir / "console.log").stat().st_size > 0  # logs stay on disk
+
+
+def _exec(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "exec", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_exec_returns_the_command_status(artifacts) -> None:
+    r = _exec("--load", "e1000e", "--", "sh -c 'lsmod | grep -c ^e1000e; exit 7'")
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.strip() == "1"
+
+
+def test_exec_loads_a_built_module(artifacts) -> None:
+    r = _exec("--load", str(ROOT / "tests" / "modules" / "hello"), "--",
+              "lsmod | grep ktest_hello && dmesg | grep 'ktest_hello: loaded'")
+    assert r.returncode == 0, r.stderr
+    assert "ktest_hello: loaded" in r.stdout
+
+
+def test_exec_crash_has_distinct_status(artifacts) -> None:
+    r = _exec("--", "echo c > /proc/sysrq-trigger")
+    assert r.returncode == 125, (r.returncode, r.stderr[-2000:])
+    assert "sysrq triggered crash" in r.stderr
+
+
+def test_run_smoke_check_passes(artifacts) -> None:
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verdict: PASS" in r.stdout
+    for step in ("load e1000e", "netdev appears", "link up", "no kernel reports"):
+        assert f"PASS  {step}" in r.stdout
