@@ -256,11 +256,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not command:
         _die("nothing to run: ktest exec [options] -- CMD")
     progress = Progress()
-    load = None
+    loads = []
     if args.load:
         arts = _artifacts(args, progress)
         try:
-            load = session.resolve_module(args.load, arts, progress)
+            loads = [session.resolve_module(spec, arts, progress)
+                     for spec in args.load.split(",") if spec]
         except Exception as e:  # BuildError, missing file
             progress.done()
             for line in getattr(e, "details", []):
@@ -269,11 +270,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
     m = _launch(args, progress)
     try:
         g = m.ssh()
-        if load:
+        for name, ko in loads:
             try:
-                session.load_module(m, *load)
+                session.load_module(m, name, ko)
             except CmdError as e:
-                _die(f"loading {load[0]} failed: {e}")
+                _die(f"loading {name} failed: {e}")
         text = shlex.join(command) if len(command) > 1 else command[0]
         try:
             res = g.cmd(text, check=False, timeout=args.timeout)
@@ -385,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exec", help="boot, [load a module,] run CMD, shut down")
     _add_machine_opts(p)
     p.add_argument("--load", metavar="MODULE",
-                   help="ktest_nic, an in-tree module name, a .ko, or a module source dir")
+                   help="ktest_nic, an in-tree module name, a .ko, or a module source dir; "
+                        "several separated by commas load in that order")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds CMD may take")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_exec)

@@ -27,11 +27,13 @@ PROFILE_DIR = cache.project_root() / "qemu-configs"
 DEFAULT_PROFILE = "e1000e"
 
 # Device models we know how to wire up, with what each supports.
+# "modules": what to load, in order, for the in-tree driver (nothing in the
+# guest auto-loads modules: virtio_net needs the virtio_pci transport first).
 NIC_MODELS: Mapping[str, Mapping[str, Any]] = {
-    "e1000e": {"driver": "e1000e", "vectors": False, "queues": False, "iommu_platform": False},
-    "virtio-net-pci": {
-        "driver": "virtio_net", "vectors": True, "queues": False, "iommu_platform": True,
-    },
+    "e1000e": {"driver": "e1000e", "modules": ("e1000e",), "vectors": False,
+               "iommu_platform": False},
+    "virtio-net-pci": {"driver": "virtio_net", "modules": ("virtio_pci", "virtio_net"),
+                       "vectors": True, "iommu_platform": True},
 }
 MGMT_MODELS = ("e1000",)
 ACCELS = ("auto", "tcg", "kvm")
@@ -82,6 +84,11 @@ class NicSpec:
     @property
     def driver(self) -> str:
         return str(NIC_MODELS[self.model]["driver"])
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """In-tree modules that make this NIC work, in load order."""
+        return tuple(NIC_MODELS[self.model]["modules"])
 
 
 @dataclass(frozen=True)

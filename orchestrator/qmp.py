@@ -111,6 +111,9 @@ class QMP:
                 self._event_cond.wait(left)
 
     def close(self) -> None:
+        if self._listener_task is not None:
+            self._listener_task.cancel()  # stop the event reader before the loop goes
+            self._listener_task = None
         if self.connected:
             self.connected = False
             try:

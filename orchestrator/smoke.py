@@ -64,8 +64,11 @@ def run_smoke(machine: Machine, link_timeout: float = 30.0) -> SmokeResult:
     iface: list[str] = []
 
     def load() -> tuple[bool, str]:
-        r = g.cmd(f"modprobe {nic.driver}", check=False, timeout=120)
-        return r.ok, (r.stderr.strip() or f"modprobe {nic.driver}")
+        for mod in nic.modules:
+            r = g.cmd(f"modprobe {mod}", check=False, timeout=120)
+            if not r.ok:
+                return False, r.stderr.strip() or f"modprobe {mod} exited {r.exit_status}"
+        return True, "modprobe " + " ".join(nic.modules)
 
     def appears() -> tuple[bool, str]:
         deadline = time.monotonic() + 15
@@ -90,8 +93,11 @@ def run_smoke(machine: Machine, link_timeout: float = 30.0) -> SmokeResult:
         return False, f"no carrier on {dev} within {link_timeout:.0f}s"
 
     def unload() -> tuple[bool, str]:
-        r = g.cmd(f"modprobe -r {nic.driver}", check=False, timeout=120)
-        return r.ok, (r.stderr.strip() or f"modprobe -r {nic.driver}")
+        for mod in reversed(nic.modules):
+            r = g.cmd(f"modprobe -r {mod}", check=False, timeout=120)
+            if not r.ok:
+                return False, r.stderr.strip() or f"modprobe -r {mod} exited {r.exit_status}"
+        return True, "modprobe -r " + " ".join(reversed(nic.modules))
 
     if step(f"load {nic.driver}", load) and step("netdev appears", appears):
         step("link up", link_up)

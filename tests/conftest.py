@@ -14,6 +14,14 @@ from pathlib import Path
 
 import pytest
 
+try:
+    # Imported here, at a shallow stack: hypothesis' pytest plugin otherwise
+    # imports it during the terminal summary, where CPython 3.11's AST
+    # validator can fail with "recursion depth mismatch" on pytest's rewrite.
+    import hypothesis  # noqa: F401
+except ImportError:
+    pass
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

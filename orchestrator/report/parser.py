@@ -16,7 +16,7 @@ Pipeline:
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -32,6 +32,7 @@ from .lines import (
 )
 from .model import Kind, Report
 from .stack import (
+    FRAME_ANY,
     RISCV_TRACE_START,
     TRACE_STARTS,
     extract_frames,
@@ -254,24 +255,65 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 class Window:
     lines: list[str]  # filtered, prefix-stripped lines
     offsets: list[int]  # start offset of each line in the log
+    _text: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The lines joined with newlines."""
+        if self._text is None:
+            self._text = "\n".join(self.lines)
+        return self._text
 
 
-def _window_matches(
-    log: Log, ctx: str, pos: int, endpos: int, by_caller: bool
-) -> list[re.Match[str]]:
+def _window_lines(
+    log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool
+) -> tuple[list[str], list[int]]:
+    """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``."""
     s = log.s
-    ms = list(context_line_regex(ctx, False, log.host).finditer(s, pos, endpos))
+    rx = context_line_regex(ctx, False, log.host)
+    if not by_caller:
+        # Usually every line of the range belongs: then the line starts are known.
+        contents = rx.findall(s, pos, endpos)
+        starts = log.starts
+        k = (bisect_right if ctx == "" else bisect_left)(starts, endpos, i + 1)
+        if len(contents) == k - i - 1:
+            return contents, starts[i + 1 : k]
+    ms = list(rx.finditer(s, pos, endpos))
     if by_caller and s.find(NMI_BACKTRACE, pos, endpos) >= 0:
         # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
         for k, m in enumerate(ms):
             if NMI_BACKTRACE in m.group(1) and not _questionable(m.group(1)):
                 rest = context_line_regex(ctx, True, log.host).finditer(s, m.end(), endpos)
-                return ms[: k + 1] + list(rest)
-    return ms
+                ms[k + 1 :] = rest
+                break
+    return [m.group(1) for m in ms], [m.start() for m in ms]
 
 
 def _questionable(content: str) -> bool:
     return (" ? " in content or content.endswith(" (unreliable)")) and "<EOI>" not in content
+
+
+def _lines_with(s: str, needles: tuple[str, ...], starts: list[int], pos: int, endpos: int) -> set[int]:
+    """Indices of the lines (starting at ``starts``) in which a needle occurs."""
+    out: set[int] = set()
+    for needle in needles:
+        p = s.find(needle, pos, endpos)
+        while p >= 0:
+            k = bisect_right(starts, p) - 1
+            if k >= 0:
+                le = s.find("\n", starts[k], endpos)
+                if le < 0:
+                    le = endpos
+                if p < le:
+                    out.add(k)
+                p = max(le, p + 1)
+            else:
+                p += 1
+            p = s.find(needle, p, endpos)
+    return out
+
+
+_QUESTIONABLE = (" ? ", " (unreliable)")
 
 
 def build_window(log: Log, h: Hit, stop: int) -> Window:
@@ -282,34 +324,37 @@ def build_window(log: Log, h: Hit, stop: int) -> Window:
     """
     ctx, head = log.info(h.index)
     s = log.s
+    nlines = len(log.lines)
     by_caller = ctx not in ("", CONSOLE)
-    last = len(log.lines) if by_caller else stop
-    last = min(last, h.index + MAX_WINDOW_LINES, len(log.lines))
-    endpos = log.starts[last] if last < len(log.lines) else len(s)
+    last = nlines if by_caller else stop
+    last = min(last, h.index + MAX_WINDOW_LINES, nlines)
+    endpos = log.starts[last] if last < nlines else len(s)
     pos = log.line_end(h.index)
-    ms = _window_matches(log, ctx, pos, endpos, by_caller)
-    contents = [m.group(1) for m in ms]
-    if "\r" in s[pos:endpos]:
+    contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller)
+    if s.find("\r", pos, endpos) >= 0:
         contents = [c[:-1] if c.endswith("\r") else c for c in contents]
-    starts = [m.start() for m in ms]
     if ctx and (s.find(" ? ", pos, endpos) >= 0 or s.find(" (unreliable)", pos, endpos) >= 0):
-        keep = [
-            k
-            for k, c in enumerate(contents)
-            if (" ? " not in c and not c.endswith(" (unreliable)")) or "<EOI>" in c
+        drop = [
+            k for k in sorted(_lines_with(s, _QUESTIONABLE, starts, pos, endpos))
+            if _questionable(contents[k])
         ]
-        contents = [contents[k] for k in keep]
-        starts = [starts[k] for k in keep]
+        if drop:
+            for k in reversed(drop):
+                del contents[k], starts[k]
     # Past the first lines of the report, a panic or a lockdep splat caused by
     # the report is cut off.
     min_lines = 16 if "BUG: KMSAN:" in head else 22
-    tail0, tail1 = TAIL_MARKERS
-    if s.find(tail0, pos, endpos) >= 0 or s.find(tail1, pos, endpos) >= 0:
-        for k in range(min_lines - 1, len(contents)):
-            c = contents[k]
-            if tail0 in c or tail1 in c:
-                del contents[k:], starts[k:]
-                break
+    if len(contents) >= min_lines:
+        from_pos = starts[min_lines - 1]
+        if s.find(TAIL_MARKERS[0], from_pos, endpos) >= 0 or s.find(
+            TAIL_MARKERS[1], from_pos, endpos
+        ) >= 0:
+            tails = _lines_with(s, TAIL_MARKERS, starts, from_pos, endpos)
+            for k in sorted(tails):
+                c = contents[k]
+                if k >= min_lines - 1 and (TAIL_MARKERS[0] in c or TAIL_MARKERS[1] in c):
+                    del contents[k:], starts[k:]
+                    break
     out = [head, *contents]
     offs = [h.start, *starts]
     if s.find(SKIP_LINE, pos, endpos) >= 0:
@@ -344,12 +389,15 @@ def describe(text: str, group: Group, header: str) -> Description:
     corrupted = ""
     matched_title = False
     frame: str | None = None
+    first: dict[str, int] = {}  # first occurrence of each literal prefix
     for f in group.formats:
         prefix = f.prefix
         if prefix:
             # No match can start before the first occurrence of the literal prefix.
-            at = text.find(prefix, 0, best + len(prefix))
-            if at < 0:
+            at = first.get(prefix)
+            if at is None:
+                at = first[prefix] = text.find(prefix)
+            if at < 0 or at > best:
                 continue
             m = f.title.search(text, at)
         else:
@@ -454,12 +502,13 @@ _REPORTISH = (
 )
 
 
-_REPORTISH_RE = re.compile(_REPORTISH)
-_BLANK_START = frozenset(("", " ", "\t"))
-
-
-_END_MARKER = re.compile(r"---\[ end trace|={20,}\s*$")
 _AFTER_END = ("Kernel panic", "Kernel Offset", "---[ end Kernel panic", "Rebooting in")
+# Over the joined window text (one line per window line): the first end marker
+# line, and every line that does not look like report text (neither _REPORTISH
+# nor a call-trace frame).
+# (Both match the newline before the line: a literal first character is fast to scan for.)
+_END_MARKER_M = re.compile(r"\n(?:---\[ end trace|={20,}[^\S\n]*(?=\n|\Z))")
+_CHATTER_M = re.compile(r"\n(?!" + _REPORTISH + "|" + FRAME_ANY.pattern + ")", re.M)
 
 
 def body_end(log: Log, win: Window) -> int:
@@ -471,27 +520,49 @@ def body_end(log: Log, win: Window) -> int:
     ordinary console chatter (trailing chatter is left out as well).
     """
     lines, offsets = win.lines, win.offsets
-    last = offsets[0]
-    gap = 0
-    match = _REPORTISH_RE.match
-    end_marker = _END_MARKER.match
     n = len(lines)
-    for k in range(1, n):
-        content = lines[k]
-        if end_marker(content):
-            last = offsets[k]
-            for j in range(k + 1, min(k + 5, n)):
+    last = offsets[0]
+    if n > 1:
+        text = win.text
+        pos = len(lines[0])  # the newline before line 1
+        m = _END_MARKER_M.search(text, pos)
+        if m is not None:
+            limit = m.start() + 1
+            k_end = text.count("\n", 0, limit)
+        else:
+            limit = len(text)
+            k_end = n
+        # Walk the chatter lines (the others reset the gap).
+        k = 0  # line index of the previous chatter line
+        at = 0
+        run = 0
+        run_start = 0
+        prev = -2
+        gap_at = -1
+        for c in _CHATTER_M.finditer(text, pos, limit):
+            p = c.end()
+            k += text.count("\n", at, p)
+            at = p
+            if k == prev + 1:
+                run += 1
+            else:
+                run, run_start = 1, k
+            prev = k
+            if run > BODY_GAP:
+                gap_at = run_start
+                break
+        if gap_at >= 0:
+            last = offsets[gap_at - 1]
+        elif m is not None:
+            last = offsets[k_end]
+            for j in range(k_end + 1, min(k_end + 5, n)):
                 if not lines[j].startswith(_AFTER_END):
                     break
                 last = offsets[j]
-            break
-        if content[:1] in _BLANK_START or match(content) or is_frame_line(content):
-            last = offsets[k]
-            gap = 0
         else:
-            gap += 1
-            if gap > BODY_GAP:
-                break
+            # The last line before a trailing run of chatter.
+            k_last = n - 1 if prev != n - 1 else run_start - 1
+            last = offsets[max(k_last, 0)]
     end = log.s.find("\n", last)
     return len(log.s) if end < 0 else end
 
@@ -540,7 +611,7 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
     win = build_window(log, h, stop)
     if h.group.custom is not None and h.group.custom != "reboot":
         return nic.build(log, h, win, stop)
-    text = "\n".join(win.lines)
+    text = win.text
     desc = describe(text, h.group, h.header)
     if not desc.title:
         raw = "\n".join(log.lines[h.index : max(stop, h.index + 1)])

@@ -50,7 +50,7 @@ FRAME_LINES: tuple[re.Pattern[str], ...] = (
     rx(r"^(?:kmemleak: )? *(?:<PC> ){0,2}<FN>"),
     rx(r"^ *<PC> \(([A-Za-z0-9_.]+)\) from <PC> \(<FN>"),  # arm
 )
-_FRAME_ANY = rx(
+FRAME_ANY = rx(
     r"^(?:kmemleak: )? *(?:<PC> ){0,2}[A-Za-z0-9_]+[.+]|^ *<PC> \([A-Za-z0-9_.]+\) from "
 )
 
@@ -95,7 +95,7 @@ CORRUPTING_LINE_M = re.compile(CORRUPTING_LINE.pattern, re.M)
 
 
 def is_frame_line(line: str) -> bool:
-    return _FRAME_ANY.search(line) is not None
+    return FRAME_ANY.search(line) is not None
 
 
 # Functions that are never the culprit. Regexes, searched in the function name.

@@ -43,7 +43,8 @@ def test_profile_boots_and_driver_loads(machine_factory, name: str) -> None:
     assert g.cmd("uname -r").stdout.strip().endswith("-ktest")
     assert g.cmd("lsmod").stdout.strip().splitlines()[1:] == []  # nothing auto-loaded
     nic = m.profile.nics[0]
-    g.cmd(f"modprobe {nic.driver}", timeout=120)
+    for mod in nic.modules:
+        g.cmd(f"modprobe {mod}", timeout=120)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -66,7 +67,8 @@ def test_profile_boots_and_driver_loads(machine_factory, name: str) -> None:
         assert g.cmd(f"cat /sys/bus/pci/devices/{pci_bdf}/iommu_group/type").stdout.strip() \
             in ("DMA", "DMA-FQ")
     g.cmd(f"ip link set {dev} up")
-    g.cmd(f"modprobe -r {nic.driver}", timeout=120)
+    for mod in reversed(nic.modules):
+        g.cmd(f"modprobe -r {mod}", timeout=120)
     assert g.cmd(f"test -e /sys/class/net/{dev}", check=False).exit_status != 0
     assert m.shutdown() == "poweroff"
     assert not qemu_pids(str(m.run_dir))
