@@ -109,7 +109,7 @@ def packages() -> list[str]:
 
 def image_key() -> str:
     h = cache.Hasher("image").add("suite", SUITE).add("excludes", "\n".join(PATH_EXCLUDES))
-    for name in ("packages.txt", "init", "sshd_config"):
+    for name in ("packages.txt", "init", "sshd_config", "fstab"):
         try:
             h.add_file(name, ROOTFS_DIR / name)
         except OSError as e:
@@ -212,6 +212,9 @@ def _add_ktest_files(w: CpioWriter, host_priv: bytes, host_pub: str, client_pub:
     w.add_device("dev/console", char=True, perm=0o600, major=5, minor=1)
     w.add_file("init", (ROOTFS_DIR / "init").read_bytes(), 0o755)
     w.add_file("etc/ssh/sshd_config", (ROOTFS_DIR / "sshd_config").read_bytes(), 0o644)
+    w.add_dir("etc/ktest")
+    w.add_file("etc/ktest/fstab", (ROOTFS_DIR / "fstab").read_bytes(), 0o644)
+    w.add_dir("run/sshd", 0o755)  # sshd's privilege-separation directory
     w.add_file("etc/ssh/ssh_host_ed25519_key", host_priv, 0o600)
     w.add_file("etc/ssh/ssh_host_ed25519_key.pub", (host_pub + "\n").encode(), 0o644)
     w.add_dir("root/.ssh", 0o700)
