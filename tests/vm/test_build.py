@@ -93,4 +93,17 @@ def test_dropped_option_is_named_with_its_dependency(artifacts, tmp_path: Path) 
 def test_user_tree_is_checked(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="not a kernel source tree"):
         kernel_mod.build_kernel(kernel_mod.KernelRequest(src=tmp_path))
-    os.makedirs(tmp_path / "x")
+
+
+def test_doctor_real_probe() -> None:
+    """Every prerequisite is found here (the project installs them) and the
+    accelerator line comes from a real probe boot."""
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "doctor", "--refresh-probe",
+                        "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    missing = [n for n, row in rows.items() if row["status"] != "found"]
+    assert r.returncode == 0 and not missing, (missing, r.stderr)
+    accel = rows["accelerator"]["detail"]
+    assert accel.startswith(("tcg (", "kvm (")) and "probe boot" in accel
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        assert accel.startswith("tcg")
