@@ -127,13 +127,19 @@ def cmd_build(args: argparse.Namespace) -> int:
             for ko in m.kos:
                 print(f"module {ko.name} {m.key}: {ko} ({time.monotonic() - t:.1f}s)")
     except kernel_mod.BuildError as e:
-        progress.done()
-        for line in e.details:
-            print(f"  {line}", file=sys.stderr)
-        if e.log:
-            print(f"  log: {e.log}", file=sys.stderr)
-        _die(str(e))
+        _die_build(e, progress)
     return 0
+
+
+def _die_build(e: Any, progress: Progress) -> NoReturn:
+    """A failed build: its detail lines (compiler errors) and log, then one
+    line saying what failed."""
+    progress.done()
+    for line in getattr(e, "details", []):
+        print(f"  {line}", file=sys.stderr)
+    if getattr(e, "log", None):
+        print(f"  log: {e.log}", file=sys.stderr)
+    _die(str(e))
 
 
 # ---------------------------------------------------------------- machines
@@ -144,12 +150,7 @@ def _artifacts(args: argparse.Namespace, progress: Progress) -> Any:
     try:
         arts = session.artifacts(_kernel_request(args), progress)
     except BuildError as e:
-        progress.done()
-        for line in e.details:
-            print(f"  {line}", file=sys.stderr)
-        if e.log:
-            print(f"  log: {e.log}", file=sys.stderr)
-        _die(str(e))
+        _die_build(e, progress)
     progress.done()
     return arts
 
@@ -263,10 +264,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
             loads = [session.resolve_module(spec, arts, progress)
                      for spec in args.load.split(",") if spec]
         except Exception as e:  # BuildError, missing file
-            progress.done()
-            for line in getattr(e, "details", []):
-                print(f"  {line}", file=sys.stderr)
-            _die(str(e))
+            _die_build(e, progress)
     m = _launch(args, progress)
     try:
         g = m.ssh()

@@ -83,19 +83,21 @@ def has_host_prefixes(text: str, lines: int = 8) -> bool:
 
 @lru_cache(maxsize=256)
 def context_line_regex(ctx: str, with_cpus: bool = False, host: bool = True) -> re.Pattern[str]:
-    """Multiline regex matching whole lines printed in context ``ctx`` (see
-    ``split_prefix``); group 1 is the message. With ``with_cpus``, lines of any
-    CPU context (``C<n>``) match as well. ``host=False`` gives a faster regex for
-    logs without host timestamps."""
+    """Regex matching a newline followed by a whole line printed in context ``ctx``
+    (see ``split_prefix``); group 1 is the message. A match starts at the newline
+    *before* the line (a literal first character makes scanning fast), so the
+    first line of a text is never matched. With ``with_cpus``, lines of any CPU
+    context (``C<n>``) match as well. ``host=False`` gives a faster regex for logs
+    without host timestamps."""
     host_re = "(?:" + _HOST + ")?" if host else ""
     if ctx == "":
-        return re.compile("^(?!" + host_re + _DROPPED + _TS + ")" + host_re + r"([^\n]*)", re.M)
+        return re.compile(r"\n(?!" + host_re + _DROPPED + _TS + ")" + host_re + r"([^\n]*)")
     if ctx == CONSOLE:
-        return re.compile("^" + host_re + _DROPPED + _TS + r" ([^\n]*)", re.M)
+        return re.compile(r"\n" + host_re + _DROPPED + _TS + r" ([^\n]*)")
     who = re.escape(ctx)
     if with_cpus:
         who = rf"(?:{who}|C\d+)"
-    return re.compile("^" + host_re + _DROPPED + _TS + r"\[ *" + who + r"\] ([^\n]*)", re.M)
+    return re.compile(r"\n" + host_re + _DROPPED + _TS + r"\[ *" + who + r"\] ([^\n]*)")
 
 
 _ANY_PREFIX = re.compile(

@@ -286,7 +286,7 @@ def _window_lines(
                 rest = context_line_regex(ctx, True, log.host).finditer(s, m.end(), endpos)
                 ms[k + 1 :] = rest
                 break
-    return [m.group(1) for m in ms], [m.start() for m in ms]
+    return [m.group(1) for m in ms], [m.start() + 1 for m in ms]
 
 
 def _questionable(content: str) -> bool:
@@ -334,13 +334,14 @@ def build_window(log: Log, h: Hit, stop: int) -> Window:
     if s.find("\r", pos, endpos) >= 0:
         contents = [c[:-1] if c.endswith("\r") else c for c in contents]
     if ctx and (s.find(" ? ", pos, endpos) >= 0 or s.find(" (unreliable)", pos, endpos) >= 0):
-        drop = [
-            k for k in sorted(_lines_with(s, _QUESTIONABLE, starts, pos, endpos))
-            if _questionable(contents[k])
+        keep = [
+            k
+            for k, c in enumerate(contents)
+            if (" ? " not in c and not c.endswith(" (unreliable)")) or "<EOI>" in c
         ]
-        if drop:
-            for k in reversed(drop):
-                del contents[k], starts[k]
+        if len(keep) < len(contents):
+            contents = [contents[k] for k in keep]
+            starts = [starts[k] for k in keep]
     # Past the first lines of the report, a panic or a lockdep splat caused by
     # the report is cut off.
     min_lines = 16 if "BUG: KMSAN:" in head else 22
@@ -397,9 +398,15 @@ def describe(text: str, group: Group, header: str) -> Description:
             at = first.get(prefix)
             if at is None:
                 at = first[prefix] = text.find(prefix)
-            if at < 0 or at > best:
-                continue
-            m = f.title.search(text, at)
+            # Every match starts with the prefix: try the occurrences up to ``best``
+            # (instead of searching the whole text).
+            match = f.title.match
+            m = None
+            while 0 <= at <= best:
+                m = match(text, at)
+                if m is not None:
+                    break
+                at = text.find(prefix, at + 1, best + len(prefix))
         else:
             m = f.title.search(text)
         if m is None or m.start() > best:

@@ -11,7 +11,6 @@ and hangs use a custom chooser instead.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -595,26 +594,34 @@ def _line_start(text: str, p: int) -> int:
     return text.rfind("\n", 0, p) + 1
 
 
-# FRAME_LINES as one multi-line regex (the first alternative wins on a line).
-_FRAMES_M = re.compile("|".join(p.pattern for p in FRAME_LINES), re.M)
+# FRAME_LINES as one regex (the first alternative wins on a line), matching from
+# the newline before the line (a literal first character is fast to scan for).
+_FRAMES_ONE = re.compile("|".join(p.pattern for p in FRAME_LINES))
+_FRAMES_NL = re.compile(r"\n(?:" + "|".join(p.pattern[1:] for p in FRAME_LINES) + ")")
+assert all(p.pattern.startswith("^") for p in FRAME_LINES)
 
 
 def _frames_in(
     text: str, pos: int, end: int, skip: SkipMatcher, out: list[str], first_only: bool
 ) -> None:
-    for m in _FRAMES_M.finditer(text, pos, end):
+    """Frames of the lines starting in ``[pos, end)`` (``pos`` is a line start)."""
+    if pos == 0:
+        m = _FRAMES_ONE.match(text, 0, end)
+        if m is not None:
+            _collect(m, skip, out)
+            if first_only and out:
+                return
+    for m in _FRAMES_NL.finditer(text, max(pos - 1, 0), end):
         _collect(m, skip, out)
         if first_only and out:
             return
 
 
-def _trace_starts(text: str) -> list[int]:
-    """Line-start offsets of every line of ``text`` that starts a trace."""
-    out = [text.rfind("\n", 0, m.start()) + 1 for m in _TRACE_START_ANY.finditer(text)]
-    if "badaddr: " in text:
-        out.extend(text.rfind("\n", 0, m.start()) + 1 for m in RISCV_TRACE_START.finditer(text))
-        out.sort()
-    return out
+def _next_trace_line(text: str, pos: int) -> int:
+    """Start offset of the first line at or after ``pos`` (a line start) that
+    starts a trace, ``len(text)`` if none."""
+    m = next_trace_start(text, pos)
+    return len(text) if m is None else text.rfind("\n", 0, m.start()) + 1
 
 
 def _run(
@@ -632,7 +639,6 @@ def _run(
     traces = 0
     i = 0
     nsteps = len(steps)
-    trace_starts: list[int] | None = None
     while True:
         if i == nsteps or (steps[i] is TRACE and traces > 0):
             picked = _choose(raw, chooser)
@@ -654,10 +660,7 @@ def _run(
         bad_at = _line_start(text, bad.start()) if bad is not None else n
         if step is TRACE:
             traces += 1
-            if trace_starts is None:
-                trace_starts = _trace_starts(text)
-            k = bisect_left(trace_starts, pos)
-            ts_at = trace_starts[k] if k < len(trace_starts) else n
+            ts_at = _next_trace_line(text, pos)
             stop = min(bad_at, ts_at)
             lookahead = steps[i + 1] if i + 1 < nsteps else None
             la = lookahead.search(text, pos, stop) if lookahead is not None else None
