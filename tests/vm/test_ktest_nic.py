@@ -123,7 +123,7 @@ class HostNet:
         in many bits of all three low bytes."""
         frames = []
         for s in range(sources):
-            a, b, c = (s * 73 + 5) % 251, (s * 151 + 17) % 253, s % 250 + 1
+            a, b, c = 100 + (s * 73 + 5) % 150, (s * 151 + 17) % 253, s % 250 + 1
             frames.append(bytes(
                 Ether(dst=GUEST_MAC, src=HOST_MAC)
                 / IP(src=f"10.{a}.{b}.{c}", dst=GUEST_IP)
