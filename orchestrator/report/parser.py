@@ -111,6 +111,9 @@ class Log:
         self.starts = list(accumulate(map((1).__add__, map(len, self.lines)), initial=0))
         self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
         self.host = has_host_prefixes(s)
+        self.has_cr = "\r" in s
+        # ctx -> (from offset, contents, line starts) of that caller's lines
+        self.ctx_lines: dict[str, tuple[int, list[str], list[int]]] = {}
 
     def index(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
@@ -168,9 +171,10 @@ def scan(log: Log) -> list[Hit]:
             continue
         last_line = ls
         i = log.index(ls)
-        if not log.host and has_host_prefixes(log.lines[i]):
+        line = log.lines[i]
+        if not log.host and (line[:1].isdigit() or line[:1] == "[") and has_host_prefixes(line):
             log.host = True  # timestamps appear only later in the log
-        found = _group_for(log.lines[i])
+        found = _group_for(line)
         if found is None:
             continue
         end = log.line_end(i)
@@ -278,15 +282,30 @@ def _window_lines(
         k = (bisect_right if ctx == "" else bisect_left)(starts, endpos, i + 1)
         if len(contents) == k - i - 1:
             return contents, starts[i + 1 : k]
-    ms = list(rx.finditer(s, pos, endpos))
-    if by_caller and s.find(NMI_BACKTRACE, pos, endpos) >= 0:
+    if not by_caller:
+        ms = list(rx.finditer(s, pos, endpos))
+        return [m.group(1) for m in ms], [m.start() + 1 for m in ms]
+    # Several reports of one caller share the scan of the rest of the log.
+    got = log.ctx_lines.get(ctx)
+    if got is None or got[0] > pos:
+        ms = list(rx.finditer(s, pos))
+        got = log.ctx_lines[ctx] = (pos, [m.group(1) for m in ms], [m.start() + 1 for m in ms])
+    _, all_contents, all_starts = got
+    a = bisect_right(all_starts, pos)
+    b = bisect_left(all_starts, endpos, a)
+    contents, starts = all_contents[a:b], all_starts[a:b]
+    if s.find(NMI_BACKTRACE, pos, endpos) >= 0:
         # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
-        for k, m in enumerate(ms):
-            if NMI_BACKTRACE in m.group(1) and not _questionable(m.group(1)):
-                rest = context_line_regex(ctx, True, log.host).finditer(s, m.end(), endpos)
-                ms[k + 1 :] = rest
+        for k, c in enumerate(contents):
+            if NMI_BACKTRACE in c and not _questionable(c):
+                end = s.find("\n", starts[k], endpos)
+                if end < 0:
+                    end = endpos
+                rest = list(context_line_regex(ctx, True, log.host).finditer(s, end, endpos))
+                contents[k + 1 :] = [m.group(1) for m in rest]
+                starts[k + 1 :] = [m.start() + 1 for m in rest]
                 break
-    return [m.group(1) for m in ms], [m.start() + 1 for m in ms]
+    return contents, starts
 
 
 def _questionable(content: str) -> bool:
@@ -331,7 +350,7 @@ def build_window(log: Log, h: Hit, stop: int) -> Window:
     endpos = log.starts[last] if last < nlines else len(s)
     pos = log.line_end(h.index)
     contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller)
-    if s.find("\r", pos, endpos) >= 0:
+    if log.has_cr and s.find("\r", pos, endpos) >= 0:
         contents = [c[:-1] if c.endswith("\r") else c for c in contents]
     if ctx and (s.find(" ? ", pos, endpos) >= 0 or s.find(" (unreliable)", pos, endpos) >= 0):
         keep = [
@@ -471,8 +490,12 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
     if fmt is None or fmt.no_stack_trace:
         return ""
     have_trace = False
+    present: dict[str, bool] = {}
     for key, needle in _TRACE_KEYS:
-        if needle not in text:
+        there = present.get(needle)
+        if there is None:
+            there = present[needle] = needle in text
+        if not there:
             continue
         m = key.search(text)
         if m is None:
@@ -587,7 +610,11 @@ def modules_in(text: str) -> tuple[str, ...]:
 
 
 def taint_in(text: str) -> str | None:
-    m = _TAINT_RE.search(text)
+    # Both alternatives contain "ainted": look for the regex only from there.
+    at = text.find("ainted")
+    if at < 0:
+        return None
+    m = _TAINT_RE.search(text, max(at - 5, 0))
     if m is None:
         return None
     if m.group(1) is None:
@@ -597,6 +624,13 @@ def taint_in(text: str) -> str | None:
 
 def report_text(log: Log, start: int, end: int) -> str:
     text = strip_all_prefixes(log.s[start:end].replace("\r\n", "\n")).rstrip("\n")
+    return _recode(text)
+
+
+def _recode(text: str) -> str:
+    """The log was decoded as latin-1: decode its bytes as UTF-8."""
+    if text.isascii():
+        return text
     return text.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
@@ -700,7 +734,7 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
         if a.window_offsets:
             k = bisect_right(a.window_offsets, end - 1)
             text = "\n".join(a.window_lines[:k])
-            text = text.encode("latin-1", "replace").decode("utf-8", "replace")
+            text = _recode(text)
         else:
             text = report_text(log, start, end)
         reports.append(

@@ -35,13 +35,20 @@ _VOLATILE: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 # Cheap preconditions: a replacement cannot apply when its marker is absent.
-_NEEDS = ("syz-executor", "syzkaller", "", ".", ":", "+0x", "CPU#", "", "")
+# (_DIGIT: the pattern needs a decimal digit.)
+_DIGIT = "0-9"
+_NEEDS = ("syz-executor", "syzkaller", "", _DIGIT, ":", "+0x", "CPU#", _DIGIT, _DIGIT)
+_HAS_DIGIT = re.compile(r"\d")
 
 
 def normalize_title(title: str) -> str:
     """Replace volatile parts (addresses, numbers, pids, ...) and sanitise."""
+    digits = _HAS_DIGIT.search(title) is not None
     for (pattern, repl), needle in zip(_VOLATILE, _NEEDS, strict=True):
-        if needle and needle not in title:
+        if needle is _DIGIT:
+            if not digits:
+                continue
+        elif needle and needle not in title:
             continue
         while True:
             title, n = pattern.subn(repl, title)
@@ -57,8 +64,12 @@ _SPACES = re.compile(r" {2,}")
 def sanitize_title(title: str) -> str:
     """Cut to MAX_TITLE characters, drop control and non-ASCII characters,
     squeeze blanks."""
-    title = _UNPRINTABLE.sub("", title[:MAX_TITLE].replace("\t", " "))
-    return _SPACES.sub(" ", title).strip()
+    title = title[:MAX_TITLE].replace("\t", " ")
+    if not (title.isascii() and title.isprintable()):
+        title = _UNPRINTABLE.sub("", title)
+    if "  " in title:
+        title = _SPACES.sub(" ", title)
+    return title.strip()
 
 
 # Syscall entry points are named differently per architecture and kernel version;

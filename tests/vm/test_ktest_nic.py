@@ -73,7 +73,7 @@ class HostNet:
         while not self._stop.is_set():
             try:
                 frame = self.sock.recv(65536)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 continue
             except OSError:
                 return
@@ -158,7 +158,7 @@ class Nic:
     def load(self) -> None:
         self.sh("modprobe -r e1000e 2>/dev/null; insmod /tmp/ktest_nic.ko")
         self.ifname = self.sh("ls /sys/bus/pci/drivers/ktest_nic/*/net/").split()[0]
-        self.bdf = self.sh("basename $(readlink /sys/class/net/%s/device)" % self.ifname).strip()
+        self.bdf = self.sh(f"basename $(readlink /sys/class/net/{self.ifname}/device)").strip()
 
     def up(self, mtu: int | None = None) -> None:
         self.sh(f"ip addr flush dev {self.ifname}; ip addr add {GUEST_IP}/24 dev {self.ifname}")
@@ -190,7 +190,7 @@ class Nic:
 
     def snmp_udp(self) -> dict[str, int]:
         lines = [ln.split() for ln in self.sh("grep '^Udp:' /proc/net/snmp").splitlines()]
-        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:])}
+        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True)}
 
     def judge(self) -> None:
         from orchestrator import report
@@ -211,13 +211,13 @@ def _profile(name: str, cmdline: tuple[str, ...] = ()) -> Any:
 
 
 @pytest.fixture(scope="session")
-def ktnic_ko(artifacts) -> Path:  # type: ignore[no-untyped-def]
+def ktnic_ko(artifacts: Any) -> Path:
     from orchestrator.build import module
 
     return module.build_module(module.DEFAULT_MODULE_DIR, artifacts.kernel).ko
 
 
-def _boot(machine_factory, ko: Path, run_dir: Path,  # type: ignore[no-untyped-def]
+def _boot(machine_factory: Any, ko: Path, run_dir: Path,
           profile: str = "e1000e", cmdline: tuple[str, ...] = ()) -> Iterator[Nic]:
     m = machine_factory(_profile(profile, cmdline), run_dir=run_dir / f"run-{profile}")
     m.launch()
@@ -234,7 +234,7 @@ def _boot(machine_factory, ko: Path, run_dir: Path,  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def nic(machine_factory, ktnic_ko, tmp_path) -> Iterator[Nic]:  # type: ignore[no-untyped-def]
+def nic(machine_factory: Any, ktnic_ko: Path, tmp_path: Path) -> Iterator[Nic]:
     yield from _boot(machine_factory, ktnic_ko, tmp_path)
 
 
@@ -244,7 +244,8 @@ def _ping(nic: Nic, count: int = 5, size: int = 56) -> None:
 
 
 def _guest_send_udp(nic: Nic, count: int) -> None:
-    nic.sh(f"for i in $(seq 1 {count}); do printf 'seq-%05d' $i > /dev/udp/{HOST_IP}/{UDP_PORT}; done",
+    nic.sh(f"for i in $(seq 1 {count}); do "
+           f"printf 'seq-%05d' $i > /dev/udp/{HOST_IP}/{UDP_PORT}; done",
            timeout=120)
 
 
@@ -259,7 +260,7 @@ def _wait_host_udp(nic: Nic, count: int, timeout: float = 20) -> int:
     return n
 
 
-def _traffic_both_ways(nic: Nic, n_rx: int = 2000, n_tx: int = 500) -> dict[str, int]:
+def _traffic_both_ways(nic: Nic, n_rx: int = 2000, n_tx: int = 500) -> dict[int, int]:
     _ping(nic)
     assert nic.host.echo_replies >= 5
 
@@ -270,12 +271,13 @@ def _traffic_both_ways(nic: Nic, n_rx: int = 2000, n_tx: int = 500) -> dict[str,
     after, snmp1 = nic.stats(), nic.snmp_udp()
     got = {q: after[f"rx{q}_packets"] - before[f"rx{q}_packets"] for q in (0, 1)}
     assert got[0] + got[1] >= n_rx, f"guest NIC received {got} of {n_rx}"
-    delivered = (snmp1["InDatagrams"] + snmp1["NoPorts"]) - (snmp0["InDatagrams"] + snmp0["NoPorts"])
+    delivered = sum(snmp1[k] - snmp0[k] for k in ("InDatagrams", "NoPorts"))
     assert delivered >= n_rx, f"UDP layer saw {delivered} of {n_rx}"
     assert snmp1["InCsumErrors"] == snmp0["InCsumErrors"]
     diag = "".join(nic.sh(f"cat {DBG}/{nic.bdf}/{f}", check=False) for f in ("rx0", "rx1", "irq"))
-    assert got[0] > n_rx // 10 and got[1] > n_rx // 10, f"RSS did not spread: {got}\n{diag}\n{after}"
-    assert after["rx0_csum_ok"] + after["rx1_csum_ok"] > before["rx0_csum_ok"] + before["rx1_csum_ok"]
+    assert got[0] > n_rx // 10 and got[1] > n_rx // 10, \
+        f"RSS did not spread: {got}\n{diag}\n{after}"
+    assert sum(after[f"rx{q}_csum_ok"] - before[f"rx{q}_csum_ok"] for q in (0, 1)) > 0
 
     # guest -> host: every datagram arrives with a correct (offloaded) checksum
     nic.host.udp.clear()
@@ -284,9 +286,13 @@ def _traffic_both_ways(nic: Nic, n_rx: int = 2000, n_tx: int = 500) -> dict[str,
     with nic.host.lock:
         seqs = {p for p in nic.host.udp if p.startswith(b"seq-")}
         bad = nic.host.udp_bad_csum
-    assert n >= n_tx and len(seqs) == n_tx, f"host received {len(seqs)} of {n_tx} distinct datagrams"
+    assert n >= n_tx and len(seqs) == n_tx, \
+        f"host received {len(seqs)} of {n_tx} distinct datagrams"
     assert bad == 0, f"{bad} datagrams with a wrong UDP checksum"
     final = nic.stats()
+    link = nic.g.ip(f"-s link show dev {nic.ifname}", json=True)[0]["stats64"]
+    assert link["rx"]["packets"] >= final["rx0_packets"] + final["rx1_packets"]
+    assert link["tx"]["packets"] >= final["tx0_packets"] + final["tx1_packets"]
     print(f"rx per queue {got} of {n_rx}; tx {len(seqs)}/{n_tx} received, "
           f"csum_hw {final['tx0_csum_hw'] + final['tx1_csum_hw']}")
     assert final["tx0_busy"] == 0 and final["tx1_busy"] == 0
@@ -313,14 +319,15 @@ def test_probe_link_debugfs_unload_kmemleak(nic: Nic) -> None:
 
     nic.sh("rmmod ktest_nic")
     assert nic.sh("ls /sys/kernel/debug/ktest_nic 2>/dev/null | wc -l").strip() == "0"
-    nic.sh("echo scan > /sys/kernel/debug/kmemleak; sleep 1; echo scan > /sys/kernel/debug/kmemleak",
+    nic.sh("echo scan > /sys/kernel/debug/kmemleak; sleep 1; "
+           "echo scan > /sys/kernel/debug/kmemleak",
            timeout=120)
     leaks = nic.sh("cat /sys/kernel/debug/kmemleak")
     assert "ktest_nic" not in leaks and "ktnic_" not in leaks, leaks
 
 
 @pytest.mark.parametrize("profile", ["e1000e", "e1000e-viommu"])
-def test_traffic_both_ways(machine_factory, ktnic_ko, tmp_path,  # type: ignore[no-untyped-def]
+def test_traffic_both_ways(machine_factory: Any, ktnic_ko: Path, tmp_path: Path,
                            profile: str) -> None:
     for nic in _boot(machine_factory, ktnic_ko, tmp_path, profile):
         if profile.endswith("viommu"):
@@ -345,7 +352,8 @@ def test_ethtool_rings_channels_coalesce(nic: Nic) -> None:
     assert r.exit_status != 0
     nic.sh(f"ethtool -L {nic.ifname} rx 1 tx 1")
     assert nic.debugfs("rx1")["state"] == "absent" and nic.debugfs("tx1")["state"] == "absent"
-    assert nic.sh(f"ls /sys/class/net/{nic.ifname}/queues/ | sort | tr '\\n' ' '").strip() == "rx-0 tx-0"
+    queues = nic.sh(f"ls /sys/class/net/{nic.ifname}/queues/").split()
+    assert sorted(queues) == ["rx-0", "tx-0"], queues
     nic.wait_carrier(1)
     before = nic.stats()
     nic.host.send_udp(300, rate=1000)
@@ -391,7 +399,8 @@ def test_link_flap(nic: Nic) -> None:
         down.append(nic.wait_carrier(0, timeout=10))
         nic.m.qmp.execute("set_link", {"name": "nic0", "up": True})
         up.append(nic.wait_carrier(1, timeout=15))
-    print(f"link flap x{CYCLES}: carrier off after max {max(down):.2f}s, on after max {max(up):.2f}s")
+    print(f"link flap x{CYCLES}: carrier off after max {max(down):.2f}s, "
+          f"on after max {max(up):.2f}s")
     _ping(nic)
     assert nic.stats()["link_irq"] >= 2 * CYCLES
 
@@ -407,7 +416,7 @@ def test_load_unload_cycles(nic: Nic) -> None:
     _ping(nic)
 
 
-def test_intx_fallback(machine_factory, ktnic_ko, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_intx_fallback(machine_factory: Any, ktnic_ko: Path, tmp_path: Path) -> None:
     """pci=nomsi: no MSI-X and no MSI, so the driver falls back to INTx."""
     for nic in _boot(machine_factory, ktnic_ko, tmp_path, cmdline=("pci=nomsi",)):
         irq = nic.debugfs("irq")
@@ -455,7 +464,8 @@ def test_tx_flood_small_ring(nic: Nic) -> None:
     nic.sh(f"ethtool -G {nic.ifname} tx 64")
     nic.wait_carrier(1)
     before = nic.stats()
-    nic.sh(f"timeout 8 socat -u -b 1400 /dev/zero UDP-SENDTO:{HOST_IP}:{UDP_PORT} || true", timeout=60)
+    nic.sh(f"timeout 8 socat -u -b 1400 /dev/zero UDP-SENDTO:{HOST_IP}:{UDP_PORT} || true",
+           timeout=60)
     time.sleep(1)
     after = nic.stats()
     sent = sum(after[f"tx{q}_packets"] - before[f"tx{q}_packets"] for q in (0, 1))
@@ -467,3 +477,20 @@ def test_tx_flood_small_ring(nic: Nic) -> None:
         assert after[f"tx{q}_stop"] - after[f"tx{q}_restart"] <= after[f"tx{q}_wake"] + 1
         assert nic.debugfs(f"tx{q}")["in_flight"] == "0"
     _ping(nic)
+
+
+def test_reconfigure_under_traffic(nic: Nic) -> None:
+    """Ring, channel, MTU and coalescing changes while frames arrive."""
+    nic.up()
+    sender = threading.Thread(target=nic.host.send_udp, args=(6000, 1000))
+    sender.start()
+    try:
+        for change in ("-G {i} rx 128 tx 64", "-L {i} rx 1 tx 1", "-C {i} rx-usecs 300",
+                       "-L {i} rx 2 tx 2", "-G {i} rx 256 tx 256", "-C {i} rx-usecs 50"):
+            nic.sh("ethtool " + change.format(i=nic.ifname))
+            time.sleep(0.3)
+        nic.sh(f"ip link set {nic.ifname} mtu 9000; sleep 0.3; ip link set {nic.ifname} mtu 1500")
+    finally:
+        sender.join()
+    nic.wait_carrier(1)
+    _traffic_both_ways(nic, n_rx=500, n_tx=100)
