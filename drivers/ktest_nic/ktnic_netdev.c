@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * net_device_ops, bringing the hardware up and down, reconfiguration and
+ * the reset and link work items.
+ *
+ * Allocation (rings, irqs) happens in ndo_open/ktnic_reconfigure() and may
+ * fail; ktnic_up()/ktnic_down() only program or stop the hardware and
+ * cannot fail, so open/stop, reset, MTU and ring changes share them.
+ */
+#include <linux/bitfield.h>
+#include <linux/etherdevice.h>
+#include <linux/rtnetlink.h>
+
+#include "ktnic.h"
+
+static u32 ktnic_rx_mode_bits(struct net_device *netdev)
+{
+	u32 bits = 0;
+
+	if (netdev->flags & IFF_PROMISC)
+		bits |= KTNIC_RCTL_UPE | KTNIC_RCTL_MPE;
+	/* no unicast or multicast filter table is programmed: accept all
+	 * multicast as soon as any is wanted, and let the core fall back to
+	 * promiscuous mode for extra unicast addresses
+	 */
+	if ((netdev->flags & IFF_ALLMULTI) || !netdev_mc_empty(netdev))
+		bits |= KTNIC_RCTL_MPE;
+	if (!netdev_uc_empty(netdev))
+		bits |= KTNIC_RCTL_UPE;
+	return bits;
+}
+
+static void ktnic_set_rx_mode(struct net_device *netdev)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	unsigned long flags;
+	u32 rctl;
+
+	spin_lock_irqsave(&priv->hw_lock, flags);
+	rctl = ktnic_rd32(priv, KTNIC_RCTL);
+	if (rctl != KTNIC_REG_GONE) {
+		rctl &= ~(KTNIC_RCTL_UPE | KTNIC_RCTL_MPE);
+		ktnic_wr32(priv, KTNIC_RCTL, rctl | ktnic_rx_mode_bits(netdev));
+	}
+	spin_unlock_irqrestore(&priv->hw_lock, flags);
+}
+
+static void ktnic_hw_setup_rss(struct ktnic_priv *priv, u8 num_rxq)
+{
+	/* 128 one-byte entries, bit 7 selects the queue */
+	u32 reta = num_rxq > 1 ? 0x80008000 : 0;
+	int i;
+
+	for (i = 0; i < KTNIC_RSSRK_REGS; i++)
+		ktnic_wr32(priv, KTNIC_RSSRK(i), priv->rss_key[i]);
+	for (i = 0; i < KTNIC_RETA_REGS; i++)
+		ktnic_wr32(priv, KTNIC_RETA(i), reta);
+	/* hashing stays on with one queue: it feeds skb->hash */
+	ktnic_wr32(priv, KTNIC_MRQC, KTNIC_MRQC_RSS_2Q | KTNIC_MRQC_IPV4 |
+		   KTNIC_MRQC_IPV4_TCP | KTNIC_MRQC_IPV6 |
+		   KTNIC_MRQC_IPV6_TCP | KTNIC_MRQC_IPV6_TCP_EX);
+}
+
+static void ktnic_hw_configure(struct ktnic_priv *priv)
+{
+	struct ktnic_ring_set *set = &priv->rings;
+	struct net_device *netdev = priv->netdev;
+	unsigned long flags;
+	u32 rctl;
+	int i;
+
+	ktnic_wr32(priv, KTNIC_CTRL, ktnic_rd32(priv, KTNIC_CTRL) |
+		   KTNIC_CTRL_SLU | KTNIC_CTRL_ASDE);
+	ktnic_hw_write_mac(priv, netdev->dev_addr);
+	for (i = 0; i < KTNIC_MTA_NUM; i++)
+		ktnic_wr32(priv, KTNIC_MTA(i), 0);
+
+	/* transmit */
+	for (i = 0; i < set->cfg.num_txq; i++)
+		ktnic_ring_hw_init_tx(priv, set->tx[i]);
+	ktnic_wr32(priv, KTNIC_TIPG, KTNIC_TIPG_DEFAULT);
+	ktnic_wr32(priv, KTNIC_TCTL, KTNIC_TCTL_EN | KTNIC_TCTL_PSP |
+		   KTNIC_TCTL_RTLC | 15 << KTNIC_TCTL_CT_SHIFT |
+		   63 << KTNIC_TCTL_COLD_SHIFT);
+
+	/* receive: extended descriptors, checksum status, RSS hash */
+	ktnic_wr32(priv, KTNIC_RFCTL, KTNIC_RFCTL_EXTEN);
+	ktnic_wr32(priv, KTNIC_RXCSUM, KTNIC_RXCSUM_IPOFL |
+		   KTNIC_RXCSUM_TUOFL | KTNIC_RXCSUM_PCSD);
+	ktnic_hw_setup_rss(priv, set->cfg.num_rxq);
+	for (i = 0; i < set->cfg.num_rxq; i++)
+		ktnic_ring_hw_init_rx(priv, set->rx[i]);
+
+	rctl = KTNIC_RCTL_EN | KTNIC_RCTL_BAM | KTNIC_RCTL_SECRC |
+	       KTNIC_RCTL_BSEX | KTNIC_RCTL_SZ_4096;
+	if (netdev->mtu > ETH_DATA_LEN)
+		rctl |= KTNIC_RCTL_LPE;
+	spin_lock_irqsave(&priv->hw_lock, flags);
+	ktnic_wr32(priv, KTNIC_RCTL, rctl | ktnic_rx_mode_bits(netdev));
+	spin_unlock_irqrestore(&priv->hw_lock, flags);
+
+	for (i = 0; i < set->cfg.num_rxq; i++)
+		ktnic_rx_refill(set->rx[i], ktnic_ring_unused(set->rx[i]));
+}
+
+/* cfg_lock held, rings allocated, irqs requested.  Cannot fail. */
+void ktnic_up(struct ktnic_priv *priv)
+{
+	int i;
+
+	lockdep_assert_held(&priv->cfg_lock);
+
+	ktnic_irq_map_rings(priv);
+	ktnic_hw_configure(priv);
+
+	for (i = 0; i < priv->num_vectors; i++) {
+		struct ktnic_vector *v = &priv->vectors[i];
+
+		if (v->napi_added && (v->num_rxr || v->num_txr)) {
+			napi_enable(&v->napi);
+			v->napi_on = true;
+		}
+	}
+	ktnic_irq_hw_enable(priv);
+	set_bit(KTNIC_S_UP, &priv->state);
+	netif_tx_start_all_queues(priv->netdev);
+	schedule_work(&priv->link_work);
+}
+
+/* cfg_lock held.  Stops DMA and interrupts, drops all buffers. */
+void ktnic_down(struct ktnic_priv *priv)
+{
+	unsigned long flags;
+	int i;
+
+	lockdep_assert_held(&priv->cfg_lock);
+
+	clear_bit(KTNIC_S_UP, &priv->state);
+	netif_carrier_off(priv->netdev);
+
+	/* no poll runs after this, so nothing wakes a Tx queue again */
+	for (i = 0; i < priv->num_vectors; i++) {
+		struct ktnic_vector *v = &priv->vectors[i];
+
+		if (v->napi_on) {
+			napi_disable(&v->napi);
+			v->napi_on = false;
+		}
+	}
+	/* waits for ndo_start_xmit callers through the queue locks */
+	netif_tx_disable(priv->netdev);
+
+	if (!ktnic_gone(priv)) {
+		/* hw_lock: ndo_set_rx_mode must not re-enable Rx */
+		spin_lock_irqsave(&priv->hw_lock, flags);
+		ktnic_wr32(priv, KTNIC_RCTL, 0);
+		spin_unlock_irqrestore(&priv->hw_lock, flags);
+		ktnic_wr32(priv, KTNIC_TCTL, 0);
+		ktnic_irq_hw_disable(priv);
+		/* let DMA the device had started finish before unmapping */
+		usleep_range(10000, 12000);
+	}
+	ktnic_irq_synchronize(priv);
+
+	for (i = 0; i < priv->rings.cfg.num_txq; i++)
+		ktnic_ring_clean_tx(priv->rings.tx[i]);
+	for (i = 0; i < priv->rings.cfg.num_rxq; i++)
+		ktnic_ring_clean_rx(priv->rings.rx[i]);
+}
+
+static int ktnic_open(struct net_device *netdev)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	int err;
+
+	mutex_lock(&priv->cfg_lock);
+	err = ktnic_alloc_ring_set(priv, &priv->cfg, &priv->rings);
+	if (err)
+		goto err_unlock;
+
+	err = netif_set_real_num_tx_queues(netdev, priv->cfg.num_txq);
+	if (err)
+		goto err_free_rings;
+	err = netif_set_real_num_rx_queues(netdev, priv->cfg.num_rxq);
+	if (err)
+		goto err_free_rings;
+
+	err = ktnic_irq_request(priv);
+	if (err)
+		goto err_free_rings;
+
+	ktnic_up(priv);
+	mutex_unlock(&priv->cfg_lock);
+	return 0;
+
+err_free_rings:
+	ktnic_free_ring_set(&priv->rings);
+err_unlock:
+	mutex_unlock(&priv->cfg_lock);
+	return err;
+}
+
+static int ktnic_stop(struct net_device *netdev)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+
+	mutex_lock(&priv->cfg_lock);
+	ktnic_down(priv);
+	ktnic_irq_release(priv);
+	ktnic_free_ring_set(&priv->rings);
+	mutex_unlock(&priv->cfg_lock);
+	return 0;
+}
+
+/*
+ * Replace the running rings with a new configuration.  rtnl held.  The new
+ * rings are allocated before the old ones are touched: on failure the old
+ * configuration keeps running and the error is returned.
+ */
+int ktnic_reconfigure(struct ktnic_priv *priv,
+		      const struct ktnic_ring_cfg *cfg)
+{
+	struct net_device *netdev = priv->netdev;
+	struct ktnic_ring_set old, new;
+	int err;
+
+	ASSERT_RTNL();
+	mutex_lock(&priv->cfg_lock);
+	if (!netif_running(netdev)) {
+		err = netif_set_real_num_tx_queues(netdev, cfg->num_txq);
+		if (!err)
+			err = netif_set_real_num_rx_queues(netdev,
+							   cfg->num_rxq);
+		if (!err)
+			priv->cfg = *cfg;
+		goto out_unlock;
+	}
+
+	err = ktnic_alloc_ring_set(priv, cfg, &new);
+	if (err)
+		goto out_unlock;
+
+	ktnic_down(priv);
+	err = netif_set_real_num_tx_queues(netdev, cfg->num_txq);
+	if (!err)
+		err = netif_set_real_num_rx_queues(netdev, cfg->num_rxq);
+	if (err) {
+		/* back to the old counts; shrinking or equal cannot fail */
+		netif_set_real_num_tx_queues(netdev, priv->cfg.num_txq);
+		netif_set_real_num_rx_queues(netdev, priv->cfg.num_rxq);
+		ktnic_up(priv);
+		ktnic_free_ring_set(&new);
+		goto out_unlock;
+	}
+
+	old = priv->rings;
+	priv->rings = new;
+	priv->cfg = *cfg;
+	ktnic_up(priv);
+	ktnic_free_ring_set(&old);
+
+out_unlock:
+	mutex_unlock(&priv->cfg_lock);
+	return err;
+}
+
+/* Apply priv->rx_usecs/tx_usecs to a running device.  cfg_lock held. */
+void ktnic_set_coalesce_hw(struct ktnic_priv *priv)
+{
+	lockdep_assert_held(&priv->cfg_lock);
+	/* only the throttle registers: the ring mapping stays as it is,
+	 * NAPI polls may be running
+	 */
+	ktnic_irq_set_throttle(priv, test_bit(KTNIC_S_UP, &priv->state));
+}
+
+static int ktnic_change_mtu(struct net_device *netdev, int new_mtu)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+
+	/* Rx buffers are whole pages chained per frame, so no reallocation;
+	 * only RCTL.LPE changes.
+	 */
+	mutex_lock(&priv->cfg_lock);
+	if (netif_running(netdev))
+		ktnic_down(priv);
+	netdev->mtu = new_mtu;
+	if (netif_running(netdev))
+		ktnic_up(priv);
+	mutex_unlock(&priv->cfg_lock);
+	return 0;
+}
+
+static int ktnic_set_mac(struct net_device *netdev, void *p)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	struct sockaddr *addr = p;
+
+	if (!is_valid_ether_addr(addr->sa_data))
+		return -EADDRNOTAVAIL;
+	eth_hw_addr_set(netdev, addr->sa_data);
+	if (!ktnic_gone(priv))
+		ktnic_hw_write_mac(priv, netdev->dev_addr);
+	return 0;
+}
+
+static void ktnic_tx_timeout(struct net_device *netdev, unsigned int txqueue)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	struct ktnic_txq_xmit_stats *st;
+
+	if (txqueue < KTNIC_MAX_TXQ) {
+		/* every xmit lock is held: no other writer of st */
+		st = &priv->txq_xstats[txqueue];
+		u64_stats_update_begin(&st->syncp);
+		u64_stats_inc(&st->timeouts);
+		u64_stats_update_end(&st->syncp);
+	}
+	netdev_warn(netdev, "Tx queue %u timed out, scheduling reset\n",
+		    txqueue);
+	if (!test_bit(KTNIC_S_REMOVING, &priv->state))
+		schedule_work(&priv->reset_work);
+}
+
+/* The only place that resets the device after open. */
+void ktnic_reset_work(struct work_struct *work)
+{
+	struct ktnic_priv *priv = container_of(work, struct ktnic_priv,
+					       reset_work);
+	struct ktnic_dev_stats *ds = &priv->dstats;
+
+	rtnl_lock();
+	if (test_bit(KTNIC_S_REMOVING, &priv->state) ||
+	    !netif_running(priv->netdev))
+		goto out_unlock_rtnl;
+
+	mutex_lock(&priv->cfg_lock);
+	ktnic_down(priv);
+	ktnic_up(priv);
+	mutex_unlock(&priv->cfg_lock);
+
+	u64_stats_update_begin(&ds->reset_syncp);
+	u64_stats_inc(&ds->resets);
+	u64_stats_update_end(&ds->reset_syncp);
+	netdev_info(priv->netdev, "reset done\n");
+out_unlock_rtnl:
+	rtnl_unlock();
+}
+
+void ktnic_link_work(struct work_struct *work)
+{
+	struct ktnic_priv *priv = container_of(work, struct ktnic_priv,
+					       link_work);
+	struct net_device *netdev = priv->netdev;
+	u32 status, speed;
+
+	/* cfg_lock: carrier only changes while the device is up */
+	mutex_lock(&priv->cfg_lock);
+	if (!test_bit(KTNIC_S_UP, &priv->state))
+		goto out_unlock;
+
+	status = ktnic_rd32(priv, KTNIC_STATUS);
+	if (status == KTNIC_REG_GONE || !(status & KTNIC_STATUS_LU)) {
+		if (netif_carrier_ok(netdev)) {
+			netif_carrier_off(netdev);
+			netdev_info(netdev, "link down\n");
+		}
+		goto out_unlock;
+	}
+
+	if (!netif_carrier_ok(netdev)) {
+		speed = FIELD_GET(KTNIC_STATUS_SPEED, status);
+		netdev_info(netdev, "link up, %u Mb/s, %s duplex\n",
+			    speed == KTNIC_STATUS_SPEED_1000 ? 1000 :
+			    speed == KTNIC_STATUS_SPEED_100 ? 100 : 10,
+			    status & KTNIC_STATUS_FD ? "full" : "half");
+		netif_carrier_on(netdev);
+	}
+out_unlock:
+	mutex_unlock(&priv->cfg_lock);
+}
+
+static void ktnic_get_stats64(struct net_device *netdev,
+			      struct rtnl_link_stats64 *s)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	unsigned long flags;
+	unsigned int start;
+	int i;
+
+	for (i = 0; i < KTNIC_MAX_TXQ; i++) {
+		struct ktnic_txq_clean_stats *c = &priv->txq_cstats[i];
+		struct ktnic_txq_xmit_stats *x = &priv->txq_xstats[i];
+		u64 pkts, bytes, drops;
+
+		do {
+			start = u64_stats_fetch_begin(&c->syncp);
+			pkts = u64_stats_read(&c->packets);
+			bytes = u64_stats_read(&c->bytes);
+		} while (u64_stats_fetch_retry(&c->syncp, start));
+		do {
+			start = u64_stats_fetch_begin(&x->syncp);
+			drops = u64_stats_read(&x->map_fail);
+		} while (u64_stats_fetch_retry(&x->syncp, start));
+		s->tx_packets += pkts;
+		s->tx_bytes += bytes;
+		s->tx_dropped += drops;
+	}
+	for (i = 0; i < KTNIC_MAX_RXQ; i++) {
+		struct ktnic_rxq_stats *r = &priv->rxq_stats[i];
+		u64 pkts, bytes, drops, errs;
+
+		do {
+			start = u64_stats_fetch_begin(&r->syncp);
+			pkts = u64_stats_read(&r->packets);
+			bytes = u64_stats_read(&r->bytes);
+			drops = u64_stats_read(&r->dropped);
+			errs = u64_stats_read(&r->frame_err);
+		} while (u64_stats_fetch_retry(&r->syncp, start));
+		s->rx_packets += pkts;
+		s->rx_bytes += bytes;
+		s->rx_dropped += drops;
+		s->rx_frame_errors += errs;
+		s->rx_errors += errs;
+	}
+
+	ktnic_hw_update_stats(priv);
+	spin_lock_irqsave(&priv->hw_lock, flags);
+	s->rx_missed_errors = priv->dstats.rx_missed;
+	s->rx_fifo_errors = priv->dstats.rx_no_buffer;
+	spin_unlock_irqrestore(&priv->hw_lock, flags);
+}
+
+const struct net_device_ops ktnic_netdev_ops = {
+	.ndo_open		= ktnic_open,
+	.ndo_stop		= ktnic_stop,
+	.ndo_start_xmit		= ktnic_start_xmit,
+	.ndo_set_rx_mode	= ktnic_set_rx_mode,
+	.ndo_set_mac_address	= ktnic_set_mac,
+	.ndo_validate_addr	= eth_validate_addr,
+	.ndo_change_mtu		= ktnic_change_mtu,
+	.ndo_tx_timeout		= ktnic_tx_timeout,
+	.ndo_get_stats64	= ktnic_get_stats64,
+};
