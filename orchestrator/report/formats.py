@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .stack import CALL_TRACE, RIP, TRACE, Stack, hang_chooser, rx, stall_chooser
+from .stack import CALL_TRACE, RIP, TRACE, WARN_TRAP, Stack, hang_chooser, rx, stall_chooser
 
 Role = Literal["oops", "consequence", "quiet", "boundary"]
 
@@ -127,7 +127,7 @@ def rip_stack(*skip: str, chooser=None) -> Stack:
     return Stack(steps=(RIP, CALL_TRACE, TRACE), skip=skip, chooser=chooser)
 
 
-_WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
+_WARN_TRAP = WARN_TRAP
 
 
 def warn_stack(*skip: str) -> Stack:

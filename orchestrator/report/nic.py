@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .model import Kind
-from .stack import CALL_TRACE, RIP, TRACE, Stack, extract_frames, rx
+from .stack import CALL_TRACE, RIP, TRACE, WARN_TRAP, Stack, extract_frames, rx
 from .titles import normalize_title, severity_of
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ DMA_SKIP = (
     "bus_remove_device",
     "device_driver_detach",
 )
-_WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
+_WARN_TRAP = WARN_TRAP
 
 
 def _warn_stack(*skip: str) -> Stack:

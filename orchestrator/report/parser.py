@@ -19,12 +19,14 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import add
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
 from .lines import (
     CONSOLE,
+    ascii_digits,
     context_line_regex,
     has_host_prefixes,
     split_prefix,
@@ -41,54 +43,44 @@ from .stack import (
 )
 from .titles import kind_of, normalize_title, severity_of
 
-
-def _trie_pattern(words: Sequence[str]) -> str:
-    """A regex matching any of ``words``, factored as a prefix tree (much faster to
-    scan with than a flat alternation)."""
-    trie: dict[str, dict] = {}
-    for w in words:
-        node = trie
-        for ch in w:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, dict]) -> str:
-        alts = [re.escape(ch) + emit(node[ch]) for ch in sorted(k for k in node if k)]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 and "" not in node else "(?:" + "|".join(alts) + ")"
-        return body + ("?" if "" in node and alts else "")
-
-    return emit(trie)
-
-
 _ALL_HEADERS = sorted({h for g in GROUPS for h in g.headers})
-# Candidate positions come from search keys; every candidate line is then checked
-# against the real headers (_group_for). Keys starting with an upper-case letter
-# are found with one prefix-tree regex (upper-case letters are rare in console
-# text); the others with str.find, faster than a regex for a few literals. Some
-# headers share one key to keep the number of passes low.
-_KEY_OF = {
-    "kernel BUG": "BUG",
-    "divide error:": "divide",
-    "divide_error:": "divide",
-    "panic:": "panic",
-    "trusty: panic": "panic",
-    "rust_kernel: panicked": "panic",
-}
-_KEYS = sorted({_KEY_OF.get(h, h) for h in _ALL_HEADERS})
-_UPPER_RE = re.compile(_trie_pattern([k for k in _KEYS if k[0].isupper()]))
-_LOWER_HEADERS = tuple(k for k in _KEYS if not k[0].isupper())
+
+# Candidate lines come from a few regexes, each starting with one literal
+# "anchor" character (the regex engine scans for a single literal character about
+# ten times faster than for a set of characters, and than str.find runs for each
+# of the ~50 headers). Every header is looked for at its rarest anchor (in this
+# order; rare in console output first); lookbehinds check the text before it.
+# Every candidate line is then checked against the real headers (_group_for).
+_ANCHORS = "jKUPgk:"
+
+
+def _anchor_regexes(headers: Sequence[str]) -> tuple[re.Pattern[str], ...]:
+    groups: dict[str, dict[str, list[str]]] = {}
+    for h in headers:
+        a = next((c for c in _ANCHORS if c in h), h[0])
+        j = h.index(a)
+        alt = (f"(?<={re.escape(h[: j + 1])})" if j else "") + re.escape(h[j + 1 :])
+        groups.setdefault(a, {}).setdefault(h[j - 1] if j else "", []).append(alt)
+    out = []
+    for a, by_prev in groups.items():
+        alts = []
+        for prev, hs in sorted(by_prev.items()):
+            inner = "|".join(sorted(hs))
+            if prev and len(hs) > 1:
+                # Headers sharing the character before the anchor: check it once.
+                inner = f"(?<={re.escape(prev + a)})(?:{inner})"
+            alts.append(inner)
+        out.append(re.compile(re.escape(a) + "(?:" + "|".join(alts) + ")"))
+    return tuple(out)
+
+
+_HEADER_RES = _anchor_regexes(_ALL_HEADERS)
 
 
 def _header_positions(s: str) -> list[int]:
-    found = [m.start() for m in _UPPER_RE.finditer(s)]
-    find = s.find
-    for h in _LOWER_HEADERS:
-        i = find(h)
-        while i >= 0:
-            found.append(i)
-            i = find(h, i + len(h))
+    found: list[int] = []
+    for rx in _HEADER_RES:
+        found.extend(m.start() for m in rx.finditer(s))
     found.sort()
     return found
 
@@ -108,7 +100,7 @@ class Log:
     def __init__(self, s: str) -> None:
         self.s = s
         self.lines = s.split("\n")
-        self.starts = list(accumulate(map((1).__add__, map(len, self.lines)), initial=0))
+        self.starts = list(accumulate(map(add, map(len, self.lines), repeat(1)), initial=0))
         self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
         self.host = has_host_prefixes(s)
         self.has_cr = "\r" in s
@@ -172,7 +164,11 @@ def scan(log: Log) -> list[Hit]:
         last_line = ls
         i = log.index(ls)
         line = log.lines[i]
-        if not log.host and (line[:1].isdigit() or line[:1] == "[") and has_host_prefixes(line):
+        if (
+            not log.host
+            and (line[:1].isdigit() or line[:2] == "[+" or line[5:6] == "-")
+            and has_host_prefixes(line)
+        ):
             log.host = True  # timestamps appear only later in the log
         found = _group_for(line)
         if found is None:
@@ -312,7 +308,9 @@ def _questionable(content: str) -> bool:
     return (" ? " in content or content.endswith(" (unreliable)")) and "<EOI>" not in content
 
 
-def _lines_with(s: str, needles: tuple[str, ...], starts: list[int], pos: int, endpos: int) -> set[int]:
+def _lines_with(
+    s: str, needles: tuple[str, ...], starts: list[int], pos: int, endpos: int
+) -> set[int]:
     """Indices of the lines (starting at ``starts``) in which a needle occurs."""
     out: set[int] = set()
     for needle in needles:
@@ -366,9 +364,10 @@ def build_window(log: Log, h: Hit, stop: int) -> Window:
     min_lines = 16 if "BUG: KMSAN:" in head else 22
     if len(contents) >= min_lines:
         from_pos = starts[min_lines - 1]
-        if s.find(TAIL_MARKERS[0], from_pos, endpos) >= 0 or s.find(
-            TAIL_MARKERS[1], from_pos, endpos
-        ) >= 0:
+        if (
+            s.find(TAIL_MARKERS[0], from_pos, endpos) >= 0
+            or s.find(TAIL_MARKERS[1], from_pos, endpos) >= 0
+        ):
             tails = _lines_with(s, TAIL_MARKERS, starts, from_pos, endpos)
             for k in sorted(tails):
                 c = contents[k]
@@ -416,7 +415,8 @@ def describe(text: str, group: Group, header: str) -> Description:
             # No match can start before the first occurrence of the literal prefix.
             at = first.get(prefix)
             if at is None:
-                at = first[prefix] = text.find(prefix)
+                # (best only decreases: a miss below a larger bound stays a miss)
+                at = first[prefix] = text.find(prefix, 0, best + len(prefix))
             # Every match starts with the prefix: try the occurrences up to ``best``
             # (instead of searching the whole text).
             match = f.title.match
@@ -464,24 +464,26 @@ def describe(text: str, group: Group, header: str) -> Description:
 
 
 # Each trace-start pattern with a literal that must be present for it to match.
+# Each trace-start pattern with a literal that every match contains, and the
+# literal's offset from the match start (so a search can start near it).
 _TRACE_KEYS = tuple(
     zip(
         TRACE_STARTS,
         (
-            "race",
-            "Allocated",
-            "Allocated",
-            "Freed",
-            "Freed",
-            "backtrace",
-            "Backtrace",
-            "Uninit",
-            "badaddr",
+            ("race", 6),
+            ("Allocated", 0),
+            ("Allocated", 0),
+            ("Freed", 0),
+            ("Freed", 0),
+            ("backtrace", 2),
+            ("Backtrace", 0),
+            ("Uninit", 0),
+            ("badaddr", 25),
         ),
         strict=True,
     )
 )
-_TS_IN_TITLE = re.compile(r"\[ *\d+\.\d+\]")
+_TS_IN_TITLE = re.compile(ascii_digits(r"\[ *\d+\.\d+\]"))
 
 
 def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
@@ -490,18 +492,26 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
     if fmt is None or fmt.no_stack_trace:
         return ""
     have_trace = False
-    present: dict[str, bool] = {}
-    for key, needle in _TRACE_KEYS:
-        there = present.get(needle)
-        if there is None:
-            there = present[needle] = needle in text
-        if not there:
+    first: dict[str, int] = {}
+    for key, (needle, offset) in _TRACE_KEYS:
+        at = first.get(needle)
+        if at is None:
+            at = first[needle] = text.find(needle)
+        if at < 0:
             continue
-        m = key.search(text)
+        m = key.search(text, max(at - offset, 0))
         if m is None:
             continue
-        # (the report text of each line ends with a newline, as syzkaller counts)
-        following = (text[m.start() :] + "\n").split("\n", 17)
+        # (the report text of each line ends with a newline, as syzkaller counts;
+        # only the first 17 lines matter)
+        start = m.start()
+        end = start - 1
+        for _ in range(17):
+            end = text.find("\n", end + 1)
+            if end < 0:
+                end = len(text)
+                break
+        following = (text[start:end] + "\n").split("\n", 17)
         if len(following) < 4:
             return "call trace is missed"
         ok = False
@@ -538,7 +548,7 @@ _AFTER_END = ("Kernel panic", "Kernel Offset", "---[ end Kernel panic", "Rebooti
 # nor a call-trace frame).
 # (Both match the newline before the line: a literal first character is fast to scan for.)
 _END_MARKER_M = re.compile(r"\n(?:---\[ end trace|={20,}[^\S\n]*(?=\n|\Z))")
-_CHATTER_M = re.compile(r"\n(?!" + _REPORTISH + "|" + FRAME_ANY.pattern + ")", re.M)
+_CHATTER_M = re.compile(r"\n(?!" + ascii_digits(_REPORTISH) + "|" + FRAME_ANY.pattern + ")", re.M)
 
 
 def body_end(log: Log, win: Window) -> int:

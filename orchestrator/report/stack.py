@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
+from .lines import ascii_digits
 from .titles import canonical_frame
 
 
@@ -30,7 +31,7 @@ def rx(pattern: str) -> re.Pattern[str]:
     pattern = pattern.replace("<PC>", r"\[<?(?:0x)?[0-9a-f]+>?\]")
     pattern = pattern.replace("<SRC>", r"([A-Za-z0-9_/.\-]+\.[a-z]+:\d+)")
     pattern = pattern.replace("<TASK>", r"[\s\S]{0,100}?")
-    return re.compile(pattern)
+    return re.compile(ascii_digits(pattern))
 
 
 # ``RIP: 0010:foo+0x1/0x2``, ``IP: foo+...``, ``pc : foo+...``, ``PC is at foo+...``;
@@ -45,13 +46,14 @@ RIP = rx(
 CALL_TRACE = re.compile(r"Call [Tt]race:|Backtrace:")
 
 # Lines of a call trace. kmemleak prints its backtrace with its own prefix.
+# ("(?:kmemleak: )? *(?:<PC> ){0,2}", spelled with alternations: optional groups
+# and counted repeats of groups are slow in the regex engine.)
+_FRAME_LEAD = r"(?:kmemleak: +| *)(?:<PC> <PC> |<PC> |)"
 FRAME_LINES: tuple[re.Pattern[str], ...] = (
-    rx(r"^(?:kmemleak: )? *(?:<PC> ){0,2}<FN>"),
+    rx(r"^" + _FRAME_LEAD + "<FN>"),
     rx(r"^ *<PC> \(([A-Za-z0-9_.]+)\) from <PC> \(<FN>"),  # arm
 )
-FRAME_ANY = rx(
-    r"^(?:kmemleak: )? *(?:<PC> ){0,2}[A-Za-z0-9_]+[.+]|^ *<PC> \([A-Za-z0-9_.]+\) from "
-)
+FRAME_ANY = rx(r"^" + _FRAME_LEAD + r"[A-Za-z0-9_]+[.+]|^ *<PC> \([A-Za-z0-9_.]+\) from ")
 
 RISCV_TRACE_START = re.compile(r"status: [0-9a-f]{16} badaddr: [0-9a-f]{16} cause: [0-9a-f]{16}")
 TRACE_STARTS: tuple[re.Pattern[str], ...] = (
@@ -73,8 +75,58 @@ _TRACE_START_ANY = re.compile(
 )
 
 
+# Literal strings every match of a pattern starts with (one of them, at the match
+# start): such patterns are searched with str.find for the literals and a regex
+# match at each hit, much faster than the regex engine's scan for a set of first
+# characters. Keyed by pattern string.
+_NEEDLES: dict[str, tuple[str, ...]] = {
+    CALL_TRACE.pattern: ("Call Trace:", "Call trace:", "Backtrace:"),
+    RIP.pattern: ("IP", "NIP", "pc ", "PC is at"),
+    _TRACE_START_ANY.pattern: (
+        "Call Trace",
+        "Call trace",
+        "Allocated",
+        "Freed",
+        "Backtrace:",
+        "Uninit was stored to memory at",
+        "backtrace",
+    ),
+}
+WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
+_NEEDLES[WARN_TRAP.pattern] = (*_NEEDLES[RIP.pattern], "--- interrupt: ")
+
+
+def search(
+    rx: re.Pattern[str], text: str, pos: int = 0, endpos: int | None = None
+) -> re.Match[str] | None:
+    """``rx.search(text, pos, endpos)``, faster for patterns in ``_NEEDLES``."""
+    if endpos is None:
+        endpos = len(text)
+    needles = _NEEDLES.get(rx.pattern)
+    if needles is None:
+        return rx.search(text, pos, endpos)
+    find = text.find
+    nxt = [find(n, pos, endpos) for n in needles]
+    match = rx.match
+    while True:
+        best = -1
+        for k, p in enumerate(nxt):
+            if p >= 0 and (best < 0 or p < nxt[best]):
+                best = k
+        if best < 0:
+            return None
+        p = nxt[best]
+        m = match(text, p, endpos)
+        if m is not None:
+            # An earlier needle position was tried already (they go in order).
+            return m
+        for k, q in enumerate(nxt):
+            if q == p:
+                nxt[k] = find(needles[k], p + 1, endpos)
+
+
 def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
-    m = _TRACE_START_ANY.search(text, pos)
+    m = search(_TRACE_START_ANY, text, pos)
     if "badaddr: " in text:
         r = RISCV_TRACE_START.search(text, pos)
         if r is not None and (m is None or r.start() < m.start()):
@@ -83,7 +135,10 @@ def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
 
 
 def is_trace_start(line: str) -> bool:
-    return next_trace_start(line, 0) is not None
+    # (one line: the plain regex search is cheaper than the literal searches)
+    if _TRACE_START_ANY.search(line) is not None:
+        return True
+    return "badaddr: " in line and RISCV_TRACE_START.search(line) is not None
 
 
 # Fault-injection stacks interleaved with a report make the frame unreliable.
@@ -430,10 +485,16 @@ STALL_ANCHORS = re.compile(
 )
 
 
+@lru_cache(maxsize=16384)
+def _is_stall_anchor(frame: str) -> bool:
+    # (A long alternation tried at every position of the name: cached per name.)
+    return STALL_ANCHORS.search(frame) is not None
+
+
 def stall_chooser(frames: Sequence[str]) -> int | tuple[int, str]:
     """Index of the representative frame of a stall/lockup, or -1."""
     for i, frame in enumerate(frames):
-        if STALL_ANCHORS.search(frame):
+        if _is_stall_anchor(frame):
             if "smp_call_function" in frame:
                 return (i, "smp_call_function")
             return max(i - 1, 0)
@@ -639,6 +700,8 @@ def _run(
     traces = 0
     i = 0
     nsteps = len(steps)
+    faulty = corrupting is not None and "should_fail" in text
+    trace_from, trace_at = 1, 0  # the last trace-start lookup (none yet)
     while True:
         if i == nsteps or (steps[i] is TRACE and traces > 0):
             picked = _choose(raw, chooser)
@@ -655,15 +718,18 @@ def _run(
             i += 1
             continue
         bad = None
-        if corrupting is not None and "should_fail" in text:
+        if faulty and corrupting is not None:
             bad = corrupting.search(text, pos)
         bad_at = _line_start(text, bad.start()) if bad is not None else n
         if step is TRACE:
             traces += 1
-            ts_at = _next_trace_line(text, pos)
+            if not trace_from <= pos <= trace_at:
+                # (no trace starts in [trace_from, trace_at): still valid for pos)
+                trace_from, trace_at = pos, _next_trace_line(text, pos)
+            ts_at = trace_at
             stop = min(bad_at, ts_at)
             lookahead = steps[i + 1] if i + 1 < nsteps else None
-            la = lookahead.search(text, pos, stop) if lookahead is not None else None
+            la = search(lookahead, text, pos, stop) if lookahead is not None else None
             frames_end = _line_start(text, la.start()) if la is not None else stop
             if chooser is not None or not raw:
                 _frames_in(text, pos, frames_end, skip, raw, chooser is None)
@@ -676,7 +742,7 @@ def _run(
                     result.ok = False
                 pos = _line_end(text, stop) + 1 if stop < n else n
         else:
-            m = step.search(text, pos)
+            m = search(step, text, pos)
             m_at = _line_start(text, m.start()) if m is not None else n
             if bad_at <= m_at and bad_at < n:
                 result.ok = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from .lines import ascii_digits
 from .model import Kind, Severity
 
 MAX_TITLE = 120
@@ -12,33 +13,37 @@ MAX_TITLE = 120
 # (pattern, replacement) applied in order, each until the string stops changing.
 # They remove everything that differs between two occurrences of the same bug.
 _VOLATILE: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"syz-executor\.?\d+(?:[/:]\d+)?"), "syz-executor"),
-    (re.compile(r"syzkaller\d+(?:[/:]\d+)?"), "syzkaller"),
+    (re.compile(ascii_digits(r"syz-executor\.?\d+(?:[/:]\d+)?")), "syz-executor"),
+    (re.compile(ascii_digits(r"syzkaller\d+(?:[/:]\d+)?")), "syzkaller"),
     # Anything that looks like an address: 6+ hex digits after a non-alnum, as a
     # whole token (so that identifiers such as "e1000e_down" survive), with 0x or
     # at least 8 digits when it could also be a name ("e1000e").
     (
-        re.compile(r"([^a-zA-Z0-9])(?:0x[0-9a-f]{6,}|[0-9a-f]{8,}|[0-9]{6,})(?![A-Za-z0-9_])"),
+        re.compile(
+            ascii_digits(r"([^a-zA-Z0-9])(?:0x[0-9a-f]{6,}|[0-9a-f]{8,}|[0-9]{6,})(?![A-Za-z0-9_])")
+        ),
         r"\1ADDR",
     ),
-    (re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"), "IP"),
+    (re.compile(ascii_digits(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")), "IP"),
     # file.c:123 -> file.c:LINE
-    (re.compile(r"(\.\w+)(?::\d+)+"), r"\1:LINE"),
+    (re.compile(ascii_digits(r"(\.\w+)(?::\d+)+")), r"\1:LINE"),
     # func+0x12/0x40 -> func
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+"), r"\1"),
-    (re.compile(r"CPU#\d+"), "CPU"),
+    (re.compile(ascii_digits(r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+")), r"\1"),
+    (re.compile(ascii_digits(r"CPU#\d+")), "CPU"),
     # Stand-alone decimal numbers.
-    (re.compile(r"(\W)\d+(\W|$)"), r"\1NUM\2"),
+    (re.compile(ascii_digits(r"(\W)\d+(\W|$)")), r"\1NUM\2"),
     # Very long digit runs glued to identifiers.
-    (re.compile(r"\d{7,}"), "NUM"),
+    (re.compile(ascii_digits(r"\d{7,}")), "NUM"),
 )
 
 
 # Cheap preconditions: a replacement cannot apply when its marker is absent.
 # (_DIGIT: the pattern needs a decimal digit.)
 _DIGIT = "0-9"
-_NEEDS = ("syz-executor", "syzkaller", "", _DIGIT, ":", "+0x", "CPU#", _DIGIT, _DIGIT)
-_HAS_DIGIT = re.compile(r"\d")
+_HEX = "0-9a-f"  # (the address pattern)
+_HEX8 = re.compile(r"[a-f]{8}")
+_NEEDS = ("syz-executor", "syzkaller", _HEX, _DIGIT, ":", "+0x", "CPU#", _DIGIT, _DIGIT)
+_HAS_DIGIT = re.compile("[0-9]")
 
 
 def normalize_title(title: str) -> str:
@@ -47,6 +52,10 @@ def normalize_title(title: str) -> str:
     for (pattern, repl), needle in zip(_VOLATILE, _NEEDS, strict=True):
         if needle is _DIGIT:
             if not digits:
+                continue
+        elif needle is _HEX:
+            # Without digits, only a run of 8+ letters a-f can be an address.
+            if not digits and _HEX8.search(title) is None:
                 continue
         elif needle and needle not in title:
             continue
@@ -192,14 +201,17 @@ _KIND_BY_PREFIX: tuple[tuple[str, Kind], ...] = (
 )
 
 
-_KIND_RE = re.compile("|".join(f"({re.escape(p)})" for p, _ in _KIND_BY_PREFIX))
+# The prefixes by first character (table order kept).
+_KIND_BY_FIRST: dict[str, list[tuple[str, Kind]]] = {}
+for _p, _k in _KIND_BY_PREFIX:
+    _KIND_BY_FIRST.setdefault(_p[:1], []).append((_p, _k))
 
 
 def kind_of(title: str) -> Kind:
-    m = _KIND_RE.match(title)
-    if m is None:
-        return Kind.OTHER
-    return _KIND_BY_PREFIX[m.lastindex - 1][1] if m.lastindex else Kind.OTHER
+    for prefix, kind in _KIND_BY_FIRST.get(title[:1], ()):
+        if title.startswith(prefix):
+            return kind
+    return Kind.OTHER
 
 
 _EVENT_KINDS = frozenset({Kind.LINK_CHANGE, Kind.FAULT_INJECTION})
