@@ -19,15 +19,34 @@ static u32 ktnic_rx_mode_bits(struct net_device *netdev)
 
 	if (netdev->flags & IFF_PROMISC)
 		bits |= KTNIC_RCTL_UPE | KTNIC_RCTL_MPE;
-	/* no unicast or multicast filter table is programmed: accept all
-	 * multicast as soon as any is wanted, and let the core fall back to
-	 * promiscuous mode for extra unicast addresses
-	 */
-	if ((netdev->flags & IFF_ALLMULTI) || !netdev_mc_empty(netdev))
+	if (netdev->flags & IFF_ALLMULTI)
 		bits |= KTNIC_RCTL_MPE;
+	/* only the station address is programmed (RAL/RAH 0): the core falls
+	 * back to promiscuous mode for extra unicast addresses
+	 */
 	if (!netdev_uc_empty(netdev))
 		bits |= KTNIC_RCTL_UPE;
 	return bits;
+}
+
+/*
+ * Multicast filter: a 4096-bit hash table in the MTA registers. With
+ * RCTL.MO = 0 the device hashes destination address bits 47:36, that is the
+ * high nibble of byte 4 and all of byte 5.  Caller holds hw_lock.
+ */
+static void ktnic_write_mta(struct ktnic_priv *priv, struct net_device *netdev)
+{
+	u32 mta[KTNIC_MTA_NUM] = { };
+	struct netdev_hw_addr *ha;
+	int i;
+
+	netdev_for_each_mc_addr(ha, netdev) {
+		u32 hash = ((ha->addr[5] << 8 | ha->addr[4]) >> 4) & 0xfff;
+
+		mta[hash >> 5] |= BIT(hash & 0x1f);
+	}
+	for (i = 0; i < KTNIC_MTA_NUM; i++)
+		ktnic_wr32(priv, KTNIC_MTA(i), mta[i]);
 }
 
 static void ktnic_set_rx_mode(struct net_device *netdev)
@@ -39,6 +58,7 @@ static void ktnic_set_rx_mode(struct net_device *netdev)
 	spin_lock_irqsave(&priv->hw_lock, flags);
 	rctl = ktnic_rd32(priv, KTNIC_RCTL);
 	if (rctl != KTNIC_REG_GONE) {
+		ktnic_write_mta(priv, netdev);
 		rctl &= ~(KTNIC_RCTL_UPE | KTNIC_RCTL_MPE);
 		ktnic_wr32(priv, KTNIC_RCTL, rctl | ktnic_rx_mode_bits(netdev));
 	}
@@ -96,6 +116,7 @@ static void ktnic_hw_configure(struct ktnic_priv *priv)
 	if (netdev->mtu > ETH_DATA_LEN)
 		rctl |= KTNIC_RCTL_LPE;
 	spin_lock_irqsave(&priv->hw_lock, flags);
+	ktnic_write_mta(priv, netdev);
 	ktnic_wr32(priv, KTNIC_RCTL, rctl | ktnic_rx_mode_bits(netdev));
 	spin_unlock_irqrestore(&priv->hw_lock, flags);
 
