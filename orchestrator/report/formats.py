@@ -481,6 +481,8 @@ WARNING = Group(
         F("WARNING: .* at <SRC> <FN>", "WARNING in {2}", stack=warn_stack()),
         F("WARNING: <SRC> at <FN>", "WARNING in {2}", stack=warn_stack()),
         F(r"WARNING: \[.*\] <SRC> at <FN>.*", "WARNING in {2}", stack=warn_stack()),
+        # without CONFIG_DEBUG_BUGVERBOSE the site has no file:line
+        F(r"WARNING: CPU: \d+ PID: \d+ at <FN>", "WARNING in {0}", stack=warn_stack()),
         F(
             "WARNING: possible circular locking dependency detected",
             "possible deadlock in {0}",

@@ -829,3 +829,22 @@ def test_run_parse_unreadable(tmp_path, capsys) -> None:
     assert run_parse([str(tmp_path / "missing.log")], as_json=False, out=out) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.log" in err
+
+
+def test_warning_without_bugverbose_names_the_function() -> None:
+    # CONFIG_DEBUG_BUGVERBOSE=n: the WARNING line has no file:line
+    log = (b"[   12.578050][   T47] WARNING: CPU: 0 PID: 47 at ktest_bug_warn_check+0x4/0xf "
+           b"[ktest_bug_warn]\n"
+           b"[   12.579328][   T47] Modules linked in: ktest_bug_warn(O+)\n"
+           b"[   12.580560][   T47] RIP: 0010:ktest_bug_warn_check+0x4/0xf [ktest_bug_warn]\n"
+           b"[   12.580561][   T47] Call Trace:\n"
+           b"[   12.580562][   T47]  <TASK>\n"
+           b"[   12.580563][   T47]  ktest_bug_warn_init+0x11/0x1000 [ktest_bug_warn]\n"
+           b"[   12.580564][   T47]  do_one_initcall+0xf4/0x420\n"
+           b"[   12.580565][   T47]  </TASK>\n"
+           b"[   12.580566][   T47] ---[ end trace 0000000000000000 ]---\n")
+    from orchestrator.report import parse as parse_log
+
+    (r,) = [x for x in parse_log(log) if x.is_bug]
+    assert r.title == "WARNING in ktest_bug_warn_check"
+    assert r.modules == ("ktest_bug_warn",)
