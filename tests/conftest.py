@@ -8,6 +8,7 @@ missing prerequisite raises.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/vm/" in str(item.fspath).replace(os.sep, "/"):
+        if re.search(r"tests/(vm|nic)/", str(item.fspath).replace(os.sep, "/")):
             item.add_marker(pytest.mark.vm)
 
 
