@@ -294,6 +294,82 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    try:
+        if args.machine or args.driver:
+            plan = _adhoc_plan(args)
+        else:
+            plan = runner.load_plan(args.plan)
+    except (runner.PlanError, ValueError) as e:
+        _die(str(e))
+    extra: list[str] = []
+    if args.kernel_src:
+        extra += ["--ktest-kernel-src", args.kernel_src]
+    if args.variant != "debug":
+        extra += ["--ktest-kernel-variant", args.variant]
+    for frag in args.config or ():
+        extra += ["--ktest-kernel-config", frag]
+    if args.accel:
+        extra += ["--ktest-accel", args.accel]
+    if args.no_pcap:
+        import dataclasses
+
+        plan = dataclasses.replace(plan, pcap=False)
+    out = Path(args.out) if args.out else runner.default_out()
+    if args.dry_run:
+        for pair in plan.pairs:
+            print(" ".join(runner._pytest_argv(plan, pair, out, args.k, extra)))
+        return 0
+    # Build once up front, with progress, so every pair starts from the cache
+    # and a failed build is one clear error, not one per pair.
+    from . import session
+
+    progress = Progress()
+    arts = _artifacts(args, progress)
+    try:
+        for drv in sorted({p.driver for p in plan.pairs}):
+            session.resolve_module(drv, arts, progress)
+    except Exception as e:  # BuildError, missing file
+        _die_build(e, progress)
+    progress.done()
+    print(f"ktest run: plan {plan.name} ({len(plan.pairs)} pairs), results in {out}")
+    result = runner.run_plan(plan, out, k=args.k, extra=extra)
+    print()
+    print(runner.summary_table(result))
+    state = "interrupted" if result.interrupted else "FAIL" if result.failed else "PASS"
+    print(f"\nverdict: {state} ({result.seconds / 60:.1f} min); results: "
+          f"{out / 'results.jsonl'}, {out / 'junit.xml'}")
+    if result.interrupted:
+        return 130
+    return EXIT_FAIL if result.failed else 0
+
+
+def _adhoc_plan(args: argparse.Namespace) -> Any:
+    """--machine/--driver instead of a plan: those pairs, the default suites."""
+    import tempfile
+
+    import yaml
+
+    from . import profiles, runner
+
+    base = runner.load_plan(args.plan)
+    machines = args.machine or [profiles.DEFAULT_PROFILE]
+    pairs = []
+    for m in machines:
+        nic = profiles.load_profile(m).nics[0]
+        for d in args.driver or [nic.driver]:
+            pairs.append({"profile": m, "driver": d})
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        yaml.safe_dump({"description": "command line", "suites": list(base.suites),
+                        "pairs": pairs, "pcap": base.pcap}, fh)
+    try:
+        return runner.load_plan(fh.name)
+    finally:
+        os.unlink(fh.name)
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
     from .smoke import run_smoke
 
     if args.dry_run:
@@ -390,9 +466,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_exec)
 
-    p = sub.add_parser("run", help="build, boot the default machine, run the checks")
-    _add_machine_opts(p)
+    p = sub.add_parser("run", help="run a plan: the NIC suite on (profile, driver) pairs")
+    p.add_argument("--plan", default="default", metavar="PLAN",
+                   help="plan name in qemu-configs/plans/ or a YAML path (default: default)")
+    p.add_argument("-k", metavar="EXPR", help="only tests matching this pytest -k expression")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: a new one in the cache)")
+    p.add_argument("--machine", "-m", action="append", metavar="PROFILE",
+                   help="instead of the plan's pairs: this profile (repeatable)")
+    p.add_argument("--driver", "-d", action="append", metavar="DRIVER",
+                   help="instead of the plan's pairs: this driver (repeatable)")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    p.add_argument("--no-pcap", action="store_true", help="do not save pcaps")
+    p.add_argument("--dry-run", action="store_true", help="print the pytest command lines")
+    _add_kernel_opts(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("smoke", help="boot one machine, load its NIC driver, check the link")
+    _add_machine_opts(p)
+    p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser("parse", help="find kernel reports in console logs")
     p.add_argument("--json", action="store_true")

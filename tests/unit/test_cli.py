@@ -20,7 +20,7 @@ def ktest(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 
 def test_help_lists_the_commands() -> None:
     out = ktest("--help").stdout
-    for cmd in ("doctor", "build", "boot", "ssh", "exec", "run", "parse"):
+    for cmd in ("doctor", "build", "boot", "ssh", "exec", "run", "smoke", "parse"):
         assert cmd in out
 
 

@@ -187,8 +187,8 @@ def test_exec_crash_has_distinct_status(artifacts) -> None:
     assert "sysrq triggered crash" in r.stderr
 
 
-def test_run_smoke_check_passes(artifacts) -> None:
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run"], cwd=ROOT,
+def test_smoke_check_passes(artifacts) -> None:
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "smoke"], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "verdict: PASS" in r.stdout
