@@ -8,10 +8,6 @@ scapy responder that answers ARP and ICMP echo for HOST_IP.
 Knobs (environment):
   KTNIC_CYCLES    load/unload and link down/up cycles (default 10; the
                   issue's full figure is 50)
-  KTNIC_TCG_CPU   -cpu given to QEMU under TCG (default "qemu64"; "" keeps
-                  the profile's "-cpu max").  Under TCG "-cpu max" often
-                  stops the debug kernel at "Running RCU-tasks wait API
-                  self tests"; qemu64 booted every time here.
 
 Every test ends by judging the console since the driver was loaded: any
 KASAN, lockdep, DMA-API, WARN or other kernel report fails it.
@@ -42,7 +38,6 @@ HOST_MAC = "52:54:00:99:00:01"
 GUEST_MAC = "52:54:00:00:10:00"
 UDP_PORT = 9999
 CYCLES = int(os.environ.get("KTNIC_CYCLES", "10"))
-TCG_CPU = os.environ.get("KTNIC_TCG_CPU", "qemu64")
 DBG = "/sys/kernel/debug/ktest_nic"
 
 
@@ -205,8 +200,6 @@ def _profile(name: str, cmdline: tuple[str, ...] = ()) -> Any:
     prof = profiles.load_profile(name)
     if cmdline:
         prof = dataclasses.replace(prof, cmdline=(*prof.cmdline, *cmdline))
-    if TCG_CPU:
-        prof = dataclasses.replace(prof, extra_args=(*prof.extra_args, "-cpu", TCG_CPU))
     return prof
 
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Datapath benchmark: ktest_nic against the in-tree e1000e, one guest.
+
+Boots the e1000e profile once and alternates the two drivers on the same NIC
+(unload one, load the other) so both see the same guest, the same QEMU and
+the same host load. For each driver and round:
+
+  rx  the host peer offers 590-byte UDP frames at --offer frames/s for
+      --seconds; the guest's flow sink counts what reached the socket;
+      rx rate = frames delivered / seconds offered
+  tx  the guest's flow agent sends --tx-count 590-byte frames as fast as it
+      can; the host peer counts what arrived;
+      tx rate = frames arrived / the agent's send time
+
+and prints the medians and the ratios ktest_nic / e1000e (target >= 1.0).
+
+    .venv/bin/python bench/datapath.py [--rounds 3] [--seconds 4] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator import dut as dut_mod  # noqa: E402
+from orchestrator import session, traffic  # noqa: E402
+
+TARGET = 1.0
+SIZE = 590
+SINK, PEER_PORT = 7000, 7001
+
+
+def measure(d: dut_mod.Dut, peer: traffic.Peer, agent: traffic.GuestAgent, flow_id: int,
+            offer: int, seconds: float, tx_count: int) -> tuple[float, float]:
+    flow = traffic.Flow(flow_id, dut_mod.PEER_IP4, dut_mod.GUEST_IP4, 40000 + flow_id, SINK,
+                        SIZE)
+    agent.sink(port=SINK, duration=seconds + 60, idle=2)
+    sent = peer.send_flow(flow, int(offer * seconds), rate=offer, dst_mac=d.mac)
+    res = agent.sink_result(timeout=seconds + 90)
+    got = res["flows"].get(str(flow_id), {}).get("received", 0)
+    rx = got / max(sent.seconds, seconds)
+
+    tx_flow = flow_id + 1000
+    out = agent.send(dst=dut_mod.PEER_IP4, port=PEER_PORT, flow=tx_flow, count=tx_count,
+                     size=SIZE, rate=0)
+    time.sleep(1)
+    arrived = peer.rx(tx_flow).received
+    tx = arrived / max(float(out.get("seconds", 0.0)), 1e-3)
+    return rx, tx
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=4.0, help="Rx offer duration per round")
+    ap.add_argument("--offer", type=int, default=40000, help="Rx offered frames/s")
+    ap.add_argument("--tx-count", type=int, default=20000)
+    ap.add_argument("--machine", default="e1000e")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    arts = session.artifacts()
+    drivers = {
+        "e1000e": dut_mod.Driver("e1000e"),
+        "ktest_nic": dut_mod.resolve_driver("ktest_nic", arts),
+    }
+    rates: dict[str, dict[str, list[float]]] = {k: {"rx": [], "tx": []} for k in drivers}
+    with tempfile.TemporaryDirectory(prefix="ktest-bench-") as tmp:
+        m = session.make_machine(args.machine, arts, run_dir=Path(tmp) / "run")
+        try:
+            m.launch()
+            nic = m.profile.nics[0]
+            peer = traffic.Peer(m.nic_sockets[nic.id], mac=dut_mod.PEER_MAC,
+                                ips=(dut_mod.PEER_IP4, dut_mod.PEER_IP6),
+                                subnet_v4=dut_mod.SUBNET4, subnet_v6=dut_mod.SUBNET6)
+            with peer:
+                fid = 1
+                for rnd in range(args.rounds):
+                    order = list(drivers) if rnd % 2 == 0 else list(reversed(drivers))
+                    for name in order:
+                        d = dut_mod.Dut(m, nic, drivers[name])
+                        d.load()
+                        d.setup()
+                        agent = traffic.GuestAgent(d.guest)
+                        # warm up ARP both ways before measuring
+                        d.sh(f"ping -c 2 -i 0.2 -W 3 {dut_mod.PEER_IP4}", check=False)
+                        rx, tx = measure(d, peer, agent, fid, args.offer, args.seconds,
+                                         args.tx_count)
+                        fid += 1
+                        rates[name]["rx"].append(rx)
+                        rates[name]["tx"].append(tx)
+                        print(f"round {rnd + 1}/{args.rounds} {name:<9}: rx {rx:8.0f} "
+                              f"frames/s, tx {tx:8.0f} frames/s", file=sys.stderr)
+                        agent.stop()
+                        d.unload(check_leaks=False)
+        finally:
+            accel = m.argv[m.argv.index("-accel") + 1] if m.argv else "?"
+            m.shutdown()
+    med = {k: {d: statistics.median(v) for d, v in r.items()} for k, r in rates.items()}
+    ratio = {d: med["ktest_nic"][d] / med["e1000e"][d] if med["e1000e"][d] else 0.0
+             for d in ("rx", "tx")}
+    result = {
+        "machine": args.machine, "accel": accel, "rounds": args.rounds, "frame_size": SIZE,
+        "rx_offer_fps": args.offer,
+        "median_fps": {k: {d: round(v) for d, v in r.items()} for k, r in med.items()},
+        "ratio_ktest_nic_over_e1000e": {d: round(v, 3) for d, v in ratio.items()},
+        "target": TARGET, "met": all(v >= TARGET for v in ratio.values()),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"datapath, {args.machine} ({accel}), {SIZE}-byte frames, "
+              f"{args.rounds} rounds (medians)")
+        for name in drivers:
+            print(f"  {name:<9} rx {med[name]['rx']:8.0f} frames/s   "
+                  f"tx {med[name]['tx']:8.0f} frames/s")
+        print(f"  ratio ktest_nic/e1000e: rx {ratio['rx']:.3f}, tx {ratio['tx']:.3f} "
+              f"(target >= {TARGET}: {'met' if result['met'] else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""ethtool rings, coalescing and channels: valid changes apply and traffic
+flows; invalid ones are refused with the old configuration intact."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from steps import assert_clean, flow_in, ping, receive
+
+
+def rings(dut: Any) -> dict[str, dict[str, int]]:
+    text = dut.sh(f"ethtool -g {dut.ifname}")
+    out: dict[str, dict[str, int]] = {"max": {}, "cur": {}}
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("Pre-set maximums"):
+            section = "max"
+        elif line.startswith("Current hardware settings"):
+            section = "cur"
+        m = re.match(r"^(RX|TX):\s+(\d+)", line)
+        if m and section:
+            out[section][m.group(1).lower()] = int(m.group(2))
+    return out
+
+
+@pytest.mark.requires("ring_set")
+def test_ring_sizes(dut: Any, traffic: Any, agent: Any) -> None:
+    r0 = rings(dut)
+    mx, cur = r0["max"], r0["cur"]
+    r = dut.guest.cmd(f"ethtool -G {dut.ifname} rx {mx['rx'] * 2}", check=False)
+    assert r.exit_status != 0, "a ring above the maximum was accepted"
+    assert rings(dut)["cur"] == cur
+    new_rx = max(64, cur["rx"] // 2)
+    dut.sh(f"ethtool -G {dut.ifname} rx {new_rx}")
+    assert rings(dut)["cur"]["rx"] == new_rx
+    dut.wait_carrier(1)
+    ping(dut)
+    assert_clean(receive(dut, traffic, agent, [flow_in(1)], 300), 1, 300)
+    dut.sh(f"ethtool -G {dut.ifname} rx {cur['rx']}")
+    assert rings(dut)["cur"] == cur
+    dut.wait_carrier(1)
+    ping(dut)
+
+
+@pytest.mark.requires("coalesce_set")
+def test_coalescing(dut: Any, traffic: Any) -> None:
+    def rx_usecs() -> int:
+        m = re.search(r"^rx-usecs:\s+(\d+)", dut.sh(f"ethtool -c {dut.ifname}"), re.M)
+        assert m
+        return int(m.group(1))
+
+    old = rx_usecs()
+    dut.sh(f"ethtool -C {dut.ifname} rx-usecs {old + 50}")
+    assert rx_usecs() == old + 50
+    ping(dut)
+    # a parameter no NIC driver here declares: the core refuses it
+    r = dut.guest.cmd(f"ethtool -C {dut.ifname} rx-usecs-high 100", check=False)
+    assert r.exit_status != 0, "an unsupported coalescing parameter was accepted"
+    assert rx_usecs() == old + 50
+    dut.sh(f"ethtool -C {dut.ifname} rx-usecs {old}")
+
+
+@pytest.mark.requires("channels_set")
+def test_channels(dut: Any, traffic: Any, agent: Any) -> None:
+    text = dut.sh(f"ethtool -l {dut.ifname}")
+    kind = "combined" if re.search(r"Combined:\s+[1-9]", text.split("Current")[0]) \
+        and not re.search(r"^RX:\s+[1-9]", text.split("Current")[0], re.M) else "rx"
+    mx = int(re.findall(rf"^{kind.capitalize() if kind == 'combined' else 'RX'}:\s+(\d+)",
+                        text, re.M | re.I)[0])
+    r = dut.guest.cmd(f"ethtool -L {dut.ifname} {kind} {mx + 1}", check=False)
+    assert r.exit_status != 0, "more channels than the maximum were accepted"
+    assert dut.rx_queues() == mx or kind == "combined"
+    dut.sh(f"ethtool -L {dut.ifname} {kind} 1")
+    assert dut.rx_queues() == 1
+    dut.wait_carrier(1)
+    assert_clean(receive(dut, traffic, agent, [flow_in(1)], 300), 1, 300)
+    dut.sh(f"ethtool -L {dut.ifname} {kind} {mx}")
+    dut.wait_carrier(1)
+    ping(dut)

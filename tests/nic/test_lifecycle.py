@@ -1,0 +1,66 @@
+"""Driver life cycle: load/unload, bind/unbind, link flaps, admin down/up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from steps import CYCLES, assert_clean, flow_in, ping, receive
+
+
+def test_load_unload_cycles(dut: Any, traffic: Any) -> None:
+    for _ in range(CYCLES - 1):
+        dut.unload(check_leaks=False)
+        dut.setup()
+        ping(dut, count=1)
+    # the last unload is judged by kmemleak and the DMA-API error count
+    dut.unload()
+    dut.setup()
+    ping(dut)
+
+
+def test_bind_unbind_cycles(dut: Any, traffic: Any) -> None:
+    for _ in range(CYCLES):
+        dut.unbind()
+        assert not dut.sh(f"ls {dut.bind_dir}/ | grep -Fx {dut.bind_dev} || true").strip()
+        dut.bind()
+        dut.setup()
+    ping(dut)
+
+
+def test_link_down_up_follows_the_cable(dut: Any, traffic: Any) -> None:
+    for _ in range(CYCLES):
+        dut.set_link(False)
+        dut.wait_carrier(0, timeout=10)
+        dut.set_link(True)
+        dut.wait_carrier(1, timeout=15)
+    ping(dut)
+
+
+def test_admin_down_up_under_traffic(request: Any, dut: Any, traffic: Any, agent: Any,
+                                     cleanup: Any) -> None:
+    if dut.driver.name == "ktest_nic":
+        # Found by this test (2026-11-24): after `ip link set down/up` while
+        # frames arrive, ktest_nic's Rx stalls until the next ring
+        # reconfiguration; the in-tree e1000e passes. Strict: a fix turns
+        # this into a failure until the mark goes.
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="ktest_nic: Rx stalls after admin down/up under traffic"))
+        cleanup(dut.unload, False)  # the next test gets a freshly loaded driver
+    flow = flow_in(1)
+    sender = threading.Thread(target=traffic.send_flow, args=(flow, 3000),
+                              kwargs={"rate": 1000, "dst_mac": dut.mac})
+    sender.start()
+    try:
+        for _ in range(3):
+            dut.sh(f"ip link set {dut.ifname} down")
+            time.sleep(0.3)
+            dut.sh(f"ip link set {dut.ifname} up")
+            dut.wait_carrier(1)
+    finally:
+        sender.join()
+    dut.setup()
+    # after the storm, a fresh flow arrives whole
+    assert_clean(receive(dut, traffic, agent, [flow_in(2)], 300), 2, 300)

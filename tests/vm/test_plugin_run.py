@@ -1,0 +1,156 @@
+"""The pytest plugin and `ktest run`, for real: per-test verdicts from the
+guest's console, a crashed guest replaced before the next test, results
+written as tests end, and a run killed halfway that keeps its results and
+leaves no QEMU behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from orchestrator.build import module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+INNER = '''
+import os
+from pathlib import Path
+
+import pytest
+
+KO = Path(os.environ["KTEST_WARN_KO"])
+
+
+def load_warn(guest):
+    guest.put(KO, "/tmp/warn.ko")
+    guest.cmd("insmod /tmp/warn.ko && rmmod ktest_bug_warn")
+
+
+def test_a_warn_fails(machine, guest):
+    load_warn(guest)
+
+
+@pytest.mark.allow_reports(r"^WARNING in ktest_bug_warn")
+def test_b_warn_allowed(machine, guest):
+    load_warn(guest)
+
+
+def test_c_panic(machine, guest):
+    guest.cmd("echo c > /proc/sysrq-trigger", timeout=20, check=False)
+
+
+def test_d_after_panic(machine, guest):
+    assert guest.cmd("cat /proc/uptime").ok
+
+
+def test_e_dut(dut, traffic):
+    dut.sh(f"ping -c 2 -W 3 {traffic.ips[0]}")
+    assert dut.driver.name == "e1000e"
+'''
+
+
+def records(out: Path) -> dict[str, dict]:
+    lines = (out / "results.jsonl").read_text().splitlines()
+    return {json.loads(ln)["test"].split("::")[-1]: json.loads(ln) for ln in lines}
+
+
+def qemu_under(path: Path) -> list[str]:
+    r = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True)
+    return [ln for ln in r.stdout.splitlines() if str(path) in ln]
+
+
+def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
+    ko = module.build_module(ROOT / "tests/modules/bugs/warn", artifacts.kernel).ko
+    (tmp_path / "test_inner.py").write_text(INNER)
+    out = tmp_path / "out"
+    env = {**os.environ, "KTEST_WARN_KO": str(ko)}
+    r = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_inner.py"),
+                        "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+                        "--ktest-pair", "e1000e:e1000e", "--ktest-out", str(out),
+                        "--ktest-pcap"],
+                       capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    print(r.stdout[-4000:], r.stderr[-2000:])
+    recs = records(out)
+    a = recs["test_a_warn_fails[e1000e/e1000e]"]
+    assert a["outcome"] == "failed" and a["message"].startswith("WARNING in ktest_bug_warn"), a
+    assert a["reports"] and a["reports"][0] == a["message"]
+    b = recs["test_b_warn_allowed[e1000e/e1000e]"]
+    assert b["outcome"] == "passed" and b["allowed_reports"], b
+    c = recs["test_c_panic[e1000e/e1000e]"]
+    assert c["outcome"] == "failed" and "sysrq" in c["message"].lower(), c
+    assert recs["test_d_after_panic[e1000e/e1000e]"]["outcome"] == "passed"
+    assert recs["test_e_dut[e1000e/e1000e]"]["outcome"] == "passed"
+    assert r.returncode == 1
+    # one guest for a..c, a fresh one after the panic
+    machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "-m" in p.name)
+    assert machines == ["e1000e_e1000e-m1", "e1000e_e1000e-m2"], machines
+    assert (out / "e1000e_e1000e-m1" / "qemu-argv.txt").is_file()
+    assert list((out / "pcap").glob("*test_e_dut*.pcap"))
+    assert not qemu_under(out)
+
+
+def _plan(tmp_path: Path, pairs: list[tuple[str, str]], suites: list[str]) -> Path:
+    plan = tmp_path / "plan.yaml"
+    lines = ["description: test plan", f"suites: {json.dumps(suites)}", "pairs:"]
+    lines += [f"  - {{profile: {p}, driver: {d}}}" for p, d in pairs]
+    plan.write_text("\n".join(lines) + "\n")
+    return plan
+
+
+def test_ktest_run_plan(artifacts, tmp_path: Path) -> None:
+    plan = _plan(tmp_path, [("e1000e", "ktest_nic"), ("virtio-net", "virtio_net")],
+                 ["tests/nic/test_integrity.py", "tests/nic/test_mtu.py"])
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--plan", str(plan),
+                        "-k", "ping or invalid_mtu", "--out", str(out)],
+                       capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    print(r.stdout[-5000:], r.stderr[-2000:])
+    assert r.returncode == 0, r.stdout[-3000:]
+    table = r.stdout.split("\n\n")[-3] if "\n\n" in r.stdout else r.stdout
+    assert "e1000e/ktest_nic" in r.stdout and "virtio-net/virtio_net" in r.stdout
+    assert "test_ping_v4_v6" in table or "test_ping_v4_v6" in r.stdout
+    recs = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
+    assert {x["pair"] for x in recs} == {"e1000e/ktest_nic", "virtio-net/virtio_net"}
+    assert all(x["outcome"] in ("passed", "skipped") for x in recs), recs
+    junit = (out / "junit.xml").read_text()
+    assert junit.count("<testsuite ") == 2
+    assert list(out.glob("*/qemu-argv.txt")) and list((out / "pcap").glob("*.pcap"))
+    assert not qemu_under(out)
+
+
+def test_ktest_run_killed_halfway(artifacts, tmp_path: Path) -> None:
+    plan = _plan(tmp_path, [("e1000e", "e1000e"), ("virtio-net", "virtio_net")],
+                 ["tests/nic/test_integrity.py"])
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "--plan",
+                             str(plan), "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            res = out / "results.jsonl"
+            if res.exists() and len(res.read_text().splitlines()) >= 2:
+                break
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(1)
+        else:
+            raise AssertionError("no results within 600 s")
+        proc.send_signal(signal.SIGTERM)
+        text, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(text[-3000:])
+    assert proc.returncode != 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    recs = [json.loads(ln) for ln in lines]   # every line readable
+    assert len(recs) >= 2 and all(x["pair"] == "e1000e/e1000e" for x in recs)
+    assert not qemu_under(out), qemu_under(out)
+    assert (out / "junit.xml").exists()
+    assert textwrap.dedent("interrupted") in text
