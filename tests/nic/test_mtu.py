@@ -17,7 +17,7 @@ def test_mtu_changes(dut: Any, traffic: Any) -> None:
             ping(dut, count=2, size=mtu - 48, v6=True, df=True)
 
 
-def test_invalid_mtu_is_refused(dut: Any) -> None:
+def test_invalid_mtu_is_refused(dut: Any, traffic: Any) -> None:
     link = dut.guest.ip(f"-d link show dev {dut.ifname}", json=True)[0]
     lo, hi = int(link.get("min_mtu", 68)), int(link.get("max_mtu", 1500))
     for bad in (lo - 1, hi + 1):
