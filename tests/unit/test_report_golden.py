@@ -9,14 +9,11 @@ after a deliberate parser change.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from orchestrator import golden
 from orchestrator.report import parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,37 +34,21 @@ REQUIRED = {
 }
 
 
-def _regen() -> ModuleType:
-    """scripts/regen-report-golden as a module (header parsing, report choice)."""
-    name = "regen_report_golden"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = ROOT / "scripts" / "regen-report-golden"
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    spec = importlib.util.spec_from_loader(name, loader)
-    assert spec is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    loader.exec_module(mod)
-    return mod
-
-
 def test_every_case_has_a_log() -> None:
     assert {p.stem for p in LOGS} >= REQUIRED
-    assert {c.name for c in _regen().CASES} == {p.stem for p in LOGS}
+    assert {c.name for c in golden.CASES} == {p.stem for p in LOGS}
 
 
 @pytest.mark.parametrize("path", LOGS, ids=[p.stem for p in LOGS])
 def test_golden_log(path: Path) -> None:
-    regen = _regen()
-    header, log = regen.split_golden(path.read_bytes())
+    header, log = golden.split_golden(path.read_bytes())
     for key in ("title", "kind", "severity", "pick", "profile", "kernel"):
         assert header.get(key), f"{path.name}: header lacks {key!r}"
     assert not log.startswith(b"#")
     reports = parse(log)
-    report = regen.pick_report(reports, header["pick"], header.get("pick-text"))
+    report = golden.pick_report(reports, header["pick"], header.get("pick-text"))
     assert report is not None, f"{path.name}: no report for pick={header['pick']}"
-    got = regen.expected_of(report)
+    got = golden.expected_of(report)
     want = {k: header[k] for k in ("title", "kind", "severity", "frame") if k in header}
     assert {k: got[k] for k in want} == want, (
         f"{path.name}: parser output changed; if intended, run "
