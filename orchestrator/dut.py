@@ -25,6 +25,7 @@ from typing import Any
 from .guest import Guest
 from .machine import Machine
 from .profiles import NicSpec
+from .smoke import netdev_for_mac
 
 GUEST_IP4, PEER_IP4, PREFIX4 = "10.99.0.2", "10.99.0.1", 24
 GUEST_IP6, PEER_IP6, PREFIX6 = "fd99::2", "fd99::1", 64
@@ -167,18 +168,18 @@ class Dut:
     def wait_netdev(self, timeout: float = 20.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for link in self.guest.ip("link show", json=True) or []:
-                if str(link.get("address", "")).lower() == self.mac.lower():
-                    self.ifname = str(link["ifname"])
-                    dev = self.sh(f"readlink -f /sys/class/net/{self.ifname}/device").strip()
-                    # virtio: .../0000:01:00.0/virtio1 -> the PCI function is the parent
-                    parts = dev.split("/")
-                    self.bdf = next(p for p in reversed(parts) if p.count(":") == 2)
-                    # virtio_net binds to the virtio device, not the PCI function
-                    bus = "virtio" if parts[-1].startswith("virtio") else "pci"
-                    self.bind_dev = parts[-1]
-                    self.bind_dir = f"/sys/bus/{bus}/drivers/{self.driver.name}"
-                    return self.ifname
+            name = netdev_for_mac(self.machine, self.mac)
+            if name:
+                self.ifname = name
+                dev = self.sh(f"readlink -f /sys/class/net/{name}/device").strip()
+                # virtio: .../0000:01:00.0/virtio1 -> the PCI function is the parent
+                parts = dev.split("/")
+                self.bdf = next(p for p in reversed(parts) if p.count(":") == 2)
+                # virtio_net binds to the virtio device, not the PCI function
+                bus = "virtio" if parts[-1].startswith("virtio") else "pci"
+                self.bind_dev = parts[-1]
+                self.bind_dir = f"/sys/bus/{bus}/drivers/{self.driver.name}"
+                return name
             time.sleep(0.3)
         raise DutError(f"no interface with MAC {self.mac} within {timeout:.0f}s "
                        f"after loading {self.driver.name}")

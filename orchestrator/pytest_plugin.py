@@ -88,8 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
                             "advertises every capability (orchestrator.dut.CAPS)")
     config.addinivalue_line("markers", "allow_reports(*patterns): kernel reports whose "
                             "title matches a pattern do not fail the test")
-    config.stash[_RESULTS] = _Results(config)
-    _ACTIVE.append(config.stash[_RESULTS])
+    out = config.getoption("--ktest-out", None)
+    if out:
+        config.pluginmanager.register(_Results(Path(out) / "results.jsonl"), "ktest-results")
     if (signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
             and (config.getoption("--ktest-out") or config.getoption("--ktest-pair"))):
         # A terminated run tears its guests down like Ctrl-C does.
@@ -372,20 +373,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 # ------------------------------------------------------------------ results.jsonl
 
-_RESULTS = pytest.StashKey["_Results"]()
 
 
 class _Results:
     """One JSON line per test, appended (and fsynced) as each test ends."""
 
-    def __init__(self, config: pytest.Config) -> None:
-        out = config.getoption("--ktest-out", None)
-        self.path = Path(out) / "results.jsonl" if out else None
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.pending: dict[str, dict[str, Any]] = {}
 
-    def add(self, rep: pytest.TestReport) -> None:
-        if self.path is None:
-            return
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rep = report
         rec = self.pending.setdefault(rep.nodeid, {
             "test": rep.nodeid, "outcome": "passed", "duration": 0.0, "message": "",
             "reports": [], "allowed_reports": [],
@@ -411,14 +409,14 @@ class _Results:
         if rec["reports"] and rec["outcome"] in ("failed", "error"):
             rec["message"] = rec["reports"][0]  # the kernel report decided it
 
-    def finish(self, nodeid: str) -> None:
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
         rec = self.pending.pop(nodeid, None)
-        if rec is None or self.path is None:
+        if rec is None:
             return
         rec.setdefault("pair", None)
         rec["ended"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
+        with contextlib.suppress(OSError), open(self.path, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -434,22 +432,3 @@ def _message(rep: pytest.TestReport) -> str:
     errs = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("E ")]
     return (errs[0] if errs else text.splitlines()[0])[:300]
 
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if _ACTIVE:
-        _ACTIVE[-1].add(report)
-
-
-def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
-    if _ACTIVE:
-        with contextlib.suppress(OSError):
-            _ACTIVE[-1].finish(nodeid)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    res = config.stash.get(_RESULTS, None)
-    if res in _ACTIVE:
-        _ACTIVE.remove(res)
-
-
-_ACTIVE: list[_Results] = []
