@@ -43,11 +43,11 @@ def test_admin_down_up_under_traffic(request: Any, dut: Any, traffic: Any, agent
                                      cleanup: Any) -> None:
     if dut.driver.name == "ktest_nic":
         # Found by this test (2026-11-24): after `ip link set down/up` while
-        # frames arrive, ktest_nic's Rx stalls until the next ring
-        # reconfiguration; the in-tree e1000e passes. Strict: a fix turns
-        # this into a failure until the mark goes.
+        # frames arrive, ktest_nic's Rx sometimes stalls until the next ring
+        # reconfiguration (1 of the 2 runs here); the in-tree e1000e passes.
+        # Not strict: the stall is intermittent, a pass is no proof of a fix.
         request.applymarker(pytest.mark.xfail(
-            strict=True, reason="ktest_nic: Rx stalls after admin down/up under traffic"))
+            strict=False, reason="ktest_nic: Rx stalls after admin down/up under traffic"))
         cleanup(dut.unload, False)  # the next test gets a freshly loaded driver
     flow = flow_in(1)
     sender = threading.Thread(target=traffic.send_flow, args=(flow, 3000),
