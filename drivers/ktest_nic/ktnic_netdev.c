@@ -111,7 +111,8 @@ static void ktnic_hw_configure(struct ktnic_priv *priv)
 	for (i = 0; i < set->cfg.num_rxq; i++)
 		ktnic_ring_hw_init_rx(priv, set->rx[i]);
 
-	rctl = KTNIC_RCTL_EN | KTNIC_RCTL_BAM | KTNIC_RCTL_SECRC |
+	/* Rx stays off until interrupts are on: see ktnic_up() */
+	rctl = KTNIC_RCTL_BAM | KTNIC_RCTL_SECRC |
 	       KTNIC_RCTL_BSEX | KTNIC_RCTL_SZ_4096;
 	if (netdev->mtu > ETH_DATA_LEN)
 		rctl |= KTNIC_RCTL_LPE;
@@ -124,7 +125,26 @@ static void ktnic_hw_configure(struct ktnic_priv *priv)
 		ktnic_rx_refill(set->rx[i], ktnic_ring_unused(set->rx[i]));
 }
 
-/* cfg_lock held, rings allocated, irqs requested.  Cannot fail. */
+static void ktnic_rx_enable(struct ktnic_priv *priv)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&priv->hw_lock, flags);
+	ktnic_wr32(priv, KTNIC_RCTL,
+		   ktnic_rd32(priv, KTNIC_RCTL) | KTNIC_RCTL_EN);
+	spin_unlock_irqrestore(&priv->hw_lock, flags);
+}
+
+/*
+ * cfg_lock held, rings allocated, irqs requested.  Cannot fail.
+ *
+ * Order matters: the device holds frames back while Rx is off and hands
+ * over the whole backlog the moment Rx is enabled, enough to fill the
+ * ring.  If that happened before the stale causes are cleared and IMS is
+ * written, its interrupt would be lost, no poll would refill the ring, and
+ * a full ring never raises another one.  So: rings filled, NAPI on,
+ * interrupts on, and only then RCTL.EN.
+ */
 void ktnic_up(struct ktnic_priv *priv)
 {
 	int i;
@@ -143,6 +163,7 @@ void ktnic_up(struct ktnic_priv *priv)
 		}
 	}
 	ktnic_irq_hw_enable(priv);
+	ktnic_rx_enable(priv);
 	set_bit(KTNIC_S_UP, &priv->state);
 	netif_tx_start_all_queues(priv->netdev);
 	schedule_work(&priv->link_work);

@@ -48,6 +48,19 @@ def test_build_module_against_the_kernel(artifacts) -> None:
     assert again.dir == m.dir and again.info["built_at"] == m.info["built_at"]
 
 
+def test_ktest_nic_builds_w1_and_is_checkpatch_clean(artifacts) -> None:
+    m = module_mod.build_module(ROOT / "drivers" / "ktest_nic", artifacts.kernel)
+    assert m.ko.name == "ktest_nic.ko"  # W=1 warnings would have raised
+    src = Path(artifacts.kernel.info["src_dir"])
+    files = sorted(str(p) for p in (ROOT / "drivers" / "ktest_nic").glob("*.[ch]"))
+    r = subprocess.run(["perl", str(src / "scripts" / "checkpatch.pl"), "--no-tree", "--strict",
+                        "--terse", "--show-types", "-f", *files],
+                       capture_output=True, text=True, timeout=300)
+    problems = [ln for ln in r.stdout.splitlines() if ": ERROR:" in ln or ": WARNING:" in ln
+                or ": CHECK:" in ln]
+    assert r.returncode == 0 and not problems, "\n".join(problems) or r.stderr
+
+
 def test_broken_module_fails_with_compiler_lines(artifacts) -> None:
     with pytest.raises(BuildError) as exc:
         module_mod.build_module(MODULES / "broken", artifacts.kernel)
