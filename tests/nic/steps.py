@@ -8,8 +8,12 @@ Knobs: KTEST_CYCLES (load/unload, bind/unbind and link flap cycles, default 5).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from orchestrator import dut as dut_mod
@@ -66,3 +70,37 @@ def queue_rx_packets(stats: dict[str, int]) -> dict[int, int]:
         if m:
             per[int(m.group(1))] = v
     return per
+
+
+@contextlib.contextmanager
+def background_rx(dut: Any, traffic: Any, fid: int = 90, rate: int = 500,
+                  max_seconds: float = 1800) -> Iterator[dict[str, int]]:
+    """The peer sends flow `fid` to the guest while the block runs (bounded
+    by `max_seconds`): the Rx path is busy whatever the block does to the
+    driver. Yields counters: frames sent, frames the host refused to send."""
+    flow = flow_in(fid)
+    stop = threading.Event()
+    counts = {"sent": 0, "failed": 0}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        deadline = time.monotonic() + max_seconds
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                r = traffic.send_flow(flow, max(1, rate // 10), rate=rate, dst_mac=dut.mac,
+                                      first_seq=counts["sent"])
+                counts["sent"] += r.frames
+                counts["failed"] += r.failed
+        except BaseException as e:  # noqa: BLE001 - reported by the caller's thread
+            failure.append(e)
+
+    t = threading.Thread(target=run, name=f"background-rx-{fid}", daemon=True)
+    t.start()
+    try:
+        yield counts
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    if failure:
+        raise AssertionError(f"background traffic failed: {failure[0]!r}")
+    assert counts["sent"] > 0, "no background frames were sent"
