@@ -260,10 +260,47 @@ def guest(machine: Any) -> Any:
     return machine.ssh()
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _ready_dut(request: pytest.FixtureRequest, pool: Pool) -> Any:
+    """The pool's DUT set up for a test. A NIC an earlier test left unusable
+    (no carrier, no interface, a failing `ip`) gets its driver reloaded; if
+    that does not help, the guest is replaced, so one wedged NIC fails one
+    test and not every test after it."""
+    from .dut import DutError
+    from .guest import CmdError, CmdTimeout
+
+    recoverable = (CmdError, CmdTimeout, DutError)
+    d = pool.dut
+    try:
+        d.setup()
+        return d
+    except recoverable as first:
+        why = _first_line(first)
+    try:
+        if d.loaded():
+            d.unload(check_leaks=False)
+        d.ifname = ""
+        d.setup()
+        return d
+    except recoverable as e:
+        why = f"{why}; after a driver reload: {_first_line(e)}"
+    pool.discard(f"DUT unusable before {request.node.nodeid}: {why}")
+    m = pool.get()
+    st = request.node.stash.get(STATE, None)
+    if st is not None:  # the verdict reads the new guest's console from here
+        st.start = m.console.size
+    _mark(m, f"{MARK_BEGIN} {request.node.nodeid} (fresh guest)")
+    pool.dut.setup()
+    return pool.dut
+
+
 @pytest.fixture
 def dut(request: pytest.FixtureRequest, machine: Any, ktest_pair: Pool) -> Any:
-    d = ktest_pair.dut
-    d.setup()
+    d = _ready_dut(request, ktest_pair)
     missing = [c for mk in request.node.iter_markers("requires") for c in mk.args
                if not d.has(c)]
     if missing:

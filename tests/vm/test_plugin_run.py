@@ -52,6 +52,15 @@ def test_d_after_panic(machine, guest):
 def test_e_dut(dut, traffic):
     dut.sh(f"ping -c 2 -W 3 {traffic.ips[0]}")
     assert dut.driver.name == "e1000e"
+
+
+def test_f_nic_removed(dut):
+    # the guest stays healthy, but its NIC under test is gone for good
+    dut.sh(f"echo 1 > /sys/bus/pci/devices/{dut.bdf}/remove")
+
+
+def test_g_dut_after_removal(dut, traffic):
+    dut.sh(f"ping -c 2 -W 3 {traffic.ips[0]}")
 '''
 
 
@@ -86,10 +95,13 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert c["outcome"] == "failed" and "sysrq" in c["message"].lower(), c
     assert recs["test_d_after_panic[e1000e/e1000e]"]["outcome"] == "passed"
     assert recs["test_e_dut[e1000e/e1000e]"]["outcome"] == "passed"
+    assert recs["test_f_nic_removed[e1000e/e1000e]"]["outcome"] == "passed"
+    # the driver reload cannot bring the NIC back: a fresh guest can
+    assert recs["test_g_dut_after_removal[e1000e/e1000e]"]["outcome"] == "passed"
     assert r.returncode == 1
-    # one guest for a..c, a fresh one after the panic
+    # one guest for a..c, a fresh one after the panic, another after the removal
     machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "-m" in p.name)
-    assert machines == ["e1000e_e1000e-m1", "e1000e_e1000e-m2"], machines
+    assert machines == ["e1000e_e1000e-m1", "e1000e_e1000e-m2", "e1000e_e1000e-m3"], machines
     assert (out / "e1000e_e1000e-m1" / "qemu-argv.txt").is_file()
     assert list((out / "pcap").glob("*test_e_dut*.pcap"))
     assert not qemu_under(out)
