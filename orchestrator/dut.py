@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import rss
 from .guest import Guest
 from .machine import Machine
 from .profiles import NicSpec
@@ -238,6 +239,28 @@ class Dut:
     def rx_queues(self) -> int:
         return len(self.sh(f"ls -d /sys/class/net/{self.ifname}/queues/rx-*").split())
 
+    # -- receive-side scaling --
+    def rss_config(self) -> rss.RssConfig | None:
+        """Indirection table, key and hash function (`ethtool -x`)."""
+        r = self.guest.cmd(f"ethtool -x {self.ifname}", check=False)
+        return rss.parse_ethtool_x(r.stdout) if r.ok else None
+
+    def rss_fields(self, flow_type: str) -> frozenset[str] | None:
+        """The fields hashed for e.g. "udp4" (`ethtool -n DEV rx-flow-hash`)."""
+        r = self.guest.cmd(f"ethtool -n {self.ifname} rx-flow-hash {flow_type}", check=False)
+        return rss.parse_flow_hash(r.stdout) if r.ok else None
+
+    def set_rss(self, *, table: str | None = None, key: bytes | None = None) -> None:
+        """`ethtool -X`: table is e.g. "default", "equal 2" or "weight 0 1"."""
+        hkey = "" if key is None else " hkey " + ":".join(f"{b:02x}" for b in key)
+        if table == "default" and hkey:
+            # Linux 6.1's ETHTOOL_SRSSH reads the key from the wrong offset
+            # when it comes with "default" (no table): a garbage key. Two calls.
+            self.sh(f"ethtool -X {self.ifname} default")
+            self.sh(f"ethtool -X {self.ifname}{hkey}")
+            return
+        self.sh(f"ethtool -X {self.ifname} {table or ''}{hkey}")
+
     # -- capabilities --
     def has(self, cap: str) -> bool:
         if cap not in self._caps:
@@ -305,6 +328,14 @@ def _ring_change(text: str) -> tuple[str, str] | None:
     return f"rx {new}", f"rx {c}"
 
 
+def _rss_settable(d: Dut) -> bool:
+    cfg = d.rss_config()
+    if d.rx_queues() < 2 or cfg is None or not cfg.key:
+        return False
+    key = ":".join(f"{b:02x}" for b in cfg.key)  # the same key: no change
+    return d.guest.cmd(f"ethtool -X {d.ifname} hkey {key}", check=False).ok
+
+
 def _coalesce_change(text: str) -> tuple[str, str] | None:
     import re
 
@@ -320,6 +351,8 @@ CAPS: dict[str, Callable[[Dut], bool]] = {
     "multiqueue": lambda d: d.rx_queues() > 1,
     # several Rx queues fed by the device's hash (no ntuple filters here)
     "rss": lambda d: d.rx_queues() > 1,
+    # the key and table can be written (ethtool -X)
+    "rss_set": lambda d: _rss_settable(d),
     "ethtool_stats": lambda d: bool(d.ethtool_stats()),
     "channels_set": lambda d: max(_channels(d).get("max_rx", 0),
                                   _channels(d).get("max_combined", 0)) > 1,

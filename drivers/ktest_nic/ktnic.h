@@ -244,7 +244,9 @@ struct ktnic_priv {
 
 	u32 rx_usecs;			/* coalescing, cfg_lock */
 	u32 tx_usecs;
+	/* RSS: key and indirection table (queue per entry), cfg_lock */
 	u32 rss_key[KTNIC_RSSRK_REGS];
+	u8 rss_indir[KTNIC_RETA_ENTRIES];
 
 	struct work_struct reset_work;	/* single reset owner */
 	struct work_struct link_work;	/* carrier from STATUS.LU */
@@ -309,6 +311,8 @@ void ktnic_hw_update_stats(struct ktnic_priv *priv);
 extern const struct net_device_ops ktnic_netdev_ops;
 void ktnic_up(struct ktnic_priv *priv);
 void ktnic_down(struct ktnic_priv *priv);
+void ktnic_rss_default_indir(struct ktnic_priv *priv);
+void ktnic_set_rss_hw(struct ktnic_priv *priv);
 int ktnic_reconfigure(struct ktnic_priv *priv,
 		      const struct ktnic_ring_cfg *cfg);
 void ktnic_reset_work(struct work_struct *work);

@@ -302,6 +302,99 @@ static void ktnic_get_ethtool_stats(struct net_device *netdev,
 	} while (u64_stats_fetch_retry(&ds->reset_syncp, start));
 }
 
+/*
+ * Receive side scaling.  The 82574 hashes TCP over IPv4/IPv6 on addresses
+ * and ports and every other IP frame (UDP included) on the addresses only:
+ * a Toeplitz hash with a 40-byte key; the low 7 bits of the hash pick one
+ * of 128 table entries, which names the queue.
+ */
+static u64 ktnic_rss_fields(u32 flow_type)
+{
+	u64 ip = RXH_IP_SRC | RXH_IP_DST;
+
+	switch (flow_type) {
+	case TCP_V4_FLOW:
+	case TCP_V6_FLOW:
+		return ip | RXH_L4_B_0_1 | RXH_L4_B_2_3;
+	case UDP_V4_FLOW:
+	case UDP_V6_FLOW:
+	case SCTP_V4_FLOW:
+	case SCTP_V6_FLOW:
+	case AH_ESP_V4_FLOW:
+	case AH_ESP_V6_FLOW:
+	case IPV4_FLOW:
+	case IPV6_FLOW:
+		return ip;
+	default:
+		return 0;
+	}
+}
+
+static int ktnic_get_rxnfc(struct net_device *netdev,
+			   struct ethtool_rxnfc *nfc, u32 *rule_locs)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+
+	switch (nfc->cmd) {
+	case ETHTOOL_GRXRINGS:
+		nfc->data = priv->cfg.num_rxq;
+		return 0;
+	case ETHTOOL_GRXFH:
+		nfc->data = ktnic_rss_fields(nfc->flow_type);
+		return 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+static u32 ktnic_get_rxfh_key_size(struct net_device *netdev)
+{
+	return sizeof_field(struct ktnic_priv, rss_key);
+}
+
+static u32 ktnic_get_rxfh_indir_size(struct net_device *netdev)
+{
+	return KTNIC_RETA_ENTRIES;
+}
+
+static int ktnic_get_rxfh(struct net_device *netdev, u32 *indir, u8 *key,
+			  u8 *hfunc)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	int i;
+
+	if (hfunc)
+		*hfunc = ETH_RSS_HASH_TOP;
+	mutex_lock(&priv->cfg_lock);
+	if (indir)
+		for (i = 0; i < KTNIC_RETA_ENTRIES; i++)
+			indir[i] = priv->rss_indir[i];
+	if (key)
+		memcpy(key, priv->rss_key, sizeof(priv->rss_key));
+	mutex_unlock(&priv->cfg_lock);
+	return 0;
+}
+
+/* the core has checked every entry against ETHTOOL_GRXRINGS */
+static int ktnic_set_rxfh(struct net_device *netdev, const u32 *indir,
+			  const u8 *key, const u8 hfunc)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	int i;
+
+	if (hfunc != ETH_RSS_HASH_NO_CHANGE && hfunc != ETH_RSS_HASH_TOP)
+		return -EOPNOTSUPP;
+	mutex_lock(&priv->cfg_lock);
+	if (indir)
+		for (i = 0; i < KTNIC_RETA_ENTRIES; i++)
+			priv->rss_indir[i] = indir[i];
+	if (key)
+		memcpy(priv->rss_key, key, sizeof(priv->rss_key));
+	ktnic_set_rss_hw(priv);
+	mutex_unlock(&priv->cfg_lock);
+	return 0;
+}
+
 const struct ethtool_ops ktnic_ethtool_ops = {
 	.supported_coalesce_params = ETHTOOL_COALESCE_USECS,
 	.get_drvinfo		= ktnic_get_drvinfo,
@@ -316,4 +409,9 @@ const struct ethtool_ops ktnic_ethtool_ops = {
 	.get_strings		= ktnic_get_strings,
 	.get_sset_count		= ktnic_get_sset_count,
 	.get_ethtool_stats	= ktnic_get_ethtool_stats,
+	.get_rxnfc		= ktnic_get_rxnfc,
+	.get_rxfh_key_size	= ktnic_get_rxfh_key_size,
+	.get_rxfh_indir_size	= ktnic_get_rxfh_indir_size,
+	.get_rxfh		= ktnic_get_rxfh,
+	.set_rxfh		= ktnic_set_rxfh,
 };

@@ -9,6 +9,7 @@
  */
 #include <linux/bitfield.h>
 #include <linux/etherdevice.h>
+#include <linux/ethtool.h>
 #include <linux/rtnetlink.h>
 
 #include "ktnic.h"
@@ -65,20 +66,55 @@ static void ktnic_set_rx_mode(struct net_device *netdev)
 	spin_unlock_irqrestore(&priv->hw_lock, flags);
 }
 
-static void ktnic_hw_setup_rss(struct ktnic_priv *priv, u8 num_rxq)
+/*
+ * At probe and when the Rx queue count changes: unless the user set a table
+ * (ethtool -X), entries spread evenly over the queues in use.  Not from
+ * set_rxfh: the core marks the table user-set only after that returns.
+ */
+void ktnic_rss_default_indir(struct ktnic_priv *priv)
 {
-	/* 128 one-byte entries, bit 7 selects the queue */
-	u32 reta = num_rxq > 1 ? 0x80008000 : 0;
+	u32 n = priv->cfg.num_rxq;
 	int i;
+
+	if (netif_is_rxfh_configured(priv->netdev))
+		return;
+	for (i = 0; i < KTNIC_RETA_ENTRIES; i++)
+		priv->rss_indir[i] = ethtool_rxfh_indir_default(i, n);
+}
+
+/*
+ * Key and table.  The hardware hashes the same whatever the queue count
+ * (the hash feeds skb->hash); with one queue every entry says queue 0.
+ */
+static void ktnic_hw_setup_rss(struct ktnic_priv *priv)
+{
+	bool two = priv->cfg.num_rxq > 1;
+	u32 reta;
+	int i, j;
 
 	for (i = 0; i < KTNIC_RSSRK_REGS; i++)
 		ktnic_wr32(priv, KTNIC_RSSRK(i), priv->rss_key[i]);
-	for (i = 0; i < KTNIC_RETA_REGS; i++)
+	for (i = 0; i < KTNIC_RETA_REGS; i++) {
+		reta = 0;
+		for (j = 0; j < 4; j++)
+			if (two && priv->rss_indir[4 * i + j])
+				reta |= KTNIC_RETA_Q1 << (8 * j);
 		ktnic_wr32(priv, KTNIC_RETA(i), reta);
-	/* hashing stays on with one queue: it feeds skb->hash */
+	}
 	ktnic_wr32(priv, KTNIC_MRQC, KTNIC_MRQC_RSS_2Q | KTNIC_MRQC_IPV4 |
 		   KTNIC_MRQC_IPV4_TCP | KTNIC_MRQC_IPV6 |
 		   KTNIC_MRQC_IPV6_TCP | KTNIC_MRQC_IPV6_TCP_EX);
+}
+
+/*
+ * New key or table on a running device: the next frame is hashed and
+ * steered with it.  cfg_lock held.
+ */
+void ktnic_set_rss_hw(struct ktnic_priv *priv)
+{
+	lockdep_assert_held(&priv->cfg_lock);
+	if (test_bit(KTNIC_S_UP, &priv->state))
+		ktnic_hw_setup_rss(priv);
 }
 
 static void ktnic_hw_configure(struct ktnic_priv *priv)
@@ -107,7 +143,7 @@ static void ktnic_hw_configure(struct ktnic_priv *priv)
 	ktnic_wr32(priv, KTNIC_RFCTL, KTNIC_RFCTL_EXTEN);
 	ktnic_wr32(priv, KTNIC_RXCSUM, KTNIC_RXCSUM_IPOFL |
 		   KTNIC_RXCSUM_TUOFL | KTNIC_RXCSUM_PCSD);
-	ktnic_hw_setup_rss(priv, set->cfg.num_rxq);
+	ktnic_hw_setup_rss(priv);
 	for (i = 0; i < set->cfg.num_rxq; i++)
 		ktnic_ring_hw_init_rx(priv, set->rx[i]);
 
@@ -273,8 +309,10 @@ int ktnic_reconfigure(struct ktnic_priv *priv,
 		if (!err)
 			err = netif_set_real_num_rx_queues(netdev,
 							   cfg->num_rxq);
-		if (!err)
+		if (!err) {
 			priv->cfg = *cfg;
+			ktnic_rss_default_indir(priv);
+		}
 		goto out_unlock;
 	}
 
@@ -298,6 +336,7 @@ int ktnic_reconfigure(struct ktnic_priv *priv,
 	old = priv->rings;
 	priv->rings = new;
 	priv->cfg = *cfg;
+	ktnic_rss_default_indir(priv);
 	ktnic_up(priv);
 	ktnic_free_ring_set(&old);
 

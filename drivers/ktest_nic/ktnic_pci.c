@@ -149,6 +149,7 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	priv->rx_usecs = KTNIC_COAL_DEFAULT;
 	priv->tx_usecs = KTNIC_COAL_DEFAULT;
 	netdev_rss_key_fill(priv->rss_key, sizeof(priv->rss_key));
+	ktnic_rss_default_indir(priv);
 
 	/* before anything can raise an interrupt */
 	pci_set_drvdata(pdev, priv);

@@ -89,6 +89,8 @@
 #define  KTNIC_MRQC_IPV6_TCP	BIT(21)
 #define KTNIC_RETA(i)		(0x05c00 + 4 * (i))
 #define KTNIC_RETA_REGS		32	/* 128 one-byte entries, bit 7 = queue */
+#define KTNIC_RETA_ENTRIES	(4 * KTNIC_RETA_REGS)
+#define  KTNIC_RETA_Q1		BIT(7)
 #define KTNIC_RSSRK(i)		(0x05c80 + 4 * (i))
 #define KTNIC_RSSRK_REGS	10
 
