@@ -250,6 +250,16 @@ class Dut:
         r = self.guest.cmd(f"ethtool -n {self.ifname} rx-flow-hash {flow_type}", check=False)
         return rss.parse_flow_hash(r.stdout) if r.ok else None
 
+    def rss_predict(self, flows: list[Any], flow_type: str = "udp4") -> dict[int, int] | None:
+        """Flow id -> the Rx queue the NIC will pick for it (flows have
+        id, src_ip, dst_ip, sport, dport); None if the driver does not tell
+        enough to compute it (see rss.predictable)."""
+        cfg, fields = self.rss_config(), self.rss_fields(flow_type)
+        if cfg is None or fields is None or not rss.predictable(cfg, fields):
+            return None
+        return {f.id: cfg.queue_of(rss.toeplitz(cfg.key, rss.hash_input(
+            fields, f.src_ip, f.dst_ip, f.sport, f.dport))) for f in flows}
+
     def set_rss(self, *, table: str | None = None, key: bytes | None = None) -> None:
         """`ethtool -X`: table is e.g. "default", "equal 2" or "weight 0 1"."""
         hkey = "" if key is None else " hkey " + ":".join(f"{b:02x}" for b in key)

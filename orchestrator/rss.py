@@ -82,6 +82,20 @@ def predictable(cfg: RssConfig | None, fields: frozenset[str] | None) -> bool:
             and fields <= {"ip_src", "ip_dst", "l4_src", "l4_dst"})
 
 
+def balanced(pred: dict[int, int], n: int) -> list[int]:
+    """Up to n of the keys of `pred` (flow id -> queue), taken in turn from
+    every queue that has any, in their order within each queue."""
+    by_queue: dict[int, list[int]] = {}
+    for fid, q in pred.items():
+        by_queue.setdefault(q, []).append(fid)
+    picked: list[int] = []
+    while len(picked) < n and any(by_queue.values()):
+        for q in sorted(by_queue):
+            if by_queue[q] and len(picked) < n:
+                picked.append(by_queue[q].pop(0))
+    return picked
+
+
 def parse_ethtool_x(text: str) -> RssConfig | None:
     """Parse `ethtool -x DEV`; None when it shows no indirection table."""
     indir: dict[int, list[int]] = {}

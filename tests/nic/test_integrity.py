@@ -63,34 +63,16 @@ def flow_dst(flow: Any, dst: str) -> Any:
     return dataclasses.replace(flow, dst_ip=dst)
 
 
-def predicted_queues(dut: Any, flows: list[Any]) -> dict[int, int] | None:
-    """Flow id -> Rx queue, computed from the driver's key, table and
-    hashed fields; None when the driver does not tell enough."""
-    cfg, fields = dut.rss_config(), dut.rss_fields("udp4")
-    if not rss.predictable(cfg, fields):
-        return None
-    return {f.id: cfg.queue_of(rss.toeplitz(cfg.key, rss.hash_input(
-        fields, f.src_ip, f.dst_ip, f.sport, f.dport))) for f in flows}
-
-
 def spread_flows(dut: Any, n: int, first_id: int) -> list[Any]:
     """n IPv4 flows from different sources of the peer's /24 that, by the
     driver's own key and table, land on every queue the table names (or,
     when the queue cannot be predicted, sources that differ in many bits)."""
-    candidates = [flow_in(first_id + i, 590, src=f"10.99.0.{10 + (i * 37) % 240}")
-                  for i in range(120)]
-    pred = predicted_queues(dut, candidates)
+    candidates = {first_id + i: flow_in(first_id + i, 590, src=f"10.99.0.{10 + (i * 37) % 240}")
+                  for i in range(120)}
+    pred = dut.rss_predict(list(candidates.values()))
     if pred is None:
-        return candidates[:n]
-    by_queue: dict[int, list[Any]] = {}
-    for f in candidates:
-        by_queue.setdefault(pred[f.id], []).append(f)
-    picked: list[Any] = []
-    while len(picked) < n and any(by_queue.values()):
-        for q in sorted(by_queue):
-            if by_queue[q] and len(picked) < n:
-                picked.append(by_queue[q].pop(0))
-    return picked
+        return list(candidates.values())[:n]
+    return [candidates[fid] for fid in rss.balanced(pred, n)]
 
 
 def rx_per_queue(dut: Any, traffic: Any, agent: Any, flows: list[Any],
@@ -117,7 +99,7 @@ def assert_steered(got: dict[int, int], pred: dict[int, int], count: int) -> Non
 @pytest.mark.requires("rss")
 def test_multiflow_spreads_over_rx_queues(dut: Any, traffic: Any, agent: Any) -> None:
     flows = spread_flows(dut, 8, 10)
-    pred = predicted_queues(dut, flows)
+    pred = dut.rss_predict(flows)
     got = rx_per_queue(dut, traffic, agent, flows, 200)
     if pred is not None:
         assert len(set(pred.values())) >= 2, pred
@@ -150,7 +132,7 @@ def test_rss_table_and_key_steer_flows(dut: Any, traffic: Any, agent: Any) -> No
         assert cfg is not None and cfg.key == key, cfg
         assert cfg.indir == tuple(i % nq for i in range(len(cfg.indir))), cfg
         flows = spread_flows(dut, 8, 40)
-        pred = predicted_queues(dut, flows)
+        pred = dut.rss_predict(flows)
         if pred is not None:
             assert len(set(pred.values())) == nq, pred
             got = rx_per_queue(dut, traffic, agent, flows, 100)

@@ -87,3 +87,11 @@ def test_predictable_needs_toeplitz_a_key_and_known_fields():
     xor = rss.parse_ethtool_x(ETHTOOL_X.replace("toeplitz: on", "toeplitz: off")
                               .replace("xor: off", "xor: on"))
     assert not rss.predictable(xor, IP)
+
+
+def test_balanced_takes_flows_from_every_queue_in_turn():
+    pred = {10: 0, 11: 0, 12: 0, 13: 1, 14: 0, 15: 1}
+    assert rss.balanced(pred, 4) == [10, 13, 11, 15]
+    assert rss.balanced(pred, 10) == [10, 13, 11, 15, 12, 14]
+    assert rss.balanced({1: 0, 2: 0}, 1) == [1]
+    assert rss.balanced({}, 3) == []

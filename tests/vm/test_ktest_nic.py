@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from orchestrator import dut as dut_mod
+from orchestrator import rss
 from orchestrator import traffic as traffic_mod
 
 CYCLES = int(os.environ.get("KTNIC_CYCLES", "10"))
@@ -50,16 +51,24 @@ def ping(dut: Any, count: int = 3, size: int = 56, df: bool = False) -> None:
 
 
 def spread_flows(n: int, size: int = 590) -> list[Any]:
-    """`n` flows from different IPv4 sources. The 82574 hashes IPv4/UDP on
-    the addresses only and the Toeplitz hash is linear: sources that differ
-    in a few low bits alone all land on one queue for about one random key
-    in 2**bits, so these vary in many bits of three bytes."""
+    """`n` flows from IPv4 sources that differ in many bits of three bytes."""
     flows = []
     for s in range(n):
         a, b, c = 100 + (s * 73 + 5) % 150, (s * 151 + 17) % 253, s % 250 + 1
         flows.append(traffic_mod.Flow(20 + s, f"10.{a}.{b}.{c}", dut_mod.GUEST_IP4, 40000 + s,
                                       SINK_PORT, size))
     return flows
+
+
+def balanced_flows(dut: Any, n: int) -> tuple[list[Any], dict[int, int]]:
+    """`n` flows that the driver's RSS key and table split evenly over the
+    Rx queues, and the queue of each: ktest_nic reports all it takes to
+    compute them (ethtool -x, rx-flow-hash)."""
+    candidates = {f.id: f for f in spread_flows(8 * n)}
+    pred = dut.rss_predict(list(candidates.values()))
+    assert pred is not None, dut.sh(f"ethtool -x {dut.ifname}", check=False)
+    ids = rss.balanced(pred, n)
+    return [candidates[i] for i in ids], {i: pred[i] for i in ids}
 
 
 def rx_in(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
@@ -93,20 +102,22 @@ def queue_delta(before: dict[str, int], after: dict[str, int], what: str) -> dic
 
 def traffic_both_ways(dut: Any, traffic: Any, agent: Any, per_flow: int = 125,
                       n_tx: int = 500) -> dict[int, int]:
-    """Ping, a 16-flow load in (both Rx queues must get a share, Rx checksum
-    offload must be used), a flow out with offloaded checksums."""
+    """Ping, a 16-flow load in (each Rx queue gets the flows RSS sends it, Rx
+    checksum offload must be used), a flow out with offloaded checksums."""
     ping(dut)
     assert traffic.echo_replies >= 3
     # resolve the peer before the Tx flow: nothing waits in the ARP queue
     before, snmp0 = dut.ethtool_stats(), dut.udp_snmp()
-    flows = spread_flows(16)
+    flows, pred = balanced_flows(dut, 16)
     rx_in(dut, traffic, agent, flows, per_flow, rate=2000)
     after, snmp1 = dut.ethtool_stats(), dut.udp_snmp()
     got = queue_delta(before, after, "rx")
     n_rx = per_flow * len(flows)
-    assert got[0] + got[1] >= n_rx, f"the NIC counted {got} of {n_rx}"
-    assert got[0] > n_rx // 10 and got[1] > n_rx // 10, \
-        f"RSS did not spread 16 flows: {got}\n{debugfs(dut, 'irq')}"
+    want = {q: per_flow * list(pred.values()).count(q) for q in (0, 1)}
+    assert want[0] and want[1], pred
+    # each queue gets exactly its flows' frames (a few strays: ND, ARP)
+    assert all(want[q] <= got[q] <= want[q] + 10 for q in (0, 1)), \
+        f"RSS: per-queue {got}, predicted {want}\n{debugfs(dut, 'irq')}"
     assert sum(after[f"rx{q}_csum_ok"] - before[f"rx{q}_csum_ok"] for q in (0, 1)) >= n_rx
     assert snmp1["InCsumErrors"] == snmp0["InCsumErrors"]
 
