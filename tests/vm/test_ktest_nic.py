@@ -225,7 +225,12 @@ def test_traffic_both_ways(knic: Any, traffic: Any, agent: Any) -> None:
 def test_traffic_both_ways_through_the_viommu(own_machine: Any) -> None:
     own = own_machine("e1000e-viommu")
     dut = own.dut
-    assert dut.sh(f"ls /sys/bus/pci/devices/{dut.bdf}/iommu_group/devices/").strip()
+    dmesg = dut.sh("dmesg")
+    assert "DMAR: IOMMU enabled" in dmesg or "DMAR: Intel(R) Virtualization" in dmesg
+    assert "IRQ remapping" in dmesg or "Enabled IRQ remapping" in dmesg
+    group = f"/sys/bus/pci/devices/{dut.bdf}/iommu_group"
+    assert dut.sh(f"ls {group}/devices/").strip()
+    assert dut.sh(f"cat {group}/type").strip() in ("DMA", "DMA-FQ")  # translated
     traffic_both_ways(dut, own.peer, own.agent)
     dut.unload()
 

@@ -34,7 +34,10 @@ def bdf_of(g, mac: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     raise AssertionError(f"no netdev with MAC {mac}")
 
 
-@pytest.mark.parametrize("name", ["e1000e", "e1000e-viommu", "virtio-net", "virtio-net-viommu"])
+# e1000e-viommu boots in tests/vm/test_ktest_nic.py (traffic through the
+# vIOMMU, with the same DMAR and IOMMU-group checks); the plans load the
+# in-tree e1000e on it
+@pytest.mark.parametrize("name", ["e1000e", "virtio-net", "virtio-net-viommu"])
 def test_profile_boots_and_driver_loads(machine_factory, name: str) -> None:
     m = machine_factory(name)
     times = m.launch()
@@ -168,16 +171,14 @@ def _exec(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_exec_returns_the_command_status(artifacts) -> None:
-    r = _exec("--load", "e1000e", "--", "sh -c 'lsmod | grep -c ^e1000e; exit 7'")
+def test_exec_loads_modules_and_returns_the_command_status(artifacts) -> None:
+    # an in-tree module by name, then a module built from a source directory
+    hello = ROOT / "tests" / "modules" / "hello"
+    r = _exec("--load", f"e1000e,{hello}", "--",
+              "sh -c 'lsmod | grep -c ^e1000e; lsmod | grep -c ^ktest_hello; "
+              "dmesg | grep ktest_hello: ; exit 7'")
     assert r.returncode == 7, r.stderr
-    assert r.stdout.strip() == "1"
-
-
-def test_exec_loads_a_built_module(artifacts) -> None:
-    r = _exec("--load", str(ROOT / "tests" / "modules" / "hello"), "--",
-              "lsmod | grep ktest_hello && dmesg | grep 'ktest_hello: loaded'")
-    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["1", "1"], r.stdout
     assert "ktest_hello: loaded" in r.stdout
 
 
