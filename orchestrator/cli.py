@@ -364,9 +364,12 @@ def _adhoc_plan(args: argparse.Namespace) -> Any:
         yaml.safe_dump({"description": "command line", "suites": list(base.suites),
                         "pairs": pairs, "pcap": base.pcap}, fh)
     try:
-        return runner.load_plan(fh.name)
+        plan = runner.load_plan(fh.name)
     finally:
-        os.unlink(fh.name)
+        os.unlink(fh.name)  # the plan keeps its text for the run directory
+    import dataclasses
+
+    return dataclasses.replace(plan, name="command-line")
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:

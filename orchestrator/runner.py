@@ -66,6 +66,7 @@ class Plan:
     suites: tuple[str, ...]
     pairs: tuple[PlanPair, ...]
     pcap: bool = True
+    text: str = ""  # the YAML as read: copied into the run directory
 
 
 def plan_path(name: str) -> Path:
@@ -78,7 +79,8 @@ def plan_path(name: str) -> Path:
 def load_plan(name: str = DEFAULT_PLAN) -> Plan:
     path = plan_path(name)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         known = ", ".join(sorted(p.stem for p in PLAN_DIR.glob("*.yaml")))
         raise PlanError(f"{path}: no such plan (shipped plans: {known})") from None
@@ -122,7 +124,7 @@ def load_plan(name: str = DEFAULT_PLAN) -> Plan:
     if not isinstance(pcap, bool):
         raise PlanError(f"{path}: pcap: expected true or false")
     desc = data.get("description", "")
-    return Plan(path.stem, path, str(desc), tuple(suites), tuple(pairs), pcap)
+    return Plan(path.stem, path, str(desc), tuple(suites), tuple(pairs), pcap, text)
 
 
 # ------------------------------------------------------------------ running
@@ -196,7 +198,7 @@ def run_plan(plan: Plan, out: Path, *, k: str | None = None, extra: list[str] | 
              echo: Callable[[str], None] = print) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    (out / "plan.yaml").write_text(plan.path.read_text())
+    (out / "plan.yaml").write_text(plan.text)
     result = RunResult(out)
     t0 = time.monotonic()
     seen = 0

@@ -105,6 +105,24 @@ def test_adhoc_pairs(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(out) == 1 and "virtio-net:virtio_net" in out[0] and "--ktest-pcap" not in out[0]
 
 
+def test_adhoc_plan_outlives_its_temporary_file() -> None:
+    # ktest run -m/-d once failed: run_plan re-read the deleted temp file
+    import argparse
+
+    import yaml
+
+    from orchestrator import cli
+
+    args = argparse.Namespace(plan="default", machine=["e1000e", "e1000e-viommu"],
+                              driver=["e1000e"])
+    plan = cli._adhoc_plan(args)
+    assert plan.name == "command-line" and not plan.path.exists()
+    data = yaml.safe_load(plan.text)
+    assert data["pairs"] == [{"profile": "e1000e", "driver": "e1000e"},
+                             {"profile": "e1000e-viommu", "driver": "e1000e"}]
+    assert data["suites"] == list(runner.load_plan().suites)
+
+
 def test_bad_plan_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from orchestrator import cli
 

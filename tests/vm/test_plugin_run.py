@@ -137,11 +137,12 @@ def test_ktest_run_plan(artifacts, tmp_path: Path) -> None:
 
 
 def test_ktest_run_killed_halfway(artifacts, tmp_path: Path) -> None:
-    plan = _plan(tmp_path, [("e1000e", "e1000e"), ("virtio-net", "virtio_net")],
-                 ["tests/nic/test_integrity.py"])
+    # the plan gives the suite; -m/-d replace its pairs (an ad-hoc plan)
+    plan = _plan(tmp_path, [("virtio-net", "virtio_net")], ["tests/nic/test_integrity.py"])
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "--plan",
-                             str(plan), "--out", str(out)], cwd=ROOT,
+                             str(plan), "-m", "e1000e", "-d", "e1000e", "--out", str(out)],
+                            cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 600
@@ -165,4 +166,8 @@ def test_ktest_run_killed_halfway(artifacts, tmp_path: Path) -> None:
     assert len(recs) >= 2 and all(x["pair"] == "e1000e/e1000e" for x in recs)
     assert not qemu_under(out), qemu_under(out)
     assert (out / "junit.xml").exists()
+    import yaml
+
+    assert yaml.safe_load((out / "plan.yaml").read_text())["pairs"] == \
+        [{"profile": "e1000e", "driver": "e1000e"}]
     assert textwrap.dedent("interrupted") in text
