@@ -63,16 +63,18 @@ def flow_dst(flow: Any, dst: str) -> Any:
     return dataclasses.replace(flow, dst_ip=dst)
 
 
-def spread_flows(dut: Any, n: int, first_id: int) -> list[Any]:
+def spread_flows(dut: Any, n: int, first_id: int) -> tuple[list[Any], dict[int, int] | None]:
     """n IPv4 flows from different sources of the peer's /24 that, by the
-    driver's own key and table, land on every queue the table names (or,
-    when the queue cannot be predicted, sources that differ in many bits)."""
+    driver's own key and table, land on every queue the table names, and
+    the queue of each (or, when the queue cannot be predicted, sources that
+    differ in many bits, and None)."""
     candidates = {first_id + i: flow_in(first_id + i, 590, src=f"10.99.0.{10 + (i * 37) % 240}")
                   for i in range(120)}
     pred = dut.rss_predict(list(candidates.values()))
     if pred is None:
-        return list(candidates.values())[:n]
-    return [candidates[fid] for fid in rss.balanced(pred, n)]
+        return list(candidates.values())[:n], None
+    ids = rss.balanced(pred, n)
+    return [candidates[fid] for fid in ids], {fid: pred[fid] for fid in ids}
 
 
 def rx_per_queue(dut: Any, traffic: Any, agent: Any, flows: list[Any],
@@ -98,8 +100,7 @@ def assert_steered(got: dict[int, int], pred: dict[int, int], count: int) -> Non
 
 @pytest.mark.requires("rss")
 def test_multiflow_spreads_over_rx_queues(dut: Any, traffic: Any, agent: Any) -> None:
-    flows = spread_flows(dut, 8, 10)
-    pred = dut.rss_predict(flows)
+    flows, pred = spread_flows(dut, 8, 10)
     got = rx_per_queue(dut, traffic, agent, flows, 200)
     if pred is not None:
         assert len(set(pred.values())) >= 2, pred
@@ -121,7 +122,7 @@ def test_rss_table_and_key_steer_flows(dut: Any, traffic: Any, agent: Any) -> No
         dut.set_rss(table="weight " + " ".join(["0"] * last + ["1"]))
         cfg = dut.rss_config()
         assert cfg is not None and set(cfg.indir) == {last}, cfg
-        flows = spread_flows(dut, 4, 30)
+        flows, _ = spread_flows(dut, 4, 30)
         got = rx_per_queue(dut, traffic, agent, flows, 100)
         assert_steered(got, {f.id: last for f in flows}, 100)
 
@@ -131,8 +132,7 @@ def test_rss_table_and_key_steer_flows(dut: Any, traffic: Any, agent: Any) -> No
         cfg = dut.rss_config()
         assert cfg is not None and cfg.key == key, cfg
         assert cfg.indir == tuple(i % nq for i in range(len(cfg.indir))), cfg
-        flows = spread_flows(dut, 8, 40)
-        pred = dut.rss_predict(flows)
+        flows, pred = spread_flows(dut, 8, 40)
         if pred is not None:
             assert len(set(pred.values())) == nq, pred
             got = rx_per_queue(dut, traffic, agent, flows, 100)

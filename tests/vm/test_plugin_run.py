@@ -14,6 +14,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import yaml
+
 from orchestrator.build import module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,8 +168,6 @@ def test_ktest_run_killed_halfway(artifacts, tmp_path: Path) -> None:
     assert len(recs) >= 2 and all(x["pair"] == "e1000e/e1000e" for x in recs)
     assert not qemu_under(out), qemu_under(out)
     assert (out / "junit.xml").exists()
-    import yaml
-
     assert yaml.safe_load((out / "plan.yaml").read_text())["pairs"] == \
         [{"profile": "e1000e", "driver": "e1000e"}]
     assert textwrap.dedent("interrupted") in text
