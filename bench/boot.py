@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator import session  # noqa: E402
+from orchestrator.machine import session  # noqa: E402
 
 TARGET = 1.3
 

@@ -29,8 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator import dut as dut_mod  # noqa: E402
-from orchestrator import session, traffic  # noqa: E402
+from orchestrator.machine import session
+from orchestrator.scenario import drivers as drivers_mod  # noqa: E402
+from orchestrator.scenario import dut as dut_mod  # noqa: E402
+from orchestrator.scenario import traffic  # noqa: E402
 
 TARGET = 1.0
 SIZE = 590
@@ -67,10 +69,7 @@ def main() -> int:
     args = ap.parse_args()
 
     arts = session.artifacts()
-    drivers = {
-        "e1000e": dut_mod.Driver("e1000e"),
-        "ktest_nic": dut_mod.resolve_driver("ktest_nic", arts),
-    }
+    drivers = {name: drivers_mod.resolve_driver(name, arts) for name in ("e1000e", "ktest_nic")}
     rates: dict[str, dict[str, list[float]]] = {k: {"rx": [], "tx": []} for k in drivers}
     with tempfile.TemporaryDirectory(prefix="ktest-bench-") as tmp:
         m = session.make_machine(args.machine, arts, run_dir=Path(tmp) / "run")

@@ -49,7 +49,7 @@ def artifacts():  # type: ignore[no-untyped-def]
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64 not installed")
     require(Path("/usr/src/linux-source-6.1.tar.xz").exists(), "linux-source-6.1 not installed")
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap not installed")
-    from orchestrator import session
+    from orchestrator.machine import session
 
     return session.artifacts()
 
@@ -57,7 +57,7 @@ def artifacts():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def machine_factory(artifacts, tmp_path):  # type: ignore[no-untyped-def]
     """Create Machines for profiles; every one is shut down after the test."""
-    from orchestrator import session
+    from orchestrator.machine import session
 
     made = []
 

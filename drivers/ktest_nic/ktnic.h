@@ -50,6 +50,7 @@
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 
+#include "ktnic_compat.h"
 #include "ktnic_regs.h"
 
 #define KTNIC_DRV_NAME		"ktest_nic"

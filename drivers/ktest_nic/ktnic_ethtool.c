@@ -229,7 +229,7 @@ static void ktnic_get_strings(struct net_device *netdev, u32 sset, u8 *data)
 			ethtool_sprintf(&data, "rx%u_%s", q,
 					ktnic_rxq_names[i]);
 	for (i = 0; i < ARRAY_SIZE(ktnic_dev_names); i++)
-		ethtool_sprintf(&data, "%s", ktnic_dev_names[i]);
+		ethtool_puts(&data, ktnic_dev_names[i]);
 }
 
 static int ktnic_get_sset_count(struct net_device *netdev, int sset)
@@ -357,39 +357,38 @@ static u32 ktnic_get_rxfh_indir_size(struct net_device *netdev)
 	return KTNIC_RETA_ENTRIES;
 }
 
-static int ktnic_get_rxfh(struct net_device *netdev, u32 *indir, u8 *key,
-			  u8 *hfunc)
+int ktnic_get_rxfh(struct net_device *netdev, struct ethtool_rxfh_param *rxfh)
 {
 	struct ktnic_priv *priv = netdev_priv(netdev);
 	int i;
 
-	if (hfunc)
-		*hfunc = ETH_RSS_HASH_TOP;
+	rxfh->hfunc = ETH_RSS_HASH_TOP;
 	mutex_lock(&priv->cfg_lock);
-	if (indir)
+	if (rxfh->indir)
 		for (i = 0; i < KTNIC_RETA_ENTRIES; i++)
-			indir[i] = priv->rss_indir[i];
-	if (key)
-		memcpy(key, priv->rss_key, sizeof(priv->rss_key));
+			rxfh->indir[i] = priv->rss_indir[i];
+	if (rxfh->key)
+		memcpy(rxfh->key, priv->rss_key, sizeof(priv->rss_key));
 	mutex_unlock(&priv->cfg_lock);
 	return 0;
 }
 
 /* the core has checked every entry against ETHTOOL_GRXRINGS */
-static int ktnic_set_rxfh(struct net_device *netdev, const u32 *indir,
-			  const u8 *key, const u8 hfunc)
+int ktnic_set_rxfh(struct net_device *netdev, struct ethtool_rxfh_param *rxfh,
+		   struct netlink_ext_ack *extack)
 {
 	struct ktnic_priv *priv = netdev_priv(netdev);
 	int i;
 
-	if (hfunc != ETH_RSS_HASH_NO_CHANGE && hfunc != ETH_RSS_HASH_TOP)
+	if (rxfh->hfunc != ETH_RSS_HASH_NO_CHANGE &&
+	    rxfh->hfunc != ETH_RSS_HASH_TOP)
 		return -EOPNOTSUPP;
 	mutex_lock(&priv->cfg_lock);
-	if (indir)
+	if (rxfh->indir)
 		for (i = 0; i < KTNIC_RETA_ENTRIES; i++)
-			priv->rss_indir[i] = indir[i];
-	if (key)
-		memcpy(priv->rss_key, key, sizeof(priv->rss_key));
+			priv->rss_indir[i] = rxfh->indir[i];
+	if (rxfh->key)
+		memcpy(priv->rss_key, rxfh->key, sizeof(priv->rss_key));
 	ktnic_set_rss_hw(priv);
 	mutex_unlock(&priv->cfg_lock);
 	return 0;
@@ -412,6 +411,6 @@ const struct ethtool_ops ktnic_ethtool_ops = {
 	.get_rxnfc		= ktnic_get_rxnfc,
 	.get_rxfh_key_size	= ktnic_get_rxfh_key_size,
 	.get_rxfh_indir_size	= ktnic_get_rxfh_indir_size,
-	.get_rxfh		= ktnic_get_rxfh,
-	.set_rxfh		= ktnic_set_rxfh,
+	.get_rxfh		= ktnic_get_rxfh_op,
+	.set_rxfh		= ktnic_set_rxfh_op,
 };

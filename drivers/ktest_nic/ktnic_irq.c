@@ -143,7 +143,7 @@ int ktnic_irq_alloc_vectors(struct ktnic_priv *priv)
 	if (nvec == 1) {
 		priv->irq_mode = KTNIC_IRQ_MSI;
 	} else {
-		nvec = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_LEGACY);
+		nvec = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_INTX);
 		if (nvec < 0)
 			return nvec;
 		priv->irq_mode = KTNIC_IRQ_INTX;

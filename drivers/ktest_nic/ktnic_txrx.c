@@ -15,7 +15,6 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <net/page_pool.h>
 
 #include "ktnic.h"
 

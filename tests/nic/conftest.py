@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import traffic as traffic_mod
+from orchestrator.scenario import traffic as traffic_mod
 
 
 @pytest.fixture

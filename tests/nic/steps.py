@@ -11,27 +11,28 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from orchestrator import dut as dut_mod
-from orchestrator import traffic as traffic_mod
+from orchestrator.scenario import dut as dut_mod
+from orchestrator.scenario import rss
+from orchestrator.scenario import traffic as traffic_mod
 
 CYCLES = int(os.environ.get("KTEST_CYCLES", "5"))
 SINK_PORT = 7000
 PEER_PORT = 7001
+BG_PORT, BG_FLOW = 7002, 90
+SENTINEL_FLOW = 200  # ids 200.. are sentinels (see rx_counted)
 
 
 def flow_in(fid: int, size: int = 590, *, v6: bool = False, src: str | None = None,
-            sport: int = 5000, vlan: int | None = None) -> Any:
+            sport: int = 5000, vlan: int | None = None, dport: int = SINK_PORT) -> Any:
     """A flow from the peer to the guest's sink."""
     if v6:
         return traffic_mod.Flow(fid, src or dut_mod.PEER_IP6, dut_mod.GUEST_IP6, sport + fid,
-                                SINK_PORT, size, vlan)
+                                dport, size, vlan)
     return traffic_mod.Flow(fid, src or dut_mod.PEER_IP4, dut_mod.GUEST_IP4, sport + fid,
-                            SINK_PORT, size, vlan)
+                            dport, size, vlan)
 
 
 def receive(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
@@ -73,34 +74,62 @@ def queue_rx_packets(stats: dict[str, int]) -> dict[int, int]:
 
 
 @contextlib.contextmanager
-def background_rx(dut: Any, traffic: Any, fid: int = 90, rate: int = 500,
-                  max_seconds: float = 1800) -> Iterator[dict[str, int]]:
-    """The peer sends flow `fid` to the guest while the block runs (bounded
-    by `max_seconds`): the Rx path is busy whatever the block does to the
-    driver. Yields counters: frames sent, frames the host refused to send."""
-    flow = flow_in(fid)
-    stop = threading.Event()
-    counts = {"sent": 0, "failed": 0}
-    failure: list[BaseException] = []
+def background_rx(dut: Any, traffic: Any, agent: Any, rate: int = 500,
+                  max_seconds: float = 900) -> Iterator[Any]:
+    """The peer sends a sequence-numbered flow to a sink in the guest while
+    the block runs (bounded by `max_seconds`), so the Rx path is busy
+    whatever the block does to the driver. Afterwards the sink's count is
+    checked: frames were lost while the driver was down, but none may
+    arrive corrupted or twice, and some must have arrived."""
+    flow = flow_in(BG_FLOW, sport=5100, dport=BG_PORT)
+    job = agent.sink(port=BG_PORT, duration=max_seconds + 60, name="background")
+    with traffic.background(flow, rate, dst_mac=dut.mac, max_seconds=max_seconds) as bg:
+        yield bg
+    res = agent.sink_result(job, stop=True, timeout=30)
+    got = res["flows"].get(str(BG_FLOW))
+    assert got is not None and got["received"] > 0, \
+        f"background flow: none of {bg.sent} frames reached the guest ({res})"
+    assert got["corrupted"] == 0 and got["duplicated"] == 0, f"background flow: {got}"
+    assert got["received"] <= bg.sent, f"background flow: {got}, sent {bg.sent}"
 
-    def run() -> None:
-        deadline = time.monotonic() + max_seconds
-        try:
-            while not stop.is_set() and time.monotonic() < deadline:
-                r = traffic.send_flow(flow, max(1, rate // 10), rate=rate, dst_mac=dut.mac,
-                                      first_seq=counts["sent"])
-                counts["sent"] += r.frames
-                counts["failed"] += r.failed
-        except BaseException as e:  # noqa: BLE001 - reported by the caller's thread
-            failure.append(e)
 
-    t = threading.Thread(target=run, name=f"background-rx-{fid}", daemon=True)
-    t.start()
-    try:
-        yield counts
-    finally:
-        stop.set()
-        t.join(timeout=30)
-    if failure:
-        raise AssertionError(f"background traffic failed: {failure[0]!r}")
-    assert counts["sent"] > 0, "no background frames were sent"
+def spread_flows(dut: Any, n: int, first_id: int,
+                 unpredicted: int | None = None) -> tuple[list[Any], dict[int, int] | None]:
+    """n IPv4 flows from different sources of the peer's /24 that, by the
+    driver's own key and table, land on every queue the table names, and
+    the queue of each (or, when the queue cannot be predicted, `unpredicted`
+    (default n) sources that differ in many bits, and None)."""
+    candidates = {first_id + i: flow_in(first_id + i, 590, src=f"10.99.0.{10 + (i * 37) % 240}")
+                  for i in range(120)}
+    pred = dut.rss_predict(list(candidates.values()))
+    if pred is None:
+        return list(candidates.values())[:unpredicted or n], None
+    ids = rss.balanced(pred, n)
+    return [candidates[fid] for fid in ids], {fid: pred[fid] for fid in ids}
+
+
+def sentinel_flows(dut: Any) -> list[Any]:
+    """Unicast flows to the guest's sink that reach every Rx queue: one per
+    queue when the driver's hash can be predicted, else 32 different sources."""
+    queues = dut.rx_queues()
+    if queues == 1:
+        return [flow_in(SENTINEL_FLOW)]
+    return spread_flows(dut, queues, SENTINEL_FLOW, unpredicted=32)[0]
+
+
+def rx_counted(dut: Any, traffic: Any, agent: Any, send: Any, per_sentinel: int = 2) -> int:
+    """How many frames the NIC counted as received while `send()` sent them.
+    The counter is read once sentinel frames sent afterwards on every Rx
+    queue reached a sink in the guest: each queue had handled the earlier
+    frames by then (a queue delivers in order). Sentinels are not counted."""
+    sentinels = sentinel_flows(dut)
+    total = per_sentinel * len(sentinels)
+    before = dut.link_stats()["rx"]["packets"]
+    job = agent.sink(port=SINK_PORT, duration=60, count=total, name="sentinel")
+    send()
+    for f in sentinels:
+        traffic.send_flow(f, per_sentinel, rate=1000, dst_mac=dut.mac)
+    res = agent.sink_result(job, timeout=60)
+    got = sum(res["flows"].get(str(f.id), {}).get("received", 0) for f in sentinels)
+    assert got == total, f"only {got} of {total} sentinel frames arrived: {res}"
+    return int(dut.link_stats()["rx"]["packets"] - before) - total

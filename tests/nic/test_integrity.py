@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from steps import PEER_PORT, assert_clean, flow_in, ping, queue_rx_packets, receive
+from steps import (
+    PEER_PORT,
+    assert_clean,
+    flow_in,
+    ping,
+    queue_rx_packets,
+    receive,
+    spread_flows,
+)
 
-from orchestrator import dut as dut_mod
-from orchestrator import rss
+from orchestrator.scenario import dut as dut_mod
 
 COUNT = 500
 
@@ -61,20 +68,6 @@ def flow_dst(flow: Any, dst: str) -> Any:
     import dataclasses
 
     return dataclasses.replace(flow, dst_ip=dst)
-
-
-def spread_flows(dut: Any, n: int, first_id: int) -> tuple[list[Any], dict[int, int] | None]:
-    """n IPv4 flows from different sources of the peer's /24 that, by the
-    driver's own key and table, land on every queue the table names, and
-    the queue of each (or, when the queue cannot be predicted, sources that
-    differ in many bits, and None)."""
-    candidates = {first_id + i: flow_in(first_id + i, 590, src=f"10.99.0.{10 + (i * 37) % 240}")
-                  for i in range(120)}
-    pred = dut.rss_predict(list(candidates.values()))
-    if pred is None:
-        return list(candidates.values())[:n], None
-    ids = rss.balanced(pred, n)
-    return [candidates[fid] for fid in ids], {fid: pred[fid] for fid in ids}
 
 
 def rx_per_queue(dut: Any, traffic: Any, agent: Any, flows: list[Any],

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from typing import Any
 
 from steps import PEER_PORT, flow_in, ping, receive
 
-from orchestrator import dut as dut_mod
+from orchestrator.scenario import dut as dut_mod
+from orchestrator.waiting import WaitTimeout, wait_until
 
 N = 1000
 
@@ -44,7 +45,8 @@ def test_tx_counters_match_peer(dut: Any, traffic: Any, agent: Any) -> None:
     tx = after["packets"] - before["packets"]
     assert sent["sent"] == N and got.received == N, (sent, got)
     # every frame the NIC says it sent reached the peer (ARP/ND included)
-    time.sleep(0.5)  # let the peer's receive thread catch up
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: traffic.frames_in - in0 >= tx, 5, "the peer's receive thread")
     got_all = traffic.frames_in - in0
     assert got_all - 5 <= tx <= got_all, f"NIC sent {tx}, peer got {got_all}"
     assert after["errors"] == before["errors"] and after["dropped"] == before["dropped"]

@@ -7,8 +7,8 @@ import stat
 import tarfile
 from pathlib import Path
 
-from orchestrator import cache
-from orchestrator.cpio import CpioWriter
+from orchestrator.builds import cache
+from orchestrator.builds.cpio import CpioWriter
 
 
 def read_newc(data: bytes) -> list[dict]:
@@ -99,7 +99,7 @@ def test_cpio_from_tar_keeps_links_devices_and_filters(tmp_path: Path) -> None:
 
 
 def test_image_pack_filter() -> None:
-    from orchestrator.build.image import keep_in_image
+    from orchestrator.builds.image import keep_in_image
 
     assert keep_in_image("usr/bin/ip")
     assert keep_in_image("usr/share/perl-nope")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.console import (
+from orchestrator.machine.console import (
     BOOT_FAIL_RE,
     Console,
     ConsoleClosed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from orchestrator import accel, doctor
+from orchestrator.machine import accel, doctor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,8 +25,11 @@ def test_check_found_and_missing() -> None:
 def test_bootstrap_installs_every_package_doctor_checks() -> None:
     text = (ROOT / "scripts" / "bootstrap").read_text()
     block = text.split("pkgs=(", 1)[1].split(")", 1)[0]
-    installed = set(block.split())
+    installed = set(block.split()) | {"linux-source-6.1"}  # added on bookworm only
     assert set(doctor.DEBIAN_PACKAGES) <= installed, set(doctor.DEBIAN_PACKAGES) - installed
+    qemu_block = text.split("qemu_pkgs=(", 1)[1].split(")", 1)[0]
+    assert set(doctor.QEMU_PACKAGES) == set(qemu_block.split())
+    assert "pkgs+=(linux-source-6.1)" in text
 
 
 def test_doctor_lists_every_prerequisite(capsys, monkeypatch) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import kconfig
+from orchestrator.builds import kconfig
 
 
 def test_parse_fragment_forms() -> None:
@@ -90,7 +90,7 @@ def test_explain_names_the_unmet_dependency(tmp_path: Path) -> None:
 
 
 def test_shipped_fragments_parse() -> None:
-    from orchestrator.build import kernel
+    from orchestrator.builds import kernel
 
     for variant in kernel.VARIANTS:
         merged = kernel.merged_config(kernel.KernelRequest(variant=variant))
@@ -111,7 +111,7 @@ def test_shipped_fragments_parse() -> None:
 def test_user_tree_identity_follows_git_state(tmp_path: Path) -> None:
     import subprocess
 
-    from orchestrator.build import kernel
+    from orchestrator.builds import kernel
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,

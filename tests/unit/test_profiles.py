@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import profiles
+from orchestrator.machine import profiles
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "argv"
 RES = profiles.Resources(
@@ -58,11 +58,37 @@ def _load(tmp_path: Path, text: str) -> profiles.Profile:
     return profiles.load_profile(str(p))
 
 
+def test_profile_errors_carry_the_line(tmp_path: Path) -> None:
+    text = "name: x\nnics:\n  - model: e1000e\n  - model: e1000e\n    vfs: 2\n"
+    with pytest.raises(profiles.ProfileError, match=r"p\.yaml:5: nics\[1\]\.vfs: model "
+                                                    r"e1000e has no SR-IOV"):
+        _load(tmp_path, text)
+    with pytest.raises(profiles.ProfileError, match=r"p\.yaml:3: malformed YAML"):
+        _load(tmp_path, "name: x\nnics: [\n  - a: b\n")
+
+
+def test_igb_vfs_and_macs(tmp_path: Path) -> None:
+    p = _load(tmp_path, "nics:\n  - {model: igb, mac: '52:54:00:00:30:00', vfs: 2}\n")
+    nic = p.nics[0]
+    assert nic.vfs == 2 and nic.vf_mac(1) == "52:54:00:00:81:00"
+    assert ("igb", "profile p (NIC nic0: igb)") in p.qemu_needs()
+    with pytest.raises(profiles.ProfileError, match=r"vfs: expected 0\.\.7, got 9"):
+        _load(tmp_path, "nics:\n  - {model: igb, vfs: 9}\n")
+
+
+def test_nic_device_is_one_function() -> None:
+    nic = profiles.NicSpec("nic0", "virtio-net-pci", "52:54:00:00:20:00", vectors=4,
+                           iommu_platform=True)
+    opts = ",".join(k if v is None else f"{k}={v}" for k, v in profiles.nic_device(nic).items())
+    assert opts == ("virtio-net-pci,id=nic0,bus=rp-nic0,netdev=nd-nic0,mac=52:54:00:00:20:00,"
+                    "romfile=,vectors=4,iommu_platform=on,ats=on")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("nics: [\n", r"p.yaml:\d+: malformed YAML"),
-        ("- a\n- b\n", r"profile: expected a mapping"),
+        ("- a\n- b\n", r"top level: expected a mapping, got a list"),
         ("memory: lots\n", r"memory: expected MiB"),
         ("cpus: two\n", r"cpus: expected a number of vCPUs, got 'two'"),
         ("cpus: true\n", r"cpus: expected a number"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import rss
+from orchestrator.scenario import rss
 
 # the verification key and vectors of Microsoft's RSS specification
 MS_KEY = bytes.fromhex("6d5a56da255b0ec24167253d43a38fb0d0ca2bcb"

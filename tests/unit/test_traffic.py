@@ -38,13 +38,13 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import rdpcap
 
-from orchestrator import flow_agent, traffic
-from orchestrator.flow_agent import FlowRx, check_payload, make_payload
-from orchestrator.guest import CmdResult
-from orchestrator.traffic import Flow, GuestAgent, Peer, internet_checksum
+from orchestrator.machine.guest import CmdResult
+from orchestrator.scenario import flow_agent, traffic
+from orchestrator.scenario.flow_agent import FlowRx, check_payload, make_payload
+from orchestrator.scenario.traffic import Flow, GuestAgent, Peer, internet_checksum
 
 ROOT = Path(__file__).resolve().parents[2]
-AGENT = ROOT / "orchestrator" / "flow_agent.py"
+AGENT = ROOT / "orchestrator" / "scenario" / "flow_agent.py"
 GMAC = "52:54:00:12:34:56"
 PMAC = "52:54:00:99:00:01"
 BCAST = "ff:ff:ff:ff:ff:ff"

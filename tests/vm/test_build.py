@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build import kernel as kernel_mod
-from orchestrator.build import module as module_mod
-from orchestrator.build.common import BuildError
+from orchestrator.builds import kernel as kernel_mod
+from orchestrator.builds import module as module_mod
+from orchestrator.builds.common import BuildError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "tests" / "modules"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import golden
 from orchestrator.report import parse
+from orchestrator.runs import golden
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator import dut as dut_mod
-from orchestrator import rss
-from orchestrator import traffic as traffic_mod
+from orchestrator.scenario import drivers, rss
+from orchestrator.scenario import dut as dut_mod
+from orchestrator.scenario import traffic as traffic_mod
 
 CYCLES = int(os.environ.get("KTNIC_CYCLES", "10"))
 DBG = "/sys/kernel/debug/ktest_nic"
@@ -167,7 +167,8 @@ class Own:
 
 @pytest.fixture
 def own_machine(machine_factory: Any, artifacts: Any, tmp_path: Path) -> Iterator[Any]:
-    from orchestrator import profiles, report
+    from orchestrator import report
+    from orchestrator.machine import profiles
 
     made: list[tuple[Any, int, Own]] = []
 
@@ -176,7 +177,7 @@ def own_machine(machine_factory: Any, artifacts: Any, tmp_path: Path) -> Iterato
         prof = dataclasses.replace(prof, cmdline=(*prof.cmdline, *cmdline))
         m = machine_factory(prof, run_dir=tmp_path / f"run-{profile}")
         m.launch()
-        d = dut_mod.Dut(m, prof.nics[0], dut_mod.resolve_driver("ktest_nic", artifacts))
+        d = dut_mod.Dut(m, prof.nics[0], drivers.resolve_driver("ktest_nic", artifacts))
         start = m.console.size
         d.setup()
         peer = traffic_mod.Peer(m.nic_sockets[d.nic.id], mac=dut_mod.PEER_MAC,

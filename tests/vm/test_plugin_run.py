@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.build import module
+from orchestrator.builds import module
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,135 @@
+"""`ktest build module`: an out-of-tree module against a cached kernel, W=1.
+
+The module source is copied into a scratch directory (so the user's tree
+gets no build products) and built with ``make -C <kernel build> M=... W=1``.
+Any compiler error or warning fails the build with the compiler's lines.
+A cache entry ``<cache>/module/<key>/`` holds the ``.ko`` files; the key is
+the hash of the module source and the kernel artifact's key.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import paths
+from orchestrator.builds import cache
+from orchestrator.builds.common import BuildError, Progress, diagnostics, jobs, run_logged
+from orchestrator.builds.kernel import Kernel
+
+DEFAULT_MODULE_DIR = paths.ktest_nic_dir()
+_SOURCE_SUFFIXES = (".c", ".h", ".S")
+_SOURCE_NAMES = ("Kbuild", "Makefile")
+
+
+@dataclass(frozen=True)
+class Module:
+    dir: Path
+    key: str
+    kos: tuple[Path, ...]
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def ko(self) -> Path:
+        """The module file (the first, for sources that build several)."""
+        return self.kos[0]
+
+    @classmethod
+    def load(cls, entry: Path) -> Module | None:
+        info = cache.read_marker(entry)
+        if info is None:
+            return None
+        kos = tuple(entry / name for name in info.get("kos", []))
+        if not kos or not all(k.is_file() for k in kos):
+            return None
+        return cls(entry, str(info["key"]), kos, info)
+
+
+def source_files(src: Path) -> list[Path]:
+    files = [
+        p for p in src.rglob("*")
+        if p.is_file() and (p.suffix in _SOURCE_SUFFIXES or p.name in _SOURCE_NAMES)
+        and not p.name.endswith(".mod.c")
+    ]
+    return sorted(files)
+
+
+def check_src(src: Path) -> Path:
+    src = src.expanduser().resolve()
+    if not src.is_dir():
+        raise BuildError(f"module source directory not found: {src}")
+    if not (src / "Kbuild").is_file() and not (src / "Makefile").is_file():
+        raise BuildError(f"{src} has no Kbuild or Makefile: not a kernel module source")
+    return src
+
+
+def module_key(src: Path, kernel: Kernel) -> str:
+    return (
+        cache.Hasher("module")
+        .add("kernel", kernel.key)
+        .add_tree("src", src, source_files(src))
+        .hexdigest()
+    )
+
+
+def build_module(src: Path, kernel: Kernel, progress: Progress | None = None) -> Module:
+    src = check_src(src)
+    key = module_key(src, kernel)
+    entry = cache.entry_dir("module", key)
+    hit = Module.load(entry)
+    if hit is not None:
+        return hit
+    with cache.locked(cache.cache_root() / "module" / f"{key}.lock"):
+        hit = Module.load(entry)
+        if hit is not None:
+            return hit
+        return _build(src, kernel, key, entry, progress)
+
+
+def _build(src: Path, kernel: Kernel, key: str, entry: Path,
+           progress: Progress | None) -> Module:
+    started = time.monotonic()
+    entry.mkdir(parents=True, exist_ok=True)
+    log = entry / "build.log"
+    log.write_text(f"ktest module build {key}\nsource: {src}\nkernel: {kernel.key}\n")
+    if progress:
+        progress(f"building module {src.name} against kernel {kernel.release} (log: {log})")
+    with tempfile.TemporaryDirectory(prefix="ktest-mod-") as tmp:
+        work = Path(tmp) / src.name
+        for f in source_files(src):
+            dest = work / f.relative_to(src)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
+        argv = ["make", "-C", str(kernel.build_dir), f"M={work}", "W=1", f"-j{jobs()}",
+                "modules"]
+        before = len(log.read_text(errors="replace"))
+        rc = run_logged(argv, log)
+        output = log.read_text(errors="replace")[before:]
+        diags = [d.replace(str(work) + "/", "") for d in diagnostics(output)]
+        if rc != 0:
+            raise BuildError(f"module {src.name} failed to build (make exit {rc})", diags, log)
+        warnings = [d for d in diags if "warning" in d.lower()]
+        if warnings:
+            raise BuildError(f"module {src.name} builds with warnings (W=1)", warnings, log)
+        kos = sorted(work.rglob("*.ko"))
+        if not kos:
+            raise BuildError(f"module {src.name} built no .ko file", [], log)
+        names = []
+        for ko in kos:
+            shutil.copy2(ko, entry / ko.name)
+            names.append(ko.name)
+    info = {
+        "key": key,
+        "src": str(src),
+        "kernel": kernel.key,
+        "kernel_release": kernel.release,
+        "kos": names,
+        "build_seconds": round(time.monotonic() - started, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    cache.write_marker(entry, info)
+    return Module(entry, key, tuple(entry / n for n in names), info)

@@ -1,0 +1,176 @@
+"""ktest tests Linux NIC drivers in QEMU guests and turns what the guest
+kernel says into verdicts.
+
+Exit statuses: 0 success; 1 a check or test failed (or `ktest parse` found a
+bug); 2 bad input or a failed build or boot (one line on stderr says why);
+for `ktest exec`, the command's own status, or 124 when the guest hung or
+the command timed out, 125 when the guest kernel crashed; 130 on Ctrl-C,
+143 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import orchestrator
+from orchestrator.cli.common import EXIT_ERROR
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from orchestrator.report.cli import run_parse
+
+    return run_parse(args.logs, args.json)
+
+
+def _add_kernel_opts(p: argparse.ArgumentParser, src_name: str = "--kernel-src",
+                     version_names: tuple[str, ...] = ("--kernel",)) -> None:
+    from orchestrator.builds.kernel import DEFAULT_VERSION, SOURCES
+
+    p.add_argument(*version_names, dest="kernel_version", choices=list(SOURCES),
+                   default=DEFAULT_VERSION, metavar="VERSION",
+                   help=f"guest kernel from Debian's linux-source-VERSION (default "
+                   f"{DEFAULT_VERSION}; " + "; ".join(f"{v}: {s.note}"
+                                                     for v, s in SOURCES.items()) + ")")
+    p.add_argument(src_name, dest="kernel_src", metavar="DIR",
+                   help="build your own kernel tree instead (incremental; the config "
+                        "fragments are applied to it)")
+    p.add_argument("--variant", default="debug", choices=["debug", "fast"],
+                   help="debug: every checker (default); fast: the same without KASAN")
+    p.add_argument("--config", action="append", metavar="FRAG",
+                   help="an extra kernel config fragment (repeatable)")
+
+
+def _add_qemu_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qemu", metavar="PATH",
+                   help="the QEMU binary to use (default: $KTEST_QEMU or "
+                        "qemu-system-x86_64; QEMU 7.2 or later)")
+
+
+def _add_machine_opts(p: argparse.ArgumentParser) -> None:
+    from orchestrator.machine.profiles import DEFAULT_PROFILE, available_profiles
+
+    p.add_argument("--machine", "-m", default=DEFAULT_PROFILE, metavar="PROFILE",
+                   help=f"machine profile: {', '.join(available_profiles())}, or a YAML file "
+                        f"(default {DEFAULT_PROFILE})")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None,
+                   help="accelerator (default: the profile's; auto = KVM if a probe boot "
+                        "works)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the QEMU command line and stop (nothing is built or booted)")
+    _add_qemu_opt(p)
+    _add_kernel_opts(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from orchestrator.cli import host, machines, runs
+
+    ap = argparse.ArgumentParser(prog="ktest", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"ktest {orchestrator.__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", help="is this host ready? (packages, QEMU, accelerator)")
+    p.add_argument("--install", action="store_true",
+                   help="install what is missing (as root; QEMU 10 from bookworm-backports "
+                        "on Debian 12)")
+    p.add_argument("--refresh-probe", action="store_true",
+                   help="boot the KVM probe again instead of using its cached answer")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_qemu_opt(p)
+    p.set_defaults(func=host.cmd_doctor)
+
+    p = sub.add_parser("build", help="build the guest kernel, the image or a module (cached)")
+    bsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    b = bsub.add_parser("kernel", help="the debug guest kernel")
+    _add_kernel_opts(b, "--src", ("--version", "--kernel"))
+    b.set_defaults(func=host.cmd_build)
+    b = bsub.add_parser("image", help="the guest root filesystem (initramfs with SSH)")
+    b.set_defaults(func=host.cmd_build)
+    b = bsub.add_parser("module", help="an out-of-tree module against the guest kernel "
+                                       "(default drivers/ktest_nic; W=1, warnings fail)")
+    b.add_argument("--src", metavar="DIR", help="the module's source directory")
+    _add_kernel_opts(b)
+    b.set_defaults(func=host.cmd_build)
+
+    p = sub.add_parser("boot", help="boot a guest and keep it up until Ctrl-C")
+    _add_machine_opts(p)
+    p.set_defaults(func=machines.cmd_boot)
+
+    p = sub.add_parser("ssh", help="a shell, or one command (-- CMD), in the running guest")
+    p.add_argument("--run", metavar="DIR", help="the guest's run directory (default: the "
+                                               "newest running guest)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds CMD may take")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=machines.cmd_ssh)
+
+    p = sub.add_parser("exec", help="boot, load drivers, run CMD, shut down; exit with CMD's "
+                                    "status (124 hang, 125 crash)")
+    _add_machine_opts(p)
+    p.add_argument("--load", metavar="MODULE",
+                   help="ktest_nic, an in-tree module name, a .ko, or a module source "
+                        "directory; several separated by commas load in that order")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds CMD may take")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=machines.cmd_exec)
+
+    p = sub.add_parser("run", help="run a plan: the NIC suites on (machine, driver) pairs")
+    p.add_argument("--plan", default="default", metavar="PLAN",
+                   help="a plan in qemu-configs/plans/ or a YAML file (default: default)")
+    p.add_argument("-k", metavar="EXPR", help="only the tests matching this pytest -k "
+                                              "expression")
+    p.add_argument("--out", metavar="DIR",
+                   help="run directory (default: a new one under ~/.cache/ktest/runs)")
+    p.add_argument("--machine", "-m", action="append", metavar="PROFILE",
+                   help="instead of the plan's pairs: this profile (repeatable)")
+    p.add_argument("--driver", "-d", action="append", metavar="DRIVER",
+                   help="instead of the plan's pairs: this driver (repeatable): ktest_nic, "
+                        "e1000e, virtio_net, igb, igbvf, a module source directory or a .ko")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    p.add_argument("--no-pcap", action="store_true", help="do not save a pcap per test")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the pytest command line of each pair and stop")
+    _add_qemu_opt(p)
+    _add_kernel_opts(p)
+    p.set_defaults(func=runs.cmd_run)
+
+    p = sub.add_parser("smoke", help="boot, load the NIC's in-tree driver, check the link, "
+                                     "judge the console")
+    _add_machine_opts(p)
+    p.set_defaults(func=machines.cmd_smoke)
+
+    p = sub.add_parser("parse", help="the kernel reports in console logs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("logs", nargs="+", metavar="LOG")
+    p.set_defaults(func=cmd_parse)
+    return ap
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "qemu", None):
+        os.environ["KTEST_QEMU"] = args.qemu
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("\nktest: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `ktest ... | head`: the reader is gone; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Commands in the guest over SSH (paramiko), in the spirit of the kernel
+selftests' ``cmd()``/``ip()``/``ethtool()`` helpers.
+
+``guest.cmd("ip link show")`` returns a :class:`CmdResult` and raises
+:class:`CmdError` on a non-zero exit unless ``check=False``;
+``guest.ip("link show", json=True)`` returns the parsed ``ip -j`` output.
+Every command and its outcome is logged with a host timestamp.
+"""
+
+from __future__ import annotations
+
+import base64
+import json as jsonlib
+import logging
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from orchestrator.machine.console import host_stamp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CmdResult:
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.stdout) if self.stdout.strip() else None
+
+
+class CmdError(Exception):
+    def __init__(self, result: CmdResult) -> None:
+        err = result.stderr.strip().splitlines()
+        detail = f": {err[-1]}" if err else ""
+        super().__init__(f"`{result.command}` exited {result.exit_status}{detail}")
+        self.result = result
+
+
+class CmdTimeout(Exception):
+    pass
+
+
+class SSHUnavailable(Exception):
+    pass
+
+
+class Guest:
+    """One SSH connection to a guest, reconnectable (e.g. after a reset)."""
+
+    def __init__(self, host: str, port: int, key_file: Path, host_key_line: str,
+                 log_file: Path | None = None) -> None:
+        self.host, self.port = host, port
+        self._pkey = paramiko.Ed25519Key.from_private_key_file(str(key_file))
+        kind, b64 = host_key_line.split()[:2]
+        self._host_key = paramiko.PKey.from_type_string(kind, base64.b64decode(b64))
+        self._client: paramiko.SSHClient | None = None
+        self._log_file = log_file
+        self._uploaded: dict[str, tuple[str, int, int]] = {}
+
+    def _note(self, text: str) -> None:
+        log.debug(text)
+        if self._log_file is not None:
+            with open(self._log_file, "a") as fh:
+                fh.write(f"{host_stamp()} {text}\n")
+
+    def connect(self, timeout: float = 10.0) -> None:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        hostname = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        client.get_host_keys().add(hostname, self._host_key.get_name(), self._host_key)
+        try:
+            client.connect(
+                self.host, self.port, username="root", pkey=self._pkey, timeout=timeout,
+                banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
+                allow_agent=False,
+            )
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            client.close()
+            raise SSHUnavailable(f"ssh root@{self.host}:{self.port}: {e}") from e
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(5)
+        self.close()
+        self._client = client
+
+    def wait_ready(self, timeout: float, alive: Any = None) -> float:
+        """Retry until an SSH command succeeds; return the seconds it took."""
+        start = time.monotonic()
+        deadline = start + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if alive is not None and not alive():
+                raise SSHUnavailable(f"guest died before SSH was ready ({last})")
+            try:
+                self.connect(timeout=max(1.0, min(5.0, deadline - time.monotonic())))
+                self.cmd("true", timeout=10)
+                return time.monotonic() - start
+            except (SSHUnavailable, CmdTimeout, paramiko.SSHException, OSError) as e:
+                last = e
+                time.sleep(0.05)
+        raise SSHUnavailable(f"SSH not ready after {timeout:.0f}s: {last}")
+
+    @property
+    def client(self) -> paramiko.SSHClient:
+        if self._client is None:
+            self.connect()
+        assert self._client is not None
+        return self._client
+
+    def cmd(self, command: str, *, check: bool = True, timeout: float = 60.0,
+            input: str | bytes | None = None) -> CmdResult:
+        """Run a shell command in the guest; raise CmdError unless check=False."""
+        start = time.monotonic()
+        self._note(f"SSH> {command}")
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            self.connect()
+            transport = self.client.get_transport()
+        assert transport is not None
+        chan = transport.open_session(timeout=10)
+        chan.settimeout(0.2)
+        chan.exec_command(command)
+        if input is not None:
+            chan.sendall(input.encode() if isinstance(input, str) else input)
+        chan.shutdown_write()
+        out, err = bytearray(), bytearray()
+        deadline = start + timeout
+        try:
+            while True:
+                got = False
+                while chan.recv_ready():
+                    out += chan.recv(65536)
+                    got = True
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                    got = True
+                if chan.exit_status_ready() and not chan.recv_ready() \
+                        and not chan.recv_stderr_ready():
+                    break
+                if chan.closed and not got:
+                    break
+                if time.monotonic() > deadline:
+                    raise CmdTimeout(f"`{command}` did not finish within {timeout:.0f}s")
+                if not got:
+                    try:
+                        data = chan.recv(65536)
+                        if data:
+                            out += data
+                    except TimeoutError:
+                        pass
+            status = chan.recv_exit_status()
+        finally:
+            chan.close()
+        res = CmdResult(command, status, out.decode(errors="replace"),
+                        err.decode(errors="replace"), time.monotonic() - start)
+        self._note(f"SSH< exit={status} ({res.seconds:.2f}s)")
+        if check and status != 0:
+            raise CmdError(res)
+        return res
+
+    def ip(self, args: str, *, json: bool = False, check: bool = True,
+           timeout: float = 30.0) -> Any:
+        res = self.cmd(f"ip {'-j ' if json else ''}{args}", check=check, timeout=timeout)
+        return res.json() if json else res
+
+    def ethtool(self, args: str, *, json: bool = False, check: bool = True,
+                timeout: float = 30.0) -> Any:
+        res = self.cmd(f"ethtool {'--json ' if json else ''}{args}", check=check, timeout=timeout)
+        return res.json() if json else res
+
+    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
+        self._note(f"SSH put {local} -> {remote}")
+        with self.client.open_sftp() as sftp:
+            sftp.put(str(local), remote)
+            if mode is not None:
+                sftp.chmod(remote, mode)
+
+    def put_once(self, local: Path, remote: str) -> None:
+        """put(), unless this very file (path, size, mtime) is already there
+        from an earlier put_once on this guest."""
+        st = local.stat()
+        ident = (str(local), st.st_size, st.st_mtime_ns)
+        if self._uploaded.get(remote) == ident:
+            return
+        self.put(local, remote)
+        self._uploaded[remote] = ident
+
+    def get(self, remote: str, local: Path) -> None:
+        self._note(f"SSH get {remote} -> {local}")
+        with self.client.open_sftp() as sftp:
+            sftp.get(remote, str(local))
+
+    def kmsg(self, text: str) -> None:
+        """Write a line into the guest kernel log (test markers)."""
+        self.cmd(f"echo {shlex.quote(text)} > /dev/kmsg", timeout=10)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

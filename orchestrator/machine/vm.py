@@ -1,0 +1,502 @@
+"""One guest's whole life: QEMU process, console, QMP, SSH, shutdown.
+
+``Machine`` turns a profile plus built artifacts into a running guest:
+
+* a private 0700 run directory holds the QMP and console sockets, the SSH
+  key, ``console.raw`` / ``console.log`` (every byte, host-timestamped),
+  ``qmp.log``, ``ssh.log``, ``qemu.log`` (QEMU's own output) and
+  ``qemu-argv.txt``; only the sockets are removed at the end;
+* QEMU runs in its own session and gets SIGKILL if the orchestrator dies
+  (PR_SET_PDEATHSIG), so no orphan survives us;
+* every NIC under test ends in a pair of connected UDP sockets on 127.0.0.1
+  created here before QEMU starts (QEMU inherits its end as an fd), so no
+  port is ever raced for;
+* readiness = an SSH command succeeds; a panic, an init error, silence or a
+  timeout during boot raises BootError carrying the argv, the exit status
+  and the last console lines;
+* ``shutdown()`` goes guest power-off -> QMP quit -> SIGTERM -> SIGKILL, is
+  idempotent, and reports how it ended ("poweroff", "quit", "kill",
+  "crashed" or "exited").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from orchestrator.builds import cache
+from orchestrator.builds.common import die_with_parent
+from orchestrator.builds.image import Image
+from orchestrator.builds.kernel import Kernel
+from orchestrator.machine import accel as accel_mod
+from orchestrator.machine import qemu as qemu_mod
+from orchestrator.machine.console import (
+    BOOT_FAIL_RE,
+    Console,
+    ConsoleClosed,
+    ConsoleSilent,
+    ConsoleTimeout,
+    host_stamp,
+)
+from orchestrator.machine.guest import Guest, SSHUnavailable
+from orchestrator.machine.profiles import Profile, Resources, qemu_argv
+from orchestrator.machine.qmp import QMP, QMPError
+
+log = logging.getLogger(__name__)
+
+READY_RE = rb"KTEST-READY[^\n]*"
+RUN_INIT_RE = rb"Run /init as init process"
+
+
+@dataclass(frozen=True)
+class HangSignature:
+    """A known boot hang: the console stops for `after` seconds right after
+    a line matching `last_line`. The boot error names it instead of saying
+    only that the console went quiet."""
+
+    name: str
+    last_line: re.Pattern[bytes]
+    after: float
+    explanation: str
+
+
+HANG_SIGNATURES = (
+    HangSignature(
+        "rcu-tasks boot deadlock",
+        re.compile(rb"Running RCU-tasks wait API self tests"),
+        15.0,  # good boots pass this line within 6 s, also with a second guest running
+        "the Linux 6.1 RCU-tasks boot deadlock with PROVE_RCU: PID 1 waits in "
+        "synchronize_rcu_tasks_trace() for tasks_gp_mutex, which the rcu_tasks_trace kthread "
+        "holds while it waits for callbacks. Fixed upstream in 6.6 by 9d0cce2bc387 "
+        "(\"rcu-tasks: Fix boot-time RCU tasks debug-only deadlock\"); ktest applies the fix "
+        "to linux-source-6.1, and your tree needs it too: "
+        "guest-images/kernel/patches/6.1/0001-rcu-tasks-drop-tasks_gp_mutex-while-waiting-"
+        "for-callbacks.patch",
+    ),
+)
+
+
+def known_hang(tail: bytes, silent_for: float) -> HangSignature | None:
+    """The known hang whose signature the console's last line shows."""
+    lines = [ln for ln in tail.replace(b"\r", b"").split(b"\n") if ln.strip()]
+    last = lines[-1] if lines else b""
+    for sig in HANG_SIGNATURES:
+        if silent_for >= sig.after and sig.last_line.search(last):
+            return sig
+    return None
+
+
+class MachineError(Exception):
+    """Launch or control failure; carries what a person needs to debug it."""
+
+    def __init__(self, message: str, *, argv: list[str] | None = None,
+                 exit_status: int | None = None, console_tail: str = "",
+                 run_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.argv = argv or []
+        self.exit_status = exit_status
+        self.console_tail = console_tail
+        self.run_dir = run_dir
+
+    def details(self) -> str:
+        parts = []
+        if self.run_dir:
+            parts.append(f"run directory: {self.run_dir}")
+        if self.exit_status is not None:
+            parts.append(f"QEMU exit status: {self.exit_status}")
+        if self.argv:
+            parts.append("QEMU command line: " + shlex.join(self.argv))
+        if self.console_tail:
+            parts.append("last console lines:\n" + self.console_tail)
+        return "\n".join(parts)
+
+
+class BootError(MachineError):
+    pass
+
+
+class GuestCrashed(MachineError):
+    pass
+
+
+@dataclass(frozen=True)
+class BootTimes:
+    run_init: float | None  # QEMU start -> "Run /init as init process" (seconds)
+    ready: float  # QEMU start -> first successful SSH command
+
+
+def default_runs_dir() -> Path:
+    return cache.cache_root() / "runs"
+
+
+def initrd_path(image_key: str, kernel_key: str, extra: list[Path] | None = None) -> Path:
+    """Where the guest's initramfs (image + kernel modules + extras) lives
+    in the cache; a pure function of the inputs' keys."""
+    h = cache.Hasher("initrd").add("image", image_key).add("kernel", kernel_key)
+    for p in extra or []:
+        h.add_file(str(p), p)
+    return cache.cache_root() / "initrd" / f"{h.hexdigest()}.cpio"
+
+
+def combined_initrd(image: Image, kernel: Kernel, extra: list[Path] | None = None) -> Path:
+    """rootfs.cpio + the kernel's modules.cpio (+ extras), cached by content."""
+    path = initrd_path(image.key, kernel.key, extra)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(tmp, "wb") as out:
+        for part in [image.cpio, kernel.modules_cpio, *(extra or [])]:
+            with open(part, "rb") as src:
+                while chunk := src.read(1 << 22):
+                    out.write(chunk)
+    os.replace(tmp, path)
+    return path
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Machine:
+    """A guest built from `profile`, `kernel` and `image`. Use as a context
+    manager, or call launch() and shutdown() (safe to call twice)."""
+
+    def __init__(self, profile: Profile, kernel: Kernel, image: Image, *,
+                 run_dir: Path | None = None, accel: str | None = None,
+                 boot_timeout: float = 300.0, silence_timeout: float = 90.0,
+                 qemu: str | None = None) -> None:
+        self.profile = profile
+        self.kernel = kernel
+        self.image = image
+        self.qemu = qemu or qemu_mod.binary()
+        self.qemu_version: qemu_mod.QemuVersion | None = None
+        self.boot_timeout = boot_timeout
+        self.silence_timeout = silence_timeout
+        self._accel_request = accel or profile.accel
+        if run_dir is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            run_dir = default_runs_dir() / f"{stamp}-{profile.name}-{os.getpid()}"
+        self.run_dir = run_dir
+        self.argv: list[str] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.console: Console | None = None
+        self.qmp: QMP | None = None
+        self.guest: Guest | None = None
+        self.nic_sockets: dict[str, socket.socket] = {}
+        self.ssh_port = 0
+        self.boot_times: BootTimes | None = None
+        self.ended: str | None = None  # how shutdown ended, once it has
+        self._started_at = 0.0
+
+    # -- paths --
+    @property
+    def qmp_socket(self) -> Path:
+        return self.run_dir / "qmp.sock"
+
+    @property
+    def console_socket(self) -> Path:
+        return self.run_dir / "console.sock"
+
+    def __enter__(self) -> Machine:
+        self.launch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- state --
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def crashed(self) -> bool:
+        return self.console is not None and self.console.panic_offset is not None
+
+    def console_tail(self, lines: int = 40) -> str:
+        return self.console.tail(lines) if self.console else ""
+
+    def _error(self, cls: type[MachineError], message: str) -> MachineError:
+        status = self.proc.poll() if self.proc else None
+        return cls(message, argv=self.argv, exit_status=status,
+                   console_tail=self.console_tail(), run_dir=self.run_dir)
+
+    # -- launch --
+    def _prepare(self) -> Resources:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        if len(str(self.console_socket)) > 100:
+            raise MachineError(f"run directory path too long for sockets: {self.run_dir}")
+        key = self.run_dir / "id_ed25519"
+        cache.write_atomic(key, self.image.client_key.read_bytes(), mode=0o600)
+        initrd = combined_initrd(self.image, self.kernel)
+        fds: dict[str, int] = {}
+        for nic in self.profile.nics:
+            host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            guest = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            host.bind(("127.0.0.1", 0))
+            guest.bind(("127.0.0.1", 0))
+            guest.connect(host.getsockname())
+            host.connect(guest.getsockname())
+            for s in (host, guest):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            self.nic_sockets[nic.id] = host
+            self._qemu_ends.append(guest)
+            fds[nic.id] = guest.fileno()
+        accel = accel_mod.resolve(self._accel_request, self.kernel.bzimage, self.qemu)
+        (self.run_dir / "qemu-version.txt").write_text(
+            f"{self.qemu}: {self.qemu_version.text if self.qemu_version else 'unknown'}\n")
+        return Resources(
+            kernel=self.kernel.bzimage, initrd=initrd, qmp_socket=self.qmp_socket,
+            console_socket=self.console_socket, ssh_port=self.ssh_port, nic_fds=fds,
+            accel=accel,
+        )
+
+    def check_qemu(self) -> qemu_mod.QemuVersion:
+        """This QEMU's version, after checking it has what the profile needs;
+        MachineError (one line: which version, and why) otherwise."""
+        try:
+            v = qemu_mod.version(self.qemu)
+            for feature, needed_by in self.profile.qemu_needs():
+                qemu_mod.require(v, feature, needed_by)
+        except qemu_mod.QemuError as e:
+            raise MachineError(str(e)) from None
+        self.qemu_version = v
+        return v
+
+    def launch(self) -> BootTimes:
+        if self.proc is not None:
+            raise MachineError("machine already launched")
+        self.check_qemu()
+        self._qemu_ends: list[socket.socket] = []
+        try:
+            return self._launch()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _launch(self) -> BootTimes:
+        base = self._prepare()
+        self._start_qemu(base)
+        times = self._wait_ready()
+        for s in self._qemu_ends:
+            s.close()
+        self._qemu_ends = []
+        return times
+
+    def _start_qemu(self, base: Resources) -> None:
+        for attempt in range(3):
+            self.ssh_port = _free_tcp_port()
+            res = dataclasses.replace(base, ssh_port=self.ssh_port)
+            self.argv = qemu_argv(self.profile, res, self.qemu)
+            (self.run_dir / "qemu-argv.txt").write_text(shlex.join(self.argv) + "\n")
+            self._spawn()
+            if self._connect_console():
+                break
+            # QEMU exited before the console connected: a lost port race is
+            # the one failure worth retrying; anything else is reported.
+            out = (self.run_dir / "qemu.log").read_text(errors="replace")
+            if "host forwarding rule" not in out or attempt == 2:
+                last = out.strip().splitlines()[-1] if out.strip() else "no output"
+                raise self._error(BootError, f"QEMU failed to start: {last}")
+            self._reap()
+        self.qmp = QMP(self.qmp_socket, self.run_dir / "qmp.log", self.profile.name)
+        try:
+            self.qmp.connect(timeout=30, alive=self.alive)
+        except QMPError as e:
+            raise self._error(BootError, f"QMP: {e}") from e
+
+    def _note_console(self, text: str) -> None:
+        with open(self.run_dir / "console.log", "a") as fh:
+            fh.write(f"{host_stamp()} {text}\n")
+
+    def _spawn(self) -> None:
+        with open(self.run_dir / "qemu.log", "ab") as qlog:
+            self._started_at = time.monotonic()
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
+                    pass_fds=[s.fileno() for s in self._qemu_ends], start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )
+            except OSError as e:
+                raise MachineError(f"cannot start {self.qemu}: {e.strerror}",
+                                   argv=self.argv) from e
+        log.info("started QEMU pid %d for %s", self.proc.pid, self.profile.name)
+
+    def _connect_console(self) -> bool:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return False
+            if self.console_socket.exists():
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.connect(str(self.console_socket))
+                except OSError:
+                    sock.close()
+                    time.sleep(0.01)
+                    continue
+                self.console = Console(sock, self.run_dir / "console.raw",
+                                       self.run_dir / "console.log")
+                return True
+            time.sleep(0.005)
+        raise self._error(BootError, "QEMU never opened its console socket")
+
+    def _wait_ready(self) -> BootTimes:
+        assert self.console is not None
+        fail = [BOOT_FAIL_RE]
+        step = min(self.silence_timeout, *(sig.after for sig in HANG_SIGNATURES))
+        while True:
+            try:
+                m = self.console.wait_for(READY_RE, timeout=self.boot_timeout, fail=fail,
+                                          silence=step)
+                break
+            except ConsoleSilent:
+                quiet = time.monotonic() - self.console.last_output
+                sig = known_hang(self.console.data(max(0, self.console.size - 4096)), quiet)
+                if sig is not None:
+                    raise self._error(BootError, f"guest hangs during boot ({sig.name}): "
+                                                 f"{sig.explanation}") from None
+                if quiet >= self.silence_timeout:
+                    last = self.console_tail(1).strip() or "nothing"
+                    raise self._error(BootError, f"guest hangs during boot: no console output "
+                                                 f"for {quiet:.0f}s after: {last}") from None
+            except ConsoleTimeout:
+                raise self._error(BootError, f"guest not ready within {self.boot_timeout:.0f}s") \
+                    from None
+            except ConsoleClosed:
+                self._reap(timeout=5)
+                what = "guest panicked during boot" if self.crashed else "QEMU exited during boot"
+                raise self._error(BootError, what) from None
+        if m.failed:
+            raise self._error(BootError, f"boot failed: {m.text}")
+        run_init = self._stamp_of(RUN_INIT_RE)
+        self.guest = Guest("127.0.0.1", self.ssh_port, self.run_dir / "id_ed25519",
+                           self.image.host_public_key, self.run_dir / "ssh.log")
+        try:
+            self.guest.wait_ready(timeout=60, alive=lambda: self.alive() and not self.crashed)
+        except SSHUnavailable as e:
+            raise self._error(BootError, f"guest booted but SSH failed: {e}") from None
+        ready = time.monotonic() - self._started_at
+        self.boot_times = BootTimes(run_init, ready)
+        return self.boot_times
+
+    def _stamp_of(self, pattern: bytes) -> float | None:
+        """Seconds from QEMU start to the console line matching `pattern`."""
+        if self.console is None:
+            return None
+        seen = self.console.first_seen(pattern)
+        return None if seen is None else seen - self._started_at
+
+    # -- control --
+    def ssh(self) -> Guest:
+        if self.guest is None:
+            raise MachineError("guest not ready")
+        return self.guest
+
+    def mark(self, text: str, timeout: float = 10.0) -> bool:
+        """Write `text` into the guest's kernel log and wait until the console
+        shows it, so a console offset taken afterwards is past it. False if
+        the guest could not be reached or the line never came."""
+        if self.console is None or self.guest is None:
+            return False
+        start = self.console.size
+        try:
+            self.guest.kmsg(text)
+            self.console.wait_for(re.escape(text.encode()), timeout=timeout, start=start)
+        except Exception:  # a dead guest or console: the caller judges what is there
+            return False
+        return True
+
+    def check_alive(self) -> None:
+        """Raise GuestCrashed if the guest panicked or QEMU exited."""
+        if self.crashed:
+            raise self._error(GuestCrashed, "guest kernel panicked")
+        if not self.alive():
+            raise self._error(GuestCrashed, "QEMU exited")
+
+    # -- shutdown --
+    def _reap(self, timeout: float = 0.0) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def shutdown(self, timeout: float = 10.0) -> str:
+        """Stop the guest (orderly first); return how it ended. Idempotent."""
+        if self.ended is not None:
+            return self.ended
+        how = "not started"
+        try:
+            if self.proc is not None:
+                how = self._stop(timeout)
+        finally:
+            self._cleanup()
+        self.ended = how
+        (self.run_dir / "ended.txt").write_text(how + "\n") if self.run_dir.exists() else None
+        return how
+
+    def _stop(self, timeout: float) -> str:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            return "crashed" if self.crashed else "exited"
+        if self.crashed:
+            # panic=-1 with -no-reboot: QEMU exits on its own in a moment.
+            if self._reap(timeout=5) is not None:
+                return "crashed"
+        elif self.guest is not None:
+            with contextlib.suppress(Exception):
+                self.guest.cmd("sync; echo o > /proc/sysrq-trigger", timeout=5, check=False)
+            if self._reap(timeout=timeout) is not None:
+                return "poweroff"
+        if self.qmp is not None and self.qmp.connected:
+            with contextlib.suppress(Exception):
+                self.qmp.execute("quit", timeout=5)
+            if self._reap(timeout=timeout) is not None:
+                return "crashed" if self.crashed else "quit"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        if self._reap(timeout=5) is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._reap(timeout=10)
+        return "crashed" if self.crashed else "kill"
+
+    def _cleanup(self) -> None:
+        if self.guest is not None:
+            with contextlib.suppress(Exception):
+                self.guest.close()
+        if self.qmp is not None:
+            with contextlib.suppress(Exception):
+                self.qmp.close()
+        if self.console is not None:
+            with contextlib.suppress(Exception):
+                self.console.close()
+        for s in [*self.nic_sockets.values(), *getattr(self, "_qemu_ends", [])]:
+            s.close()
+        self.nic_sockets = {}
+        self._qemu_ends = []
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._reap(timeout=10)
+        for p in (self.qmp_socket, self.console_socket):
+            with contextlib.suppress(OSError):
+                p.unlink()

@@ -1,0 +1,104 @@
+"""pytest plugin `ktest` (entry point pytest11): NIC tests in booted guests.
+
+A test asks for fixtures (see orchestrator.plugin.fixtures: machine, dut,
+traffic, guest, cleanup) and runs once per (machine profile, driver) pair:
+--ktest-pair PROFILE:DRIVER (repeatable), or every pair that can run out of
+--ktest-machine and --ktest-driver. Every phase of every test is judged on
+the guest console (orchestrator.plugin.verdict): a kernel report the test
+does not allow (@pytest.mark.allow_reports("regex", ...)) fails it with the
+report's title. @pytest.mark.requires("cap", ...) runs a test only on drivers
+that declare the capability, and fails it if the driver declares it but does
+not have it (orchestrator.plugin.capabilities). A test that a known emulator
+limitation of this QEMU makes meaningless for a driver is marked xfail with
+that reason (orchestrator.machine.qemu.LIMITATIONS).
+
+With --ktest-out DIR: DIR/results.jsonl gets one record per test as it ends
+(orchestrator.plugin.record), DIR/run.json what went into the run, and the
+guests' run directories (console logs, QEMU command lines) and pcaps go
+under DIR.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.machine import qemu
+from orchestrator.plugin import capabilities, options, verdict
+from orchestrator.plugin.fixtures import (  # noqa: F401 - fixtures and hooks pytest collects
+    cleanup,
+    dut,
+    guest,
+    ktest_artifacts,
+    ktest_out,
+    ktest_pair,
+    machine,
+    pytest_generate_tests,
+    traffic,
+)
+from orchestrator.plugin.options import pytest_addoption  # noqa: F401
+from orchestrator.plugin.record import RESULTS
+from orchestrator.plugin.results import ResultsHook
+from orchestrator.scenario import drivers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires(*caps): run only on drivers that declare "
+                            "every capability; fail if a declared one is missing")
+    config.addinivalue_line("markers", "allow_reports(*patterns): kernel reports whose "
+                            "title matches a pattern do not fail the test")
+    options.apply_qemu(config)
+    out = config.getoption("--ktest-out", None)
+    if out:
+        config.pluginmanager.register(ResultsHook(Path(out) / RESULTS), "ktest-results")
+    if (signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+            and (out or config.getoption("--ktest-pair"))):
+        # A terminated run tears its guests down like Ctrl-C does.
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Known emulator limitations of this QEMU become xfail with the reason."""
+    try:
+        v = qemu.version()
+    except qemu.QemuError:
+        return
+    for item in items:
+        pair = _pair_of(item)
+        if pair is None:
+            continue
+        lim = qemu.limitation_for(v, drivers.module_name(pair.driver), item.nodeid)
+        if lim is not None:
+            item.add_marker(pytest.mark.xfail(
+                reason=f"known emulator limitation of QEMU {v}: {lim.reason}", strict=False))
+
+
+def _pair_of(item: pytest.Item) -> drivers.Pair | None:
+    callspec = getattr(item, "callspec", None)
+    pair = callspec.params.get("ktest_pair") if callspec is not None else None
+    return pair if isinstance(pair, drivers.Pair) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    capabilities.check(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome: Any = yield
+    rep: pytest.TestReport = outcome.get_result()
+    pair = _pair_of(item)
+    if pair is not None:
+        rep.user_properties.append(("ktest_pair", pair.label))
+    verdict.apply(item, rep)
+    if verdict.STATE in item.stash:
+        capabilities.strict_skip(rep)

@@ -1,0 +1,57 @@
+"""`@pytest.mark.requires("cap", ...)`: capabilities are data.
+
+Right before the test body runs: a capability the driver under test does not
+declare (orchestrator.scenario.drivers) skips the test with the reason; one
+it declares but the live probe in the guest cannot confirm fails the test
+naming the capability, because that is a regression of the driver, not a
+missing feature. In CI (CI=true) any other skip of a ktest test fails it:
+a VM test that cannot run is a failure there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator.plugin import options
+from orchestrator.scenario.drivers import CAPABILITIES
+
+UNDECLARED = "not declared:"  # prefix of the one skip reason CI accepts
+
+
+def required(item: pytest.Item) -> list[str]:
+    return [c for mk in item.iter_markers("requires") for c in mk.args]
+
+
+def check(item: pytest.Item) -> None:
+    caps = required(item)
+    if not caps:
+        return
+    d: Any = getattr(item, "funcargs", {}).get("dut")
+    if d is None:
+        pytest.fail("@requires(...) needs the test to use the dut fixture", pytrace=False)
+    info = d.driver.info
+    for cap in caps:
+        if cap not in CAPABILITIES:
+            pytest.fail(f"unknown capability {cap!r} (known: {', '.join(CAPABILITIES)})",
+                        pytrace=False)
+        if cap not in info.capabilities:
+            where = f" ({info.source})" if info.source else " (no ktest.yaml declares it)"
+            pytest.skip(f"{UNDECLARED} {info.name} does not declare {cap}{where}")
+    for cap in caps:
+        if not d.has(cap):
+            pytest.fail(f"capability {cap}: {info.name} declares it, but the live probe "
+                        f"found otherwise ({CAPABILITIES[cap]})", pytrace=False)
+
+
+def strict_skip(rep: pytest.TestReport) -> None:
+    """In CI, turn a skip other than an undeclared capability into a failure."""
+    if not options.in_ci() or not rep.skipped or hasattr(rep, "wasxfail"):
+        return
+    reason = str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    if reason.startswith(UNDECLARED):
+        return
+    rep.outcome = "failed"
+    rep.longrepr = f"unexpected skip in CI (CI=true): {reason}"

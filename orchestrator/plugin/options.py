@@ -1,0 +1,69 @@
+"""The plugin's command-line options (pytest --ktest-*) and what they mean."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.builds.kernel import DEFAULT_VERSION, SOURCES, KernelRequest
+
+DEFAULT_PAIR = "e1000e:ktest_nic"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("ktest", "ktest: NIC driver tests in QEMU guests")
+    g.addoption("--ktest-pair", action="append", default=[], metavar="PROFILE:DRIVER",
+                help="a machine profile and the driver under test (repeatable; "
+                     f"default {DEFAULT_PAIR})")
+    g.addoption("--ktest-machine", action="append", default=[], metavar="PROFILE",
+                help="machine profile name or YAML path (repeatable); with --ktest-driver, "
+                     "every combination that can run")
+    g.addoption("--ktest-driver", action="append", default=[], metavar="DRIVER",
+                help="ktest_nic, an in-tree driver (e1000e, virtio_net, igb, igbvf), a module "
+                     "source directory or a .ko (repeatable)")
+    g.addoption("--ktest-viommu", choices=("profile", "on", "off"), default="profile",
+                help="force the Intel vIOMMU on or off for every profile")
+    g.addoption("--ktest-accel", choices=("auto", "tcg", "kvm"), default=None,
+                help="override the profiles' accelerator")
+    g.addoption("--ktest-qemu", default=None, metavar="PATH",
+                help="the QEMU binary (default: $KTEST_QEMU or qemu-system-x86_64)")
+    g.addoption("--ktest-kernel", default=DEFAULT_VERSION, choices=list(SOURCES),
+                help=f"guest kernel version from Debian's linux-source (default "
+                     f"{DEFAULT_VERSION})")
+    g.addoption("--ktest-kernel-src", default=None, metavar="DIR",
+                help="build the guest kernel from this tree instead")
+    g.addoption("--ktest-kernel-config", action="append", default=[], metavar="FRAG",
+                help="extra kernel config fragment (repeatable)")
+    g.addoption("--ktest-kernel-variant", default="debug", choices=("debug", "fast"))
+    g.addoption("--ktest-out", default=None, metavar="DIR",
+                help="output directory: results.jsonl, run.json, guest run directories, pcaps")
+    g.addoption("--ktest-pcap", action="store_true",
+                help="save every test's DUT frames as a pcap")
+
+
+def kernel_request(config: pytest.Config) -> KernelRequest:
+    src = config.getoption("--ktest-kernel-src")
+    return KernelRequest(
+        src=Path(src) if src else None,
+        variant=config.getoption("--ktest-kernel-variant"),
+        version=config.getoption("--ktest-kernel"),
+        extra_fragments=tuple(Path(f) for f in config.getoption("--ktest-kernel-config")),
+    )
+
+
+def apply_qemu(config: pytest.Config) -> None:
+    """--ktest-qemu PATH is $KTEST_QEMU for everything this session starts."""
+    path = config.getoption("--ktest-qemu", None)
+    if path:
+        os.environ["KTEST_QEMU"] = path
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def opt(config: pytest.Config, name: str) -> Any:
+    return config.getoption(name, None)

@@ -1,0 +1,93 @@
+"""results.jsonl: one Record per test, written as each test ends.
+
+The outcome folds the three phases: a kernel report in any phase makes it
+"failed" (phase = where); a harness failure in setup or teardown without one
+is "error"; otherwise the call phase decides. A write that fails stops the
+run with a clear error (pytest.exit), so no result is ever lost silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.plugin.record import (
+    ConsoleSpan,
+    Record,
+    ReportRef,
+    ResultsWriteError,
+    append_record,
+    now_iso,
+)
+
+_RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "error": 4, "failed": 5}
+
+
+def phase_outcome(rep: pytest.TestReport) -> str | None:
+    """What this phase's report says about the test (None: nothing new)."""
+    decided_by_report = any(k == "ktest_decided_by_report" for k, _ in rep.user_properties)
+    if rep.when == "call":
+        if hasattr(rep, "wasxfail"):
+            return "xfailed" if rep.skipped else "xpassed"
+        return "failed" if rep.failed else "skipped" if rep.skipped else None
+    if rep.failed:
+        return "failed" if decided_by_report else "error"
+    if rep.skipped and rep.when == "setup":
+        return "skipped"
+    return None
+
+
+def message_of(rep: pytest.TestReport) -> str:
+    if rep.skipped and isinstance(rep.longrepr, tuple):
+        return str(rep.longrepr[2]).removeprefix("Skipped: ")
+    text = rep.longreprtext.strip()
+    if not text:
+        return ""
+    # the assertion or error line, or the first line (a kernel report title)
+    errs = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    return (errs[0] if errs else text.splitlines()[0])[:500]
+
+
+class ResultsHook:
+    """Registered by the plugin when --ktest-out is given."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pending: dict[str, Record] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        rep = report
+        rec = self.pending.setdefault(rep.nodeid, Record(test=rep.nodeid, started=now_iso()))
+        rec.duration = round(rec.duration + rep.duration, 3)
+        props: dict[str, Any] = {}
+        for key, value in rep.user_properties:
+            props[key] = value
+        if "ktest_pair" in props:
+            rec.pair = props["ktest_pair"]
+        rec.reports += [r for r in props.get("ktest_reports", []) if isinstance(r, ReportRef)]
+        rec.allowed_reports += props.get("ktest_allowed", [])
+        if props.get("ktest_console"):
+            rec.console = [ConsoleSpan(s.run_dir, s.start, s.end)
+                           for s in props["ktest_console"]]
+        outcome = phase_outcome(rep)
+        if outcome and _RANK[outcome] > _RANK[rec.outcome]:
+            rec.outcome = outcome
+            rec.phase = rep.when
+            rec.message = message_of(rep)
+            if props.get("ktest_step"):
+                rec.step = props["ktest_step"]
+                rec.message = f"{rec.step}: {rec.message}"
+        if rec.reports and rec.outcome == "failed" and rec.message != rec.reports[0].title:
+            rec.message = rec.reports[0].title  # the kernel report decided it
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        rec = self.pending.pop(nodeid, None)
+        if rec is None:
+            return
+        rec.ended = now_iso()
+        try:
+            append_record(self.path, rec)
+        except ResultsWriteError as e:
+            pytest.exit(f"ktest: {e}; stopping the run", returncode=3)

@@ -1,0 +1,158 @@
+"""Judging a test on the guest console, in every phase.
+
+Each ktest test is bracketed by marker lines written into the guest's kernel
+log. After setup, call and teardown alike, the console since the last judged
+byte is parsed (orchestrator.report): a kernel report the test does not allow
+fails the test with the report's title, whatever the phase, so a panic while
+a driver unloads in teardown fails a test whose body passed. When the guest
+is dead, the judge waits for QEMU to close the console (the end of the
+panic output) instead of sleeping; when it is alive, for the end marker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import pytest
+
+from orchestrator import report
+from orchestrator.machine.vm import Machine
+from orchestrator.plugin.pool import Pool
+from orchestrator.plugin.record import ConsoleSpan, ReportRef
+
+MARK_BEGIN = "ktest: test begin"
+MARK_END = "ktest: test end"
+CLOSE_TIMEOUT = 30.0  # QEMU exits right after a panic (panic=-1, -no-reboot)
+CONSOLE_LINES = 30  # console lines shown with a failure
+
+
+@dataclasses.dataclass
+class TestState:
+    pool: Pool
+    machine: Machine | None
+    start: int
+    allow: list[str]
+    spans: list[ConsoleSpan] = dataclasses.field(default_factory=list)
+    failing: list[Any] = dataclasses.field(default_factory=list)
+    allowed: list[Any] = dataclasses.field(default_factory=list)
+    decided: str = ""  # the phase whose kernel report failed the test
+    baseline: dict[str, Any] | None = None  # DUT counters when the test started
+
+
+STATE = pytest.StashKey[TestState]()
+
+
+def begin(item: pytest.Item, pool: Pool, machine: Machine) -> TestState:
+    """Start judging `item` on `machine` from now on."""
+    allow = [p for mk in item.iter_markers("allow_reports") for p in mk.args]
+    st = TestState(pool, machine, 0, allow)
+    attach(st, machine, item.nodeid)
+    item.stash[STATE] = st
+    return st
+
+
+def attach(st: TestState, machine: Machine, nodeid: str, note: str = "") -> None:
+    """From now on the test runs on `machine` (its first guest, or a fresh
+    one that replaced a wedged guest): judge from its current console end."""
+    assert machine.console is not None
+    st.machine = machine
+    machine.mark(f"{MARK_BEGIN} {nodeid}{note}")
+    st.start = machine.console.size
+    st.spans.append(ConsoleSpan(str(machine.run_dir), st.start, st.start))
+
+
+def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None:
+    m = st.machine
+    if m is None or m.console is None:
+        return None
+    if m.alive() and not m.crashed:
+        m.mark(f"{MARK_END} {nodeid} {phase}")
+    else:
+        m.console.wait_closed(CLOSE_TIMEOUT)
+    end = m.console.size
+    segment = m.console.data(st.start, end)
+    if st.spans and st.spans[-1].run_dir == str(m.run_dir):
+        st.spans[-1].end = end
+    st.start = end
+    verdict = report.judge(segment, allow=st.allow)
+    st.failing += verdict.failing
+    st.allowed += verdict.allowed
+    if verdict.failing and not st.decided:
+        st.decided = phase
+    return verdict
+
+
+def console_tail(st: TestState, lines: int = CONSOLE_LINES) -> str:
+    m = st.machine
+    if m is None or m.console is None or not st.spans:
+        return ""
+    span = st.spans[-1]
+    text = m.console.data(span.start, None).decode(errors="replace")
+    return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+
+
+def describe(reports: list[Any]) -> str:
+    parts = []
+    for r in reports:
+        text = r.text if len(r.text) < 6000 else r.text[:6000] + "\n[...]"
+        parts.append(f"kernel report: {r.title}\n{text}")
+    return "\n\n".join(parts)
+
+
+def dut_state(st: TestState) -> str:
+    """The DUT as a driver engineer wants it at a failure: its step,
+    carrier and operstate, and the counters that moved since the test began."""
+    pool = st.pool
+    d = pool.dut
+    if d is None or st.machine is None or not st.machine.alive() or st.machine.crashed:
+        return ""
+    lines = []
+    if d.current_step:
+        lines.append(f"step: {d.current_step}")
+    with contextlib.suppress(Exception):
+        lines.append(d.link_summary())
+    if st.baseline is not None:
+        with contextlib.suppress(Exception):
+            delta = d.counter_delta(st.baseline)
+            if delta:
+                lines.append("counters that moved during the test:")
+                lines += [f"  {k}: {v:+d}" for k, v in sorted(delta.items())]
+    return "\n".join(lines)
+
+
+def apply(item: pytest.Item, rep: pytest.TestReport) -> None:
+    """Judge the phase `rep` reports on and fold the verdict into it."""
+    st = item.stash.get(STATE, None)
+    if st is None:
+        return
+    verdict = judge_phase(st, item.nodeid, rep.when)
+    if verdict is None:
+        return
+    rep.user_properties.append(("ktest_reports", [ReportRef.of(r) for r in verdict.failing]))
+    rep.user_properties.append(("ktest_allowed", [r.title for r in verdict.allowed]))
+    rep.user_properties.append(("ktest_console", list(st.spans)))
+    failed_now = bool(verdict.failing)
+    if failed_now:
+        title = verdict.failing[0].title
+        text = describe(verdict.failing)
+        if rep.passed or rep.skipped:
+            if hasattr(rep, "wasxfail"):
+                del rep.wasxfail  # a kernel report is a bug even in an expected failure
+            rep.outcome = "failed"
+            rep.longrepr = f"{title}\n\n{text}"
+        else:
+            rep.sections.append(("kernel reports", text))
+            rep.longrepr = f"{title}\n\n{rep.longreprtext}"
+        rep.user_properties.append(("ktest_decided_by_report", rep.when))
+    if rep.failed:
+        d = st.pool.dut
+        if d is not None and d.current_step:
+            rep.user_properties.append(("ktest_step", d.current_step))
+        state = dut_state(st)
+        if state:
+            rep.sections.append(("ktest: DUT state", state))
+        tail = console_tail(st)
+        if tail:
+            rep.sections.append(("ktest: guest console (last lines of this test)", tail))

@@ -1,0 +1,290 @@
+"""The drivers ktest knows, what each declares, and the (profile, driver) pair.
+
+A driver declaration is a small YAML file (the format of
+``qemu-configs/drivers/*.yaml``)::
+
+    name: e1000e                 # the module
+    drives: [e1000e]             # QEMU NIC models it drives
+    function: pf                 # pf, or vf: it drives the model's SR-IOV VFs
+    load_first: [virtio_pci]     # in-tree modules loaded before it
+    capabilities: [jumbo, ring_set, ...]   # see CAPABILITIES
+
+The in-tree drivers are declared in ``qemu-configs/drivers/``; ktest_nic in
+``drivers/ktest_nic/ktest.yaml``; a user's driver may carry a ``ktest.yaml``
+beside its source (a module directory) or its ``.ko`` (``ktest.yaml`` or
+``NAME.ktest.yaml`` in the same folder). A capability a driver declares must
+be confirmed by the live probe in the guest, or the tests that need it fail
+naming it; one it does not declare makes those tests skip.
+
+A :class:`Pair` is one machine profile plus the driver under test;
+:func:`check_pair` is the one place that decides whether a driver can drive
+a profile's NIC.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import paths, yamlconf
+from orchestrator.builds import module as module_mod
+from orchestrator.builds.common import Progress
+from orchestrator.machine import profiles
+from orchestrator.yamlconf import ConfigError, Reader
+
+# Every capability a driver may declare, with what the live probe checks.
+CAPABILITIES: dict[str, str] = {
+    "jumbo": "MTU 9000 is accepted (max_mtu >= 9000)",
+    "multiqueue": "more than one Rx queue",
+    "rss": "several Rx queues fed by the device's receive hash",
+    "rss_set": "the RSS key and indirection table can be written (ethtool -X)",
+    "ethtool_stats": "ethtool -S lists counters",
+    "channels_set": "the queue count can be changed (ethtool -L)",
+    "ring_set": "ring sizes can be changed (ethtool -G)",
+    "coalesce_set": "interrupt coalescing can be changed (ethtool -C)",
+    "rx_csum": "receive checksum offload is on",
+    "tx_csum": "transmit checksum offload is on",
+}
+FUNCTIONS = ("pf", "vf")
+
+
+class PairError(ValueError):
+    """A (profile, driver) pair that cannot run; one line says why."""
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    """A driver's declaration."""
+
+    name: str
+    drives: tuple[str, ...] = ()  # empty: undeclared (a user's driver without YAML)
+    function: str = "pf"
+    load_first: tuple[str, ...] = ()
+    capabilities: frozenset[str] = frozenset()
+    description: str = ""
+    source: Path | None = None  # the YAML it was read from
+    declared: bool = True
+
+    def can_drive(self, nic: profiles.NicSpec) -> bool:
+        if self.drives and nic.model not in self.drives:
+            return False
+        return self.function == "pf" or nic.vfs > 0
+
+
+def parse_declaration(data: object, path: Path) -> DriverInfo:
+    r = Reader(data, str(path))
+    name = r.required("name", str, "the module name")
+    drives = r.strings("drives")
+    unknown_models = [m for m in drives if m not in profiles.NIC_MODELS]
+    if unknown_models:
+        raise r.error("drives", f"unknown NIC model {unknown_models[0]!r} "
+                                f"(known: {', '.join(profiles.NIC_MODELS)})")
+    function = r.choice("function", FUNCTIONS, "pf")
+    caps = r.strings("capabilities")
+    bad = [c for c in caps if c not in CAPABILITIES]
+    if bad:
+        raise r.error("capabilities", f"unknown capability {bad[0]!r} "
+                                      f"(known: {', '.join(CAPABILITIES)})")
+    info = DriverInfo(
+        name=name, drives=drives, function=function, load_first=r.strings("load_first"),
+        capabilities=frozenset(caps), description=r.get("description", str, "", "a string"),
+        source=path,
+    )
+    r.finish()
+    return info
+
+
+def builtin_dir() -> Path:
+    return paths.profiles_dir() / "drivers"
+
+
+def _builtin_paths() -> dict[str, Path]:
+    out = {p.stem: p for p in sorted(builtin_dir().glob("*.yaml"))}
+    out["ktest_nic"] = paths.ktest_nic_dir() / "ktest.yaml"
+    return out
+
+
+def known() -> list[str]:
+    return sorted(_builtin_paths())
+
+
+def load_declaration(path: Path) -> DriverInfo:
+    data, _ = yamlconf.load(path, "driver declaration")
+    return parse_declaration(data, path)
+
+
+def module_name(spec: str) -> str:
+    """The module a --driver spec names: ktest_nic, an in-tree module, a
+    module source directory (its folder name) or a .ko file (its stem)."""
+    p = Path(spec)
+    return p.stem if p.suffix == ".ko" else p.name if "/" in spec else spec
+
+
+def info_for(spec: str) -> DriverInfo:
+    """The declaration for a --driver spec (see module_name)."""
+    builtin = _builtin_paths()
+    if spec in builtin:
+        return load_declaration(builtin[spec])
+    p = Path(spec)
+    name = module_name(spec)
+    if p.suffix == ".ko":
+        candidates = [p.parent / "ktest.yaml", p.parent / f"{p.stem}.ktest.yaml"]
+    elif p.is_dir():
+        candidates = [p / "ktest.yaml"]
+    else:  # an in-tree module ktest has no declaration for
+        candidates = []
+    for c in candidates:
+        if c.is_file():
+            return load_declaration(c)
+    return DriverInfo(name=name, declared=False)
+
+
+def claimants(info: DriverInfo, nic: profiles.NicSpec) -> list[str]:
+    """Other known drivers that would bind the same function of `nic` (to
+    unload before loading `info`'s module)."""
+    out = []
+    for name in known():
+        if name == info.name:
+            continue
+        other = info_for(name)
+        if nic.model in other.drives and other.function == info.function:
+            out.append(other.name)
+    return out
+
+
+def in_tree_driver(nic: profiles.NicSpec) -> str:
+    """The in-tree driver of a NIC's physical function."""
+    for name in known():
+        info = info_for(name)
+        if name != "ktest_nic" and nic.model in info.drives and info.function == "pf":
+            return name
+    raise PairError(f"no in-tree driver is declared for NIC model {nic.model}")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A machine profile and the driver under test (as the user named them)."""
+
+    profile: str
+    driver: str
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.profile).stem}/{module_name(self.driver)}"
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label)
+
+    @classmethod
+    def parse(cls, text: str) -> Pair:
+        """'PROFILE:DRIVER'."""
+        prof, sep, drv = text.partition(":")
+        if not sep or not prof or not drv:
+            raise PairError(f"{text!r}: expected PROFILE:DRIVER")
+        return cls(prof, drv)
+
+
+@dataclass(frozen=True)
+class CheckedPair:
+    pair: Pair
+    profile: profiles.Profile
+    driver: DriverInfo
+    nic: profiles.NicSpec = field(compare=False)
+
+
+def check_pair(pair: Pair) -> CheckedPair:
+    """Load the pair's profile and driver declaration and make sure the
+    driver can drive the profile's first NIC; PairError says why not."""
+    try:
+        prof = profiles.load_profile(pair.profile)
+        info = info_for(pair.driver)
+    except ConfigError as e:
+        raise PairError(str(e)) from None
+    if not prof.nics:
+        raise PairError(f"profile {prof.name} has no NIC under test")
+    nic = prof.nics[0]
+    if not info.can_drive(nic):
+        if info.drives and nic.model in info.drives and info.function == "vf":
+            why = f"it drives SR-IOV VFs and NIC {nic.id} of {prof.name} has none (vfs: 0)"
+        else:
+            why = f"it drives {', '.join(info.drives)}, not the {nic.model} NIC of {prof.name}"
+        raise PairError(f"driver {info.name} cannot run on profile {prof.name}: {why}")
+    return CheckedPair(pair, prof, info, nic)
+
+
+def pairs_for(machines: Iterable[str], drivers: Iterable[str]) -> list[Pair]:
+    """Every (machine, driver) combination that can run; with no drivers,
+    each machine with its NIC's in-tree driver. PairError if none can."""
+    out: list[Pair] = []
+    drivers = list(drivers)
+    for m in machines:
+        try:
+            prof = profiles.load_profile(m)
+        except ConfigError as e:
+            raise PairError(str(e)) from None
+        if not prof.nics:
+            raise PairError(f"profile {prof.name} has no NIC under test")
+        for d in drivers or [in_tree_driver(prof.nics[0])]:
+            pair = Pair(m, d)
+            try:
+                check_pair(pair)
+            except PairError:
+                continue
+            if pair not in out:
+                out.append(pair)
+    if not out:
+        raise PairError(f"none of the drivers {', '.join(drivers)} can run on the profiles "
+                        f"{', '.join(machines)}")
+    return out
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A driver under test, ready to load: its declaration and the local
+    .ko to copy into the guest (None: an in-tree module, loaded with
+    modprobe)."""
+
+    info: DriverInfo
+    ko: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+def resolve_driver(spec: str, arts: Any, progress: Progress | None = None) -> Driver:
+    """A --driver/--load spec, built if it is a source: "ktest_nic" builds
+    drivers/ktest_nic; a module source directory is built; a .ko is used as
+    is; any other name is an in-tree module. BuildError or FileNotFoundError
+    if that fails."""
+    info = info_for(spec)
+    path = Path(spec)
+    if spec == "ktest_nic":
+        mod = module_mod.build_module(module_mod.DEFAULT_MODULE_DIR, arts.kernel, progress)
+        return Driver(info, mod.ko)
+    if spec.endswith(".ko"):
+        if not path.is_file():
+            raise FileNotFoundError(f"module file not found: {spec}")
+        return Driver(info, path)
+    if path.is_dir():
+        mod = module_mod.build_module(path, arts.kernel, progress)
+        return Driver(info, mod.ko)
+    if "/" in spec:
+        raise FileNotFoundError(f"module source directory not found: {spec}")
+    return Driver(info, None)
+
+
+def load_module(guest: Any, driver: Driver, params: str = "", remote_dir: str = "/tmp") -> None:
+    """Load `driver` in the guest: modprobe an in-tree module, or copy the
+    .ko in (once per guest) and insmod it."""
+    if driver.ko is None:
+        guest.cmd(f"modprobe {shlex.quote(driver.name)} {params}".strip(), timeout=120)
+        return
+    remote = f"{remote_dir}/{driver.ko.name}"
+    guest.put_once(driver.ko, remote)
+    guest.cmd(f"insmod {remote} {params}".strip(), timeout=120)

@@ -1,0 +1,399 @@
+"""The device under test: one NIC of a running guest and the driver bound to it.
+
+A `Dut` ties a driver (orchestrator.scenario.drivers.Driver) to a NIC of a
+`Machine`: it loads and unloads the module (creating SR-IOV VFs through the
+PF first when the driver drives a VF), finds the interface by MAC,
+configures the test addresses, flaps the link through QMP, reads the
+kernel's counters and probes live which features the driver really has
+(confirming what its declaration says, for `requires(...)` markers).
+
+Test addressing on the wire between the guest and the host's traffic peer:
+the guest has GUEST_IP4/GUEST_IP6, the peer PEER_IP4/PEER_IP6 (and answers
+for the rest of the /24 and /64, so extra flow sources work).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.machine.guest import Guest
+from orchestrator.machine.profiles import NicSpec
+from orchestrator.machine.vm import Machine
+from orchestrator.scenario import drivers, rss
+from orchestrator.scenario.drivers import Driver
+from orchestrator.waiting import WaitTimeout, wait_until
+
+GUEST_IP4, PEER_IP4, PREFIX4 = "10.99.0.2", "10.99.0.1", 24
+GUEST_IP6, PEER_IP6, PREFIX6 = "fd99::2", "fd99::1", 64
+SUBNET4, SUBNET6 = "10.99.0.0/16", "fd99::/64"
+PEER_MAC = "52:54:00:99:00:01"
+
+
+
+class DutError(Exception):
+    """The driver or the NIC did not do what was asked."""
+
+
+def netdev_for_mac(machine: Machine, mac: str) -> str | None:
+    """The guest interface with this MAC address, if there is one."""
+    for link in machine.ssh().ip("link show", json=True) or []:
+        if str(link.get("address", "")).lower() == mac.lower():
+            return str(link["ifname"])
+    return None
+
+
+@dataclass
+class Dut:
+    machine: Machine
+    nic: NicSpec
+    driver: Driver
+    ifname: str = ""
+    bdf: str = ""
+    _caps: dict[str, bool] = field(default_factory=dict)
+    bind_dev: str = ""
+    bind_dir: str = ""
+    pf_ifname: str = ""  # the PF's interface when the DUT is a VF
+    current_step: str = ""  # what the test is doing now, for failure messages
+
+    @property
+    def guest(self) -> Guest:
+        return self.machine.ssh()
+
+    @property
+    def port_id(self) -> str:
+        return self.nic.port_id
+
+    @property
+    def is_vf(self) -> bool:
+        return self.driver.info.function == "vf"
+
+    @property
+    def mac(self) -> str:
+        """The MAC of the function under test (VF 0 for a VF driver)."""
+        return self.nic.vf_mac(0) if self.is_vf else self.nic.mac
+
+    def sh(self, command: str, timeout: float = 60.0, check: bool = True) -> str:
+        return self.guest.cmd(command, timeout=timeout, check=check).stdout
+
+    # -- module --
+    def loaded(self) -> bool:
+        out = self.sh("cat /proc/modules", check=False)
+        return any(line.split(" ", 1)[0] == self.driver.name for line in out.splitlines())
+
+    def load(self, params: str = "") -> None:
+        """Load the driver (unloading other claimants of the NIC first) and
+        wait for its interface; addresses are not configured (see setup())."""
+        g = self.guest
+        for other in drivers.claimants(self.driver.info, self.nic):
+            g.cmd(f"modprobe -r {other} 2>/dev/null || rmmod {other} 2>/dev/null || true",
+                  timeout=120)
+        for mod in self.driver.info.load_first:
+            g.cmd(f"modprobe {mod}", timeout=120)
+        if self.is_vf:
+            self._make_vfs()
+        drivers.load_module(g, self.driver, params)
+        self._caps.clear()
+        self.wait_netdev()
+
+    def _make_vfs(self) -> None:
+        """The PF (its in-tree driver, not under test) up with nic.vfs VFs,
+        each with ktest's MAC; the VF driver is loaded afterwards, so every VF
+        probes with the MAC it will keep."""
+        pf_driver = drivers.in_tree_driver(self.nic)
+        self.sh(f"modprobe {pf_driver}", timeout=120)
+        pf = self._netdev_of(self.nic.mac, pf_driver)
+        pf_bdf = self._bdf_of(pf)
+        self.pf_ifname = pf
+        numvfs = f"/sys/bus/pci/devices/{pf_bdf}/sriov_numvfs"
+        self.sh(f"ip link set {pf} up")
+        if int(self.sh(f"cat {numvfs}").strip() or 0) != self.nic.vfs:
+            self.sh(f"echo 0 > {numvfs}; echo {self.nic.vfs} > {numvfs}", timeout=120)
+        for i in range(self.nic.vfs):
+            self.sh(f"ip link set {pf} vf {i} mac {self.nic.vf_mac(i)}")
+
+    def _netdev_of(self, mac: str, what: str, timeout: float = 20.0) -> str:
+        try:
+            return wait_until(lambda: netdev_for_mac(self.machine, mac), timeout,
+                              f"an interface with MAC {mac} after loading {what}",
+                              interval=0.2)
+        except WaitTimeout as e:
+            raise DutError(str(e)) from None
+
+    def _bdf_of(self, ifname: str) -> str:
+        dev = self.sh(f"readlink -f /sys/class/net/{ifname}/device").strip()
+        return next(p for p in reversed(dev.split("/")) if p.count(":") == 2)
+
+    def unload(self, check_leaks: bool = True) -> None:
+        """Unload the driver; then (by default) check that kmemleak finds
+        nothing new and the DMA-API debug error count did not grow."""
+        before = self.dma_api_errors()
+        if check_leaks:
+            self.sh("echo clear > /sys/kernel/debug/kmemleak", check=False)
+        cmd = "rmmod" if self.driver.ko is not None else "modprobe -r"
+        self.guest.cmd(f"{cmd} {self.driver.name}", timeout=120)
+        self.ifname = ""
+        if check_leaks:
+            self.check_leaks(before)
+
+    def check_leaks(self, dma_errors_before: int) -> None:
+        # kmemleak only reports objects unreferenced in two scans and older
+        # than its minimum age (5 s): scan, wait, scan again.
+        leaks = self.sh("echo scan > /sys/kernel/debug/kmemleak; sleep 6; "
+                        "echo scan > /sys/kernel/debug/kmemleak; "
+                        "cat /sys/kernel/debug/kmemleak", timeout=180)
+        if leaks.strip():
+            first = leaks.strip().split("\nunreferenced object")[0]
+            count = leaks.count("unreferenced object")
+            raise DutError(f"kmemleak: {count} unreferenced object(s) after unloading "
+                           f"{self.driver.name}:\n{first[:3000]}")
+        after = self.dma_api_errors()
+        if after > dma_errors_before:
+            raise DutError(f"DMA-API debug error count grew from {dma_errors_before} to "
+                           f"{after} during {self.driver.name} unload")
+
+    def dma_api_errors(self) -> int:
+        out = self.sh("cat /sys/kernel/debug/dma-api/error_count 2>/dev/null", check=False)
+        return int(out.strip() or 0)
+
+    def bind(self) -> None:
+        self.sh(f"echo {self.bind_dev} > {self.bind_dir}/bind")
+        self.wait_netdev()
+
+    def unbind(self) -> None:
+        self.sh(f"echo {self.bind_dev} > {self.bind_dir}/unbind")
+        self.ifname = ""
+
+    # -- interface --
+    def wait_netdev(self, timeout: float = 20.0) -> str:
+        name = self._netdev_of(self.mac, self.driver.name, timeout)
+        self.ifname = name
+        dev = self.sh(f"readlink -f /sys/class/net/{name}/device").strip()
+        # virtio: .../0000:01:00.0/virtio1 -> the PCI function is the parent
+        parts = dev.split("/")
+        self.bdf = next(p for p in reversed(parts) if p.count(":") == 2)
+        # virtio_net binds to the virtio device, not the PCI function
+        bus = "virtio" if parts[-1].startswith("virtio") else "pci"
+        self.bind_dev = parts[-1]
+        self.bind_dir = f"/sys/bus/{bus}/drivers/{self.driver.name}"
+        return name
+
+    def setup(self, mtu: int = 1500, wait_carrier: bool = True) -> None:
+        """Driver loaded, interface up with the test addresses and MTU."""
+        if not self.loaded():
+            self.load()
+        if not self.ifname:
+            self.wait_netdev()
+        i = self.ifname
+        self.sh(f"ip link set {i} mtu {mtu}; ip addr flush dev {i}; "
+                f"ip addr add {GUEST_IP4}/{PREFIX4} dev {i}; "
+                f"ip -6 addr add {GUEST_IP6}/{PREFIX6} dev {i} nodad; "
+                f"ip link set {i} promisc off; ip link set {i} up")
+        if wait_carrier:
+            self.wait_carrier(1)
+
+    def carrier(self) -> int:
+        out = self.sh(f"cat /sys/class/net/{self.ifname}/carrier 2>/dev/null", check=False)
+        return int(out.strip() or 0)
+
+    def wait_carrier(self, want: int, timeout: float = 20.0) -> float:
+        """Wait until the carrier is `want`; return the seconds it took."""
+        t0 = time.monotonic()
+        try:
+            wait_until(lambda: self.carrier() == want, timeout,
+                       f"{self.ifname}: carrier {want}")
+        except WaitTimeout as e:
+            raise DutError(str(e)) from None
+        return time.monotonic() - t0
+
+    def set_link(self, up: bool) -> None:
+        """The cable: QMP set_link on the NIC's netdev."""
+        assert self.machine.qmp is not None
+        self.machine.qmp.execute("set_link", {"name": self.nic.id, "up": up})
+
+    # -- what a failure report shows --
+    @contextlib.contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        """Announce what the test does (e.g. "cycle 3 of 5: bind"); a failure
+        inside the block is reported with it. Left set if the block fails."""
+        previous = self.current_step
+        self.current_step = text
+        yield
+        self.current_step = previous
+
+    def link_summary(self) -> str:
+        link = self.guest.ip(f"link show dev {self.ifname}", json=True)[0]
+        return (f"{self.ifname} ({self.driver.name}, {self.bdf}): carrier {self.carrier()}, "
+                f"operstate {link.get('operstate', '?')}, flags {','.join(link.get('flags', []))}")
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter of `ip -s link` and `ethtool -S`, flattened."""
+        out = {f"ethtool.{k}": v for k, v in self.ethtool_stats().items()}
+        for direction, values in self.link_stats().items():
+            for k, v in (values or {}).items():
+                if isinstance(v, int):
+                    out[f"ip.{direction}.{k}"] = v
+        return out
+
+    def counter_delta(self, before: dict[str, int]) -> dict[str, int]:
+        """The counters that moved since `before` (a snapshot)."""
+        now = self.snapshot()
+        return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
+
+    # -- counters --
+    def ethtool_stats(self) -> dict[str, int]:
+        r = self.guest.cmd(f"ethtool -S {self.ifname}", check=False)
+        stats: dict[str, int] = {}
+        for line in r.stdout.splitlines()[1:]:
+            key, _, value = line.strip().partition(":")
+            with contextlib.suppress(ValueError):
+                stats[key.strip()] = int(value)
+        return stats
+
+    def link_stats(self) -> dict[str, Any]:
+        """`ip -s link` counters: {'rx': {...}, 'tx': {...}}."""
+        link = self.guest.ip(f"-s link show dev {self.ifname}", json=True)[0]
+        return dict(link.get("stats64") or link["stats"])
+
+    def udp_snmp(self) -> dict[str, int]:
+        lines = [ln.split() for ln in self.sh("grep '^Udp:' /proc/net/snmp").splitlines()]
+        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True)}
+
+    def rx_queues(self) -> int:
+        return len(self.sh(f"ls -d /sys/class/net/{self.ifname}/queues/rx-*").split())
+
+    # -- receive-side scaling --
+    def rss_config(self) -> rss.RssConfig | None:
+        """Indirection table, key and hash function (`ethtool -x`)."""
+        r = self.guest.cmd(f"ethtool -x {self.ifname}", check=False)
+        return rss.parse_ethtool_x(r.stdout) if r.ok else None
+
+    def rss_fields(self, flow_type: str) -> frozenset[str] | None:
+        """The fields hashed for e.g. "udp4" (`ethtool -n DEV rx-flow-hash`)."""
+        r = self.guest.cmd(f"ethtool -n {self.ifname} rx-flow-hash {flow_type}", check=False)
+        return rss.parse_flow_hash(r.stdout) if r.ok else None
+
+    def rss_predict(self, flows: list[Any], flow_type: str = "udp4") -> dict[int, int] | None:
+        """Flow id -> the Rx queue the NIC will pick for it (flows have
+        id, src_ip, dst_ip, sport, dport); None if the driver does not tell
+        enough to compute it (see rss.predictable)."""
+        cfg, fields = self.rss_config(), self.rss_fields(flow_type)
+        if cfg is None or fields is None or not rss.predictable(cfg, fields):
+            return None
+        return {f.id: cfg.queue_of(rss.toeplitz(cfg.key, rss.hash_input(
+            fields, f.src_ip, f.dst_ip, f.sport, f.dport))) for f in flows}
+
+    def set_rss(self, *, table: str | None = None, key: bytes | None = None) -> None:
+        """`ethtool -X`: table is e.g. "default", "equal 2" or "weight 0 1"."""
+        hkey = "" if key is None else f" hkey {key.hex(':')}"
+        if table == "default" and hkey:
+            # Linux 6.1's ETHTOOL_SRSSH reads the key from the wrong offset
+            # when it comes with "default" (no table): a garbage key. Two calls.
+            self.sh(f"ethtool -X {self.ifname} default")
+            self.sh(f"ethtool -X {self.ifname}{hkey}")
+            return
+        self.sh(f"ethtool -X {self.ifname} {table or ''}{hkey}")
+
+    # -- capabilities --
+    def has(self, cap: str) -> bool:
+        if cap not in self._caps:
+            probe = CAPS.get(cap)
+            if probe is None:
+                raise KeyError(f"unknown capability {cap!r} (known: {', '.join(sorted(CAPS))})")
+            self._caps[cap] = bool(probe(self))
+        return self._caps[cap]
+
+
+def _max_mtu(d: Dut) -> int:
+    link = d.guest.ip(f"-d link show dev {d.ifname}", json=True)[0]
+    return int(link.get("max_mtu", 1500))
+
+
+def _channels(d: Dut) -> dict[str, int]:
+    r = d.guest.cmd(f"ethtool -l {d.ifname}", check=False)
+    if r.exit_status != 0:
+        return {}
+    out: dict[str, int] = {}
+    section = ""
+    for line in r.stdout.splitlines():
+        if line.startswith("Pre-set maximums"):
+            section = "max_"
+        elif line.startswith("Current hardware settings"):
+            section = "cur_"
+        elif ":" in line and section:
+            k, _, v = line.partition(":")
+            with contextlib.suppress(ValueError):
+                out[section + k.strip().lower()] = int(v.strip())
+    return out
+
+
+def _try_set(d: Dut, get: str, set_: str,
+             parse: Callable[[str], tuple[str, str] | None]) -> bool:
+    """Whether a `set_` ethtool op exists: re-apply a current value the core
+    passes to the driver (ethtool skips a request that changes nothing, so
+    apply a different valid value and then restore it)."""
+    cur = d.guest.cmd(f"ethtool {get} {d.ifname}", check=False)
+    if cur.exit_status != 0:
+        return False
+    change = parse(cur.stdout)
+    if change is None:
+        return False
+    r = d.guest.cmd(f"ethtool {set_} {d.ifname} {change[0]}", check=False)
+    if r.exit_status != 0:
+        return False
+    d.guest.cmd(f"ethtool {set_} {d.ifname} {change[1]}", check=False)
+    return True
+
+
+def _ring_change(text: str) -> tuple[str, str] | None:
+    import re
+
+    maxes = re.search(r"maximums:.*?RX:\s+(\d+)", text, re.S)
+    cur = re.search(r"Current hardware settings:.*?RX:\s+(\d+)", text, re.S)
+    if not maxes or not cur:
+        return None
+    m, c = int(maxes.group(1)), int(cur.group(1))
+    if m <= 0:
+        return None
+    new = c // 2 if c // 2 >= 64 else min(m, c * 2)
+    if new == c:
+        return None
+    return f"rx {new}", f"rx {c}"
+
+
+def _rss_settable(d: Dut) -> bool:
+    cfg = d.rss_config()
+    if d.rx_queues() < 2 or cfg is None or not cfg.key:
+        return False
+    # writing the same key back changes nothing
+    return d.guest.cmd(f"ethtool -X {d.ifname} hkey {cfg.key.hex(':')}", check=False).ok
+
+
+def _coalesce_change(text: str) -> tuple[str, str] | None:
+    import re
+
+    m = re.search(r"^rx-usecs:\s+(\d+)", text, re.M)
+    if not m:
+        return None
+    c = int(m.group(1))
+    return f"rx-usecs {c + 10}", f"rx-usecs {c}"
+
+
+CAPS: dict[str, Callable[[Dut], bool]] = {
+    "jumbo": lambda d: _max_mtu(d) >= 9000,
+    "multiqueue": lambda d: d.rx_queues() > 1,
+    # several Rx queues fed by the device's hash (no ntuple filters here)
+    "rss": lambda d: d.rx_queues() > 1,
+    # the key and table can be written (ethtool -X)
+    "rss_set": lambda d: _rss_settable(d),
+    "ethtool_stats": lambda d: bool(d.ethtool_stats()),
+    "channels_set": lambda d: max(_channels(d).get("max_rx", 0),
+                                  _channels(d).get("max_combined", 0)) > 1,
+    "ring_set": lambda d: _try_set(d, "-g", "-G", _ring_change),
+    "coalesce_set": lambda d: _try_set(d, "-c", "-C", _coalesce_change),
+    "rx_csum": lambda d: "rx-checksumming: on" in d.sh(f"ethtool -k {d.ifname}"),
+    "tx_csum": lambda d: "tx-checksumming: on" in d.sh(f"ethtool -k {d.ifname}"),
+}

@@ -1,0 +1,231 @@
+"""The plugin's verdict paths with a stand-in machine (no VM): a kernel
+report in setup, call or teardown fails the test with its title, a crash
+after a passing body too, an allowed report does not, and a pair that
+cannot boot errors every test at once with the first boot error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CONFTEST = r'''
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.machine.vm import BootError
+from orchestrator.plugin import pool as pool_mod
+
+OOPS = """\
+BUG: kernel NULL pointer dereference, address: 0000000000000010
+#PF: supervisor read access in kernel mode
+Oops: 0000 [#1] PREEMPT SMP NOPTI
+CPU: 1 PID: 77 Comm: rmmod Tainted: G           O       6.12.0 #1
+RIP: 0010:ktnic_remove+0x15/0x60 [ktest_nic]
+Call Trace:
+ <TASK>
+ pci_device_remove+0x3e/0xb0
+ device_release_driver_internal+0x19e/0x200
+ </TASK>
+Modules linked in: ktest_nic(O)
+---[ end trace 0000000000000000 ]---
+Kernel panic - not syncing: Fatal exception
+---[ end Kernel panic - not syncing: Fatal exception ]---
+"""
+WARN = """\
+------------[ cut here ]------------
+WARNING: CPU: 0 PID: 55 at drivers/net/ktest_nic/ktnic_netdev.c:120 ktnic_open+0x40/0x90 [ktest_nic]
+Modules linked in: ktest_nic(O)
+CPU: 0 PID: 55 Comm: ip Tainted: G           O       6.12.0 #1
+RIP: 0010:ktnic_open+0x40/0x90 [ktest_nic]
+Call Trace:
+ <TASK>
+ __dev_open+0xe1/0x1a0
+ </TASK>
+---[ end trace 0000000000000000 ]---
+"""
+BOOTS = []
+
+
+class Console:
+    def __init__(self):
+        self.buf = bytearray()
+        self.closed = False
+
+    @property
+    def size(self):
+        return len(self.buf)
+
+    def data(self, start=0, end=None):
+        return bytes(self.buf[start:end])
+
+    def wait_closed(self, timeout):
+        return self.closed
+
+    def emit(self, text):
+        t = 10.0 + len(self.buf) / 1e6
+        for line in text.splitlines():
+            self.buf += f"[{t:12.6f}][  T77] {line}\n".encode()
+
+
+class Guest:
+    def __init__(self, m):
+        self.m = m
+
+    def cmd(self, command, timeout=60, check=True):
+        if not self.m.alive():
+            raise OSError("guest gone")
+
+
+class Machine:
+    def __init__(self, run_dir, broken):
+        self.run_dir = run_dir
+        self.console = Console()
+        self.crashed = False
+        self.stopped = False
+        self.broken = broken
+
+    def launch(self):
+        BOOTS.append(self.run_dir.name)
+        if self.broken:
+            raise BootError("guest hangs during boot: no console output for 90s after: x")
+
+    def alive(self):
+        return not self.crashed and not self.stopped
+
+    def ssh(self):
+        return Guest(self)
+
+    def mark(self, text):
+        if self.alive():
+            self.console.emit(text)
+            return True
+        return False
+
+    def panic(self):
+        self.console.emit(OOPS)
+        self.crashed = True
+        self.console.closed = True
+
+    def shutdown(self):
+        self.stopped = True
+        self.console.closed = True
+        return "crashed" if self.crashed else "quit"
+
+
+@pytest.fixture(scope="session")
+def ktest_artifacts():
+    return None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stand_in(tmp_path_factory):
+    def make(profile, arts, run_dir, accel=None):
+        return Machine(run_dir, broken=profile.name == "e1000e-viommu")
+    old = pool_mod.session.make_machine
+    pool_mod.session.make_machine = make
+    yield
+    pool_mod.session.make_machine = old
+
+
+@pytest.fixture
+def panics_in_setup(machine):
+    machine.panic()
+
+
+@pytest.fixture
+def panics_in_teardown(machine):
+    yield
+    machine.panic()
+
+
+@pytest.fixture
+def warns_in_setup(machine):
+    machine.console.emit(WARN)
+'''
+
+INNER = r'''
+import pytest
+
+
+def test_clean(machine):
+    pass
+
+
+def test_panic_in_call(machine):
+    machine.panic()
+
+
+def test_panic_in_setup(panics_in_setup):
+    pass
+
+
+def test_panic_in_teardown_after_passing_body(panics_in_teardown):
+    pass
+
+
+def test_warning_in_setup(warns_in_setup):
+    pass
+
+
+@pytest.mark.allow_reports("WARNING in ktnic_open")
+def test_allowed_warning(warns_in_setup):
+    pass
+
+
+def test_after_crashes_a_fresh_guest(machine):
+    pass
+'''
+
+
+def run_inner(tmp_path: Path, pair: str, *extra: str) -> tuple[subprocess.CompletedProcess[str],
+                                                               dict[str, dict]]:
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_inner.py").write_text(INNER)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "--rootdir", str(tmp_path), str(tmp_path / "test_inner.py"),
+                        "--ktest-pair", pair, "--ktest-out", str(out), *extra],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    recs = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        recs[d["test"].split("::")[1].split("[")[0]] = d
+    return r, recs
+
+
+def test_every_phase_is_judged(tmp_path: Path) -> None:
+    r, recs = run_inner(tmp_path, "e1000e:e1000e")
+    assert r.returncode == 1, r.stdout + r.stderr
+    oops = "BUG: unable to handle kernel NULL pointer dereference in ktnic_remove"
+    got = {k: (v["outcome"], v["phase"], v["message"]) for k, v in recs.items()}
+    assert got["test_clean"] == ("passed", "", "")
+    assert got["test_panic_in_call"] == ("failed", "call", oops)
+    assert got["test_panic_in_setup"] == ("failed", "setup", oops)
+    assert got["test_panic_in_teardown_after_passing_body"] == ("failed", "teardown", oops)
+    assert got["test_warning_in_setup"] == ("failed", "setup", "WARNING in ktnic_open")
+    assert got["test_allowed_warning"][0] == "passed"
+    assert recs["test_allowed_warning"]["allowed_reports"] == ["WARNING in ktnic_open"]
+    assert got["test_after_crashes_a_fresh_guest"] == ("passed", "", "")
+    rep = recs["test_panic_in_teardown_after_passing_body"]["reports"][0]
+    assert rep["kind"] == "NULL_DEREF" and rep["driver"] == "ktest_nic"
+    assert "ktnic_remove" in rep["excerpt"]
+    # each crash gets a fresh guest; the console span names the guest's run directory
+    spans = recs["test_after_crashes_a_fresh_guest"]["console"]
+    assert len(spans) == 1 and spans[0]["run_dir"].endswith("-m4")
+    assert spans[0]["end"] > spans[0]["start"]
+
+
+def test_a_pair_that_cannot_boot_errors_at_once(tmp_path: Path) -> None:
+    r, recs = run_inner(tmp_path, "e1000e-viommu:e1000e", "-k", "clean or panic_in_call")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert {k: v["outcome"] for k, v in recs.items()} == {
+        "test_clean": "error", "test_panic_in_call": "error"}
+    for v in recs.values():
+        assert "boot failed: guest hangs during boot" in v["message"]
+    # one boot for the whole pair: both tests carry the first guest's error
+    assert all(v["message"].endswith("e1000e-viommu_e1000e-m1)") for v in recs.values())
