@@ -63,6 +63,15 @@ def test_f_nic_removed(dut):
 
 def test_g_dut_after_removal(dut, traffic):
     dut.sh(f"ping -c 2 -W 3 {traffic.ips[0]}")
+
+
+def test_h_cleanup_panics(machine, guest, cleanup):
+    # the body passes; the guest dies in the test's own cleanup
+    cleanup(guest.cmd, "echo c > /proc/sysrq-trigger", timeout=20, check=False)
+
+
+def test_i_after_cleanup_panic(machine, guest):
+    assert guest.cmd("cat /proc/uptime").ok
 '''
 
 
@@ -90,7 +99,8 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     recs = records(out)
     a = recs["test_a_warn_fails[e1000e/e1000e]"]
     assert a["outcome"] == "failed" and a["message"].startswith("WARNING in ktest_bug_warn"), a
-    assert a["reports"] and a["reports"][0] == a["message"]
+    assert a["reports"] and a["reports"][0]["title"] == a["message"]
+    assert a["reports"][0]["driver"] == "ktest_bug_warn" and a["phase"] == "call"
     b = recs["test_b_warn_allowed[e1000e/e1000e]"]
     assert b["outcome"] == "passed" and b["allowed_reports"], b
     c = recs["test_c_panic[e1000e/e1000e]"]
@@ -100,10 +110,14 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert recs["test_f_nic_removed[e1000e/e1000e]"]["outcome"] == "passed"
     # the driver reload cannot bring the NIC back: a fresh guest can
     assert recs["test_g_dut_after_removal[e1000e/e1000e]"]["outcome"] == "passed"
+    h = recs["test_h_cleanup_panics[e1000e/e1000e]"]
+    assert (h["outcome"], h["phase"]) == ("failed", "teardown"), h
+    assert "sysrq" in h["message"].lower() and h["reports"][0]["kind"] in ("PANIC", "BUG"), h
+    assert recs["test_i_after_cleanup_panic[e1000e/e1000e]"]["outcome"] == "passed"
     assert r.returncode == 1
-    # one guest for a..c, a fresh one after the panic, another after the removal
+    # one guest for a..c, a fresh one after each panic, another after the removal
     machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "-m" in p.name)
-    assert machines == ["e1000e_e1000e-m1", "e1000e_e1000e-m2", "e1000e_e1000e-m3"], machines
+    assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 5)], machines
     assert (out / "e1000e_e1000e-m1" / "qemu-argv.txt").is_file()
     assert list((out / "pcap").glob("*test_e_dut*.pcap"))
     assert not qemu_under(out)
@@ -171,3 +185,51 @@ def test_ktest_run_killed_halfway(artifacts, tmp_path: Path) -> None:
     assert yaml.safe_load((out / "plan.yaml").read_text())["pairs"] == \
         [{"profile": "e1000e", "driver": "e1000e"}]
     assert textwrap.dedent("interrupted") in text
+
+
+def test_declared_capability_that_is_gone_fails(artifacts, tmp_path: Path) -> None:
+    """ktest_nic rebuilt with set_ringparam returning -EOPNOTSUPP: the ring
+    test fails naming the capability instead of skipping."""
+    import shutil
+
+    src = tmp_path / "ktest_nic"
+    shutil.copytree(ROOT / "drivers" / "ktest_nic", src)
+    eth = src / "ktnic_ethtool.c"
+    text = eth.read_text()
+    head = "static int ktnic_set_ringparam(struct net_device *netdev,"
+    assert head in text
+    body = text.index("{", text.index(head)) + 1
+    eth.write_text(text[:body] + "\n\treturn -EOPNOTSUPP;" + text[body:])
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests/nic/test_config.py"),
+                        "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT),
+                        "-k", "test_ring_sizes", "--ktest-pair", f"e1000e:{src}",
+                        "--ktest-out", str(out)],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    (rec,) = records(out).values()
+    assert rec["outcome"] == "failed" and "capability ring_set" in rec["message"], rec
+    assert not qemu_under(out)
+
+
+def test_a_pair_that_cannot_boot_ends_at_once(artifacts, tmp_path: Path) -> None:
+    """A profile whose guest panics at boot: its tests end as ERROR with the
+    boot error after one boot, well within one boot timeout."""
+    prof = tmp_path / "broken.yaml"
+    prof.write_text("name: broken\ncmdline: [rdinit=/no-such-init, root=/dev/nowhere]\n"
+                    "nics:\n  - {model: e1000e, mac: '52:54:00:00:10:00'}\n")
+    out = tmp_path / "out"
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests/nic/test_integrity.py"),
+                        "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT),
+                        "-k", "ping or vlan", "--ktest-pair", f"{prof}:e1000e",
+                        "--ktest-out", str(out)],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    took = time.monotonic() - t
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    recs = records(out)
+    assert len(recs) == 2 and all(x["outcome"] == "error" for x in recs.values()), recs
+    assert all("boot failed: guest panicked during boot" in x["message"] for x in recs.values())
+    assert len([p for p in out.iterdir() if p.is_dir() and "-m" in p.name]) == 1
+    assert took < 300, took  # the Machine's boot timeout
+    assert not qemu_under(out)

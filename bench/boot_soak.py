@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Boot soak: how often a guest hangs at boot, and how long boots take.
+
+Boots the default profile N times for each variant (a guest kernel and a
+QEMU), interleaved so that every variant sees the same host, with a second
+guest running beside them (a busy loop on one of its vCPUs, as when another
+test runs). Prints per variant: boots, hangs (by known signature, or
+"silent"), other failures, and the medians (and 90th percentiles) of QEMU
+start -> "Run /init" and QEMU start -> SSH ready.
+
+    .venv/bin/python bench/boot_soak.py --boots 50 --variant 6.12 --variant 6.1
+    .venv/bin/python bench/boot_soak.py --boots 16 \\
+        --variant 6.1-unpatched=src:/path/to/plain/linux-6.1 \\
+        --variant 6.12-qemu7.2=qemu:$(python bench/boot_soak.py --fetch-qemu-7.2)
+
+A variant is LABEL[=key:value,...] with keys kernel (6.12, 6.1), src (a
+kernel tree, built like `ktest build kernel --src`) and qemu (a binary); a
+bare label that is a kernel version means that version.
+--fetch-qemu-7.2 unpacks Debian 12's own QEMU 7.2 package into the cache and
+prints a wrapper script to pass as qemu: (for the QEMU 10 vs 7.2 figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.builds import cache  # noqa: E402
+from orchestrator.builds.kernel import SOURCES, KernelRequest  # noqa: E402
+from orchestrator.machine import profiles, session  # noqa: E402
+from orchestrator.machine.vm import BootError, Machine  # noqa: E402
+
+
+@dataclass
+class Variant:
+    label: str
+    req: KernelRequest
+    qemu: str | None = None
+    arts: Any = None
+    init: list[float] = field(default_factory=list)
+    ready: list[float] = field(default_factory=list)
+    hangs: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def boots(self) -> int:
+        return len(self.ready) + sum(self.hangs.values()) + len(self.failures)
+
+
+def parse_variant(text: str) -> Variant:
+    label, _, rest = text.partition("=")
+    opts = dict(kv.split(":", 1) for kv in rest.split(",") if kv) if rest else {}
+    if not rest and label in SOURCES:
+        opts = {"kernel": label}
+    src = opts.get("src")
+    req = KernelRequest(src=Path(src) if src else None, version=opts.get("kernel", "6.12"))
+    return Variant(label, req, opts.get("qemu"))
+
+
+def fetch_qemu_72() -> Path:
+    """Debian 12's QEMU 7.2 unpacked into the cache; a wrapper that runs it
+    with its own firmware directory."""
+    root = cache.cache_root() / "qemu-7.2"
+    wrapper = root / "qemu-system-x86_64"
+    if wrapper.exists():
+        return wrapper
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for pkg in ("qemu-system-x86/bookworm", "qemu-system-data/bookworm"):
+            subprocess.run(["apt-get", "download", pkg], cwd=tmp, check=True,
+                           capture_output=True)
+        for deb in Path(tmp).glob("*.deb"):
+            subprocess.run(["dpkg", "-x", str(deb), str(root / "root")], check=True)
+    real = root / "root" / "usr" / "bin" / "qemu-system-x86_64"
+    data = root / "root" / "usr" / "share" / "qemu"
+    wrapper.write_text(f'#!/bin/sh\nexec {real} -L {data} -L /usr/share/seabios "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@contextlib.contextmanager
+def neighbour(arts: Any, tmp: Path, mode: str) -> Any:
+    """The second guest: idle, or with one vCPU in a busy loop."""
+    if mode == "none":
+        yield None
+        return
+    m = session.make_machine("e1000e", arts, run_dir=tmp / "neighbour")
+    try:
+        m.launch()
+        if mode == "busy":
+            m.ssh().cmd("nohup sh -c 'while :; do :; done' >/dev/null 2>&1 &", timeout=30)
+        yield m
+    finally:
+        m.shutdown()
+
+
+def boot_once(v: Variant, run_dir: Path) -> None:
+    prof = profiles.load_profile(profiles.DEFAULT_PROFILE)
+    m = Machine(prof, v.arts.kernel, v.arts.image, run_dir=run_dir, qemu=v.qemu)
+    try:
+        t = m.launch()
+        v.init.append(t.run_init or float("nan"))
+        v.ready.append(t.ready)
+    except BootError as e:
+        text = str(e)
+        if "hangs during boot" in text:
+            name = text.split("(", 1)[1].split(")", 1)[0] if "(" in text.split(":")[0] \
+                else "silent"
+            v.hangs[name] = v.hangs.get(name, 0) + 1
+        else:
+            v.failures.append(text.splitlines()[0][:200])
+    finally:
+        m.shutdown()
+
+
+def stats(xs: list[float]) -> dict[str, float | None]:
+    xs = sorted(x for x in xs if x == x)
+    if not xs:
+        return {"median": None, "p90": None}
+    p90 = xs[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
+    return {"median": round(statistics.median(xs), 2), "p90": round(p90, 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--boots", type=int, default=50, help="boots per variant")
+    ap.add_argument("--variant", action="append", default=[], metavar="SPEC")
+    ap.add_argument("--neighbour", choices=("busy", "idle", "none"), default="busy")
+    ap.add_argument("--keep", metavar="DIR", help="keep every boot's run directory here")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--fetch-qemu-7.2", dest="fetch72", action="store_true",
+                    help="unpack Debian 12's QEMU 7.2 into the cache, print its wrapper")
+    args = ap.parse_args()
+    if args.fetch72:
+        print(fetch_qemu_72())
+        return 0
+    variants = [parse_variant(s) for s in args.variant or ["6.12"]]
+    for v in variants:
+        print(f"building {v.label} ...", file=sys.stderr)
+        v.arts = session.artifacts(v.req)
+    with tempfile.TemporaryDirectory(prefix="ktest-soak-") as tmpd:
+        tmp = Path(args.keep) if args.keep else Path(tmpd)
+        with neighbour(variants[0].arts, tmp, args.neighbour):
+            for i in range(args.boots):
+                for v in variants:
+                    boot_once(v, tmp / f"{v.label}-{i:03d}")
+                    last = f"{v.ready[-1]:.1f}s" if len(v.ready) + len(v.failures) + \
+                        sum(v.hangs.values()) == i + 1 and v.ready else "failed"
+                    print(f"[{i + 1}/{args.boots}] {v.label}: {last}; hangs "
+                          f"{sum(v.hangs.values())}", file=sys.stderr)
+    rows = []
+    for v in variants:
+        rows.append({
+            "variant": v.label, "kernel": v.arts.kernel.release, "qemu": v.qemu or "default",
+            "boots": v.boots, "hangs": sum(v.hangs.values()), "hangs_by_signature": v.hangs,
+            "other_failures": v.failures, "run_init_s": stats(v.init),
+            "ssh_ready_s": stats(v.ready),
+        })
+    if args.json:
+        print(json.dumps({"neighbour": args.neighbour, "variants": rows}, indent=2))
+        return 0
+    print(f"boot soak: {args.boots} boots per variant, neighbour guest: {args.neighbour}, "
+          f"host: {os.cpu_count()} CPUs")
+    print(f"{'variant':<18} {'kernel':<18} {'boots':>5} {'hangs':>5} {'other':>5} "
+          f"{'/init med':>9} {'p90':>6} {'SSH med':>8} {'p90':>6}")
+    for r in rows:
+        i, s = r["run_init_s"], r["ssh_ready_s"]
+        print(f"{r['variant']:<18} {r['kernel']:<18} {r['boots']:>5} {r['hangs']:>5} "
+              f"{len(r['other_failures']):>5} {i['median'] or '-':>9} {i['p90'] or '-':>6} "
+              f"{s['median'] or '-':>8} {s['p90'] or '-':>6}")
+        for name, n in r["hangs_by_signature"].items():
+            print(f"    hang: {name} x{n}")
+        for f in r["other_failures"][:5]:
+            print(f"    failure: {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
