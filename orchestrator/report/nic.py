@@ -6,14 +6,11 @@ changes) and the FAULT_INJECTION / kmemleak / hard-lockup messages.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from .model import Kind
+from .records import Analysis, Hit, Log, Window, body_end
 from .stack import CALL_TRACE, RIP, TRACE, WARN_TRAP, Stack, extract_frames, rx
 from .titles import normalize_title, severity_of
-
-if TYPE_CHECKING:
-    from .parser import Analysis, Hit, Log, Window
 
 # Frames of the DMA-API debug machinery and DMA mapping helpers: the caller is the driver.
 DMA_SKIP = (
@@ -69,8 +66,6 @@ def _result(
     text: str = "",
     win: Window | None = None,
 ) -> Analysis:
-    from .parser import Analysis
-
     title = normalize_title(title)
     a = Analysis(h, title, corrupted, frame, end, kind, severity_of(kind, title), text)
     if win is not None:
@@ -90,8 +85,6 @@ def _frame_or_corrupted(text: str, stack: Stack) -> tuple[str, str]:
 
 
 def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.lines[i]), "")
     m = _DMA_MSG.search(line)
     driver = m.group(1) if m else None
@@ -112,8 +105,6 @@ _WD_NEW = re.compile(r"^(?:(\S+) (\S+) )?(\S+): NETDEV WATCHDOG: ")
 
 
 def netdev_watchdog(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     line = next((log.info(i)[1] for i in h.members if "NETDEV WATCHDOG" in log.lines[i]), "")
     driver = None
     m = _WD_OLD.search(line)
@@ -165,8 +156,6 @@ REF_SKIP = (
 
 
 def ref_tracker(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     stack = Stack(steps=(TRACE,), skip=REF_SKIP)
     frame, corrupted = _frame_or_corrupted(text.split("\n", 1)[1] if "\n" in text else "", stack)
@@ -325,8 +314,6 @@ FAULT_SKIP = (
 
 
 def fault_injection(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     m = re.search(r"^name (\w+),", text, re.M)
     stack = Stack(steps=(CALL_TRACE, TRACE), skip=FAULT_SKIP, allow_fault_frames=True)
@@ -382,8 +369,6 @@ LEAK_SKIP = (
 
 
 def kmemleak(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     stack = Stack(
         steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP, own_skip=True
@@ -415,8 +400,6 @@ def kmemleak_summary(log: Log, h: Hit, win: Window) -> Analysis:
 
 
 def hard_lockup(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     frame, corrupted = _frame_or_corrupted(text, Stack(steps=(RIP, CALL_TRACE, TRACE)))
     return _result(
