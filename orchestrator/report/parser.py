@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
@@ -89,6 +89,7 @@ _REPLAY_RE = re.compile(r"\n[^\n]*\*\* replaying previous printk message \*\*")
 MAX_WINDOW_LINES = 4000
 
 CORRUPT_NO_FRAMES = "extracted no frames"
+KMEMLEAK_SUMMARY = "memory leak: kmemleak"
 
 
 def _group_for(line: str) -> tuple[Group, str] | None:
@@ -612,11 +613,21 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
 
 
 def _drop_redundant(reports: list[Report]) -> list[Report]:
+    """Fold repeats of a title into its first report (``count``); drop the
+    kmemleak summary line when the log shows the leaked objects themselves."""
+    objects = any(
+        r.kind is Kind.MEMORY_LEAK and not r.title.startswith(KMEMLEAK_SUMMARY) for r in reports
+    )
+    first: dict[str, int] = {}
     out: list[Report] = []
+    counts: list[int] = []
     for r in reports:
-        if r.title.startswith("memory leak: kmemleak") and any(
-            p.kind is Kind.MEMORY_LEAK for p in out
-        ):
+        if objects and r.title.startswith(KMEMLEAK_SUMMARY):
             continue
-        out.append(r)
-    return out
+        k = first.setdefault(r.title, len(out))
+        if k == len(out):
+            out.append(r)
+            counts.append(1)
+        else:
+            counts[k] += 1
+    return [r if n == 1 else replace(r, count=n) for r, n in zip(out, counts, strict=True)]
