@@ -71,6 +71,8 @@ def _result(
     if win is not None:
         a.window_lines = win.lines
         a.window_offsets = win.offsets
+        a.closed = win.closed
+        a.truncated = win.truncated
     return a
 
 

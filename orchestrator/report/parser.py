@@ -19,6 +19,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
@@ -87,6 +88,8 @@ _REPLAY_RE = re.compile(r"\n[^\n]*\*\* replaying previous printk message \*\*")
 
 # Limits keep pathological inputs linear.
 MAX_WINDOW_LINES = 4000
+# Lines of the first, short window of a report (see analyze).
+FIRST_LINES = 200
 
 CORRUPT_NO_FRAMES = "extracted no frames"
 KMEMLEAK_SUMMARY = "memory leak: kmemleak"
@@ -206,12 +209,13 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 # Window analysis (syzkaller-compatible semantics)
 # ---------------------------------------------------------------------------
 def _window_lines(
-    log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool
+    log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
 ) -> tuple[list[str], list[int]]:
-    """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``."""
+    """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``
+    (with caller ids: the first ``limit`` of them)."""
     s = log.s
-    rx = context_line_regex(ctx, False, log.host)
     if not by_caller:
+        rx = context_line_regex(ctx, False, log.host)
         # Usually every line of the range belongs: then the line starts are known.
         contents = rx.findall(s, pos, endpos)
         starts = log.starts
@@ -221,23 +225,19 @@ def _window_lines(
     if not by_caller:
         ms = list(rx.finditer(s, pos, endpos))
         return [m.group(1) for m in ms], [m.start() + 1 for m in ms]
-    # Several reports of one caller share the scan of the rest of the log.
-    got = log.ctx_lines.get(ctx)
-    if got is None or got[0] > pos:
-        ms = list(rx.finditer(s, pos))
-        got = log.ctx_lines[ctx] = (pos, [m.group(1) for m in ms], [m.start() + 1 for m in ms])
-    _, all_contents, all_starts = got
+    all_contents, all_starts = log.caller_lines(ctx, pos)
     a = bisect_right(all_starts, pos)
-    b = bisect_left(all_starts, endpos, a)
+    b = min(bisect_left(all_starts, endpos, a), a + limit)
     contents, starts = all_contents[a:b], all_starts[a:b]
-    if s.find(NMI_BACKTRACE, pos, endpos) >= 0:
+    if any(NMI_BACKTRACE in c for c in contents):
         # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
         for k, c in enumerate(contents):
             if NMI_BACKTRACE in c and not _questionable(c):
                 end = s.find("\n", starts[k], endpos)
                 if end < 0:
                     end = endpos
-                rest = list(context_line_regex(ctx, True, log.host).finditer(s, end, endpos))
+                cpus = context_line_regex(ctx, True, log.host)
+                rest = list(islice(cpus.finditer(s, end, endpos), max(limit - k - 1, 0)))
                 contents[k + 1 :] = [m.group(1) for m in rest]
                 starts[k + 1 :] = [m.start() + 1 for m in rest]
                 break
@@ -248,49 +248,41 @@ def _questionable(content: str) -> bool:
     return (" ? " in content or content.endswith(" (unreliable)")) and "<EOI>" not in content
 
 
-def _lines_with(
-    s: str, needles: tuple[str, ...], starts: list[int], pos: int, endpos: int
-) -> set[int]:
-    """Indices of the lines (starting at ``starts``) in which a needle occurs."""
-    out: set[int] = set()
-    for needle in needles:
-        p = s.find(needle, pos, endpos)
-        while p >= 0:
-            k = bisect_right(starts, p) - 1
-            if k >= 0:
-                le = s.find("\n", starts[k], endpos)
-                if le < 0:
-                    le = endpos
-                if p < le:
-                    out.add(k)
-                p = max(le, p + 1)
-            else:
-                p += 1
-            p = s.find(needle, p, endpos)
-    return out
-
-
-_QUESTIONABLE = (" ? ", " (unreliable)")
-
-
-def build_window(log: Log, h: Hit, stop: int) -> Window:
+def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
     """Collect the report's lines: same printk context, no questionable frames.
 
     Without caller ids the window ends at ``stop`` (the next report); with caller
-    ids it extends over all later lines of the same caller.
+    ids it extends over all later lines of the same caller. Both stop after
+    MAX_WINDOW_LINES lines of the log. Unless ``full``, the window also ends at
+    the caller's next report and after FIRST_LINES lines (``Window.truncated``
+    tells whether that removed lines).
     """
     ctx, head = log.info(h.index)
     s = log.s
     nlines = len(log.lines)
     by_caller = ctx not in ("", CONSOLE)
-    last = nlines if by_caller else stop
-    last = min(last, h.index + MAX_WINDOW_LINES, nlines)
+    last = min(nlines if by_caller else stop, h.index + MAX_WINDOW_LINES, nlines)
+    truncated = False
+    limit = MAX_WINDOW_LINES
+    if not full:
+        if by_caller:
+            if h.next_same_caller is not None and h.next_same_caller < last:
+                last, truncated = h.next_same_caller, True
+            limit = FIRST_LINES
+        elif h.index + 1 + FIRST_LINES < last:
+            last, truncated = h.index + 1 + FIRST_LINES, True
     endpos = log.starts[last] if last < nlines else len(s)
     pos = log.line_end(h.index)
-    contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller)
-    if log.has_cr and s.find("\r", pos, endpos) >= 0:
+    contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller, limit + 1)
+    if len(contents) > limit:
+        del contents[limit:], starts[limit:]
+        truncated = True
+    # (The checks below look at the window's own lines, not at the log range: with
+    # caller ids, that range can hold far more lines of other callers.)
+    joined = "\n".join(contents)
+    if log.has_cr and "\r" in joined:
         contents = [c[:-1] if c.endswith("\r") else c for c in contents]
-    if ctx and (s.find(" ? ", pos, endpos) >= 0 or s.find(" (unreliable)", pos, endpos) >= 0):
+    if ctx and (" ? " in joined or " (unreliable)" in joined):
         keep = [
             k
             for k, c in enumerate(contents)
@@ -302,27 +294,21 @@ def build_window(log: Log, h: Hit, stop: int) -> Window:
     # Past the first lines of the report, a panic or a lockdep splat caused by
     # the report is cut off.
     min_lines = 16 if "BUG: KMSAN:" in head else 22
-    if len(contents) >= min_lines:
-        from_pos = starts[min_lines - 1]
-        if (
-            s.find(TAIL_MARKERS[0], from_pos, endpos) >= 0
-            or s.find(TAIL_MARKERS[1], from_pos, endpos) >= 0
-        ):
-            tails = _lines_with(s, TAIL_MARKERS, starts, from_pos, endpos)
-            for k in sorted(tails):
-                c = contents[k]
-                if k >= min_lines - 1 and (TAIL_MARKERS[0] in c or TAIL_MARKERS[1] in c):
-                    del contents[k:], starts[k:]
-                    break
+    if len(contents) >= min_lines and (TAIL_MARKERS[0] in joined or TAIL_MARKERS[1] in joined):
+        tail = "\n".join(contents[min_lines - 1 :])
+        found = [p for p in (tail.find(m) for m in TAIL_MARKERS) if p >= 0]
+        if found:
+            k = min_lines - 1 + tail.count("\n", 0, min(found))
+            del contents[k:], starts[k:]
     out = [head, *contents]
     offs = [h.start, *starts]
-    if s.find(SKIP_LINE, pos, endpos) >= 0:
+    if SKIP_LINE in joined:
         pairs = [(head, h.start)] + [
             (c, o) for c, o in zip(out[1:], offs[1:], strict=True) if SKIP_LINE not in c
         ]
         out = [c for c, _ in pairs]
         offs = [o for _, o in pairs]
-    return Window(out, offs)
+    return Window(out, offs, truncated=truncated)
 
 
 @dataclass
@@ -506,7 +492,21 @@ def _recode(text: str) -> str:
 
 
 def analyze(log: Log, h: Hit, stop: int) -> Analysis:
-    win = build_window(log, h, stop)
+    """Title, frame and body of the report at ``h``.
+
+    The report is first analysed in a short window (see ``build_window``: its
+    first lines, up to its caller's next report); only a report found incomplete
+    there (corrupted, or its body running to the end of those lines) is analysed
+    again in its full window. So the cost of a complete report does not depend
+    on what follows it."""
+    a = _analyze(log, h, stop, False)
+    if not a.truncated or (not a.corrupted and a.closed):
+        return a
+    return _analyze(log, h, stop, True)
+
+
+def _analyze(log: Log, h: Hit, stop: int, full: bool) -> Analysis:
+    win = build_window(log, h, stop, full)
     if h.group.custom is not None and h.group.custom != "reboot":
         return nic.build(log, h, win, stop)
     text = win.text
@@ -517,12 +517,12 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
         if not desc.title:
             desc = Description(log.info(h.index)[1], "", None, None)
     corrupted = desc.corrupted
-    full = text
     if not corrupted:
-        corrupted = check_corrupted(desc.title, full, desc.fmt)
+        corrupted = check_corrupted(desc.title, text, desc.fmt)
         if corrupted and stop < len(log.lines) and log.info(h.index)[0] in ("", CONSOLE):
-            # Like syzkaller, look for the trace in the rest of the log too.
-            rest = build_window(log, h, len(log.lines))
+            # Like syzkaller, look for the trace in the rest of the log too (here:
+            # in the lines of the short window, past the next report).
+            rest = build_window(log, h, len(log.lines), full=False)
             corrupted = check_corrupted(desc.title, "\n".join(rest.lines), desc.fmt)
     return Analysis(
         h,
@@ -530,10 +530,27 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
         corrupted,
         desc.frame,
         body_end(log, win),
-        window_text=full,
+        window_text=text,
         window_lines=win.lines,
         window_offsets=win.offsets,
+        closed=win.closed,
+        truncated=win.truncated,
     )
+
+
+def _link_same_caller(log: Log, hits: list[Hit]) -> None:
+    """Set each hit's ``next_same_caller``: a report's window (with caller ids)
+    ends where its caller starts another report, so that the cost of a window
+    does not grow with the number of reports in the log."""
+    nxt: dict[str, int] = {}
+    for h in reversed(hits):
+        ctx = log.info(h.index)[0]
+        if ctx in ("", CONSOLE):
+            continue
+        log.report_callers.add(ctx)
+        h.next_same_caller = nxt.get(ctx)
+        if h.role != "consequence":
+            nxt[ctx] = h.index
 
 
 def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
@@ -547,6 +564,7 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
     if not hits:
         return []
     terminators = [h.start for h in hits if h.role in ("oops", "boundary")]
+    _link_same_caller(log, hits)
     analyses: list[Analysis] = []
     last_body = -1
     for h in hits:

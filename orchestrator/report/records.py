@@ -14,10 +14,11 @@ from itertools import accumulate, repeat
 from operator import add
 
 from .formats import Group
-from .lines import ascii_digits, has_host_prefixes, split_prefix
+from .lines import ascii_digits, caller_line_regex, has_host_prefixes, split_prefix
 from .model import Kind
 from .stack import FRAME_ANY
 
+_NO_LINES: tuple[list[str], list[int]] = ([], [])
 BODY_GAP = 25  # a report body ends after this many lines that do not look like report text
 
 
@@ -31,8 +32,11 @@ class Log:
         self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
         self.host = has_host_prefixes(s)
         self.has_cr = "\r" in s
-        # ctx -> (from offset, contents, line starts) of that caller's lines
-        self.ctx_lines: dict[str, tuple[int, list[str], list[int]]] = {}
+        # caller id -> (contents, line starts) of that caller's lines from _callers_from on
+        self._callers: dict[str, tuple[list[str], list[int]]] = {}
+        self._callers_from = -1
+        # the callers whose lines caller_lines() is asked for (the callers of reports)
+        self.report_callers: set[str] = set()
 
     def index(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
@@ -43,6 +47,25 @@ class Log:
             got = split_prefix(self.lines[i])
             self._info[i] = got
         return got
+
+    def caller_lines(self, ctx: str, pos: int) -> tuple[list[str], list[int]]:
+        """Contents and line starts of the lines printed by caller ``ctx``
+        (``T123``, ``C1``), from some offset at or before ``pos`` on.
+
+        The lines of ``report_callers`` are indexed once, from the first offset
+        asked for (callers are asked for in log order): a cost linear in the log
+        size however many reports and callers there are."""
+        if self._callers_from < 0 or pos < self._callers_from:
+            index: dict[str, tuple[list[str], list[int]]] = {}
+            rx = caller_line_regex(self.host, tuple(sorted(self.report_callers | {ctx})))
+            for m in rx.finditer(self.s, pos):
+                got = index.get(m.group(1))
+                if got is None:
+                    got = index[m.group(1)] = ([], [])
+                got[0].append(m.group(2))
+                got[1].append(m.start() + 1)
+            self._callers, self._callers_from = index, pos
+        return self._callers.get(ctx, _NO_LINES)
 
     def line_end(self, i: int) -> int:
         return self.starts[i] + len(self.lines[i])
@@ -59,6 +82,8 @@ class Hit:
     header: str
     members: list[int] = field(default_factory=list)  # line indices of folded lines
     paired_warning: int | None = None  # line index of an adjacent WARNING
+    # line index of the next report (not a consequence) printed by the same caller
+    next_same_caller: int | None = None
 
     @property
     def role(self) -> str:
@@ -70,6 +95,11 @@ class Window:
     lines: list[str]  # filtered, prefix-stripped lines
     offsets: list[int]  # start offset of each line in the log
     _text: str | None = None
+    # False once body_end found the body running to the window's last lines (more
+    # lines could have extended it)
+    closed: bool = True
+    # lines were left out to make a short window (see parser.build_window)
+    truncated: bool = False
 
     @property
     def text(self) -> str:
@@ -91,6 +121,8 @@ class Analysis:
     window_text: str = ""
     window_lines: list[str] = field(default_factory=list)
     window_offsets: list[int] = field(default_factory=list)
+    closed: bool = True  # see Window.closed
+    truncated: bool = False  # see Window.truncated
 
 
 _REPORTISH = (
@@ -165,6 +197,7 @@ def body_end(log: Log, win: Window) -> int:
                     break
                 last = offsets[j]
         else:
+            win.closed = False
             # The last line before a trailing run of chatter.
             k_last = n - 1 if prev != n - 1 else run_start - 1
             last = offsets[max(k_last, 0)]
