@@ -53,6 +53,9 @@ def _warn_stack(*skip: str) -> Stack:
 
 
 _DMA_MSG = re.compile(r"DMA-API: (\S+) (\S+): (.*)")
+_COUNT = re.compile(r" *\[count=[^\]]*\]")
+# dev_driver_string() of a device without driver is its bus name
+_BUSES = frozenset({"pci", "platform", "usb", "virtio", "auxiliary"})
 _BRACKETS = re.compile(r"\s*\[(?!count=)[^\]]*\]")
 
 
@@ -89,12 +92,16 @@ def _frame_or_corrupted(text: str, stack: Stack) -> tuple[str, str]:
 def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
     line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.lines[i]), "")
     m = _DMA_MSG.search(line)
-    driver = m.group(1) if m else None
     msg = m.group(3) if m else line
     msg = _BRACKETS.sub("", msg).strip().rstrip(".")
     text = "\n".join(win.lines)
     if "pending DMA allocations" in msg:
-        title = f"DMA-API: {msg}"
+        # Printed once the driver is gone: the line names the bus ("pci") unless
+        # the driver still shows; its dev_printk lines name it.
+        driver = m.group(1) if m else None
+        if m is not None and driver in _BUSES:
+            driver = driver_for_bdf(log, m.group(2)) or m.group(2)
+        title = _COUNT.sub("", f"DMA-API: {msg}") + (f" in {driver}" if driver else "")
         frame, corrupted = driver, ""
     else:
         frame, corrupted = _frame_or_corrupted(text, _warn_stack(*DMA_SKIP))
@@ -191,15 +198,28 @@ _AMDVI = re.compile(
 
 def driver_for_bdf(log: Log, bdf: str) -> str | None:
     """Name of the driver bound to PCI device ``bdf`` (``0000:00:03.0``), from its
-    dev_printk lines in the log."""
-    best = None
-    for m in re.finditer(r"(?:^|[\]\s])([A-Za-z][\w\-]*) " + re.escape(bdf) + r":? ", log.s, re.M):
-        name = m.group(1)
-        if name in ("pci", "pcieport"):
-            best = best or None
-            continue
-        return name
-    return best
+    first dev_printk line in the log (``e1000e 0000:00:03.0: ...``); looked up
+    once per log and device."""
+    key = ("driver", bdf)
+    if key not in log.memo:
+        log.memo[key] = _first_driver(log.s, bdf)
+    return log.memo[key]
+
+
+def _first_driver(s: str, bdf: str) -> str | None:
+    at = s.find(" " + bdf)
+    while at >= 0:
+        after = s[at + 1 + len(bdf) : at + 2 + len(bdf)]
+        if after in (":", " "):
+            start = max(s.rfind(" ", 0, at), s.rfind("]", 0, at), s.rfind("\n", 0, at)) + 1
+            word = s[start:at]
+            if _DRIVER_NAME.fullmatch(word) and word not in ("pci", "pcieport"):
+                return word
+        at = s.find(" " + bdf, at + 1)
+    return None
+
+
+_DRIVER_NAME = re.compile(r"[A-Za-z][\w\-]*")
 
 
 def iommu(log: Log, h: Hit, win: Window) -> Analysis:

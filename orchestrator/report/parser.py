@@ -39,6 +39,7 @@ from .stack import (
     extract_frames,
     is_frame_line,
     is_trace_start,
+    module_stall_frame,
 )
 from .titles import kind_of, normalize_title, severity_of
 
@@ -195,10 +196,13 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
                 continue
             if (
                 name == "KMEMLEAK"
+                and prev.group.name != "KMEMLEAK_SUMMARY"
                 and "memory leak" in log.lines[prev.index]
                 and (h.index - prev.index <= 3)
             ):
                 continue
+            if name == "KBUG" and prev.group.name == "RUST" and h.index - prev.index <= 6:
+                continue  # the BUG() of the Rust panic handler: part of the panic
         if name == "REBOOT" and not nic.is_real_reboot(log, h):
             continue
         out.append(h)
@@ -505,6 +509,23 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
     return _analyze(log, h, stop, True)
 
 
+# Stalls titled after the module function the CPU is stuck in (when there is one).
+_MODULE_STALLS = ("BUG: soft lockup in ", "INFO: rcu detected stall in ")
+
+
+def _stuck_in_module(desc: Description, text: str) -> Description:
+    """A stall or lockup in module code is titled after the module function
+    (``BUG: soft lockup in ktest_nic_poll_reset``) rather than after the syscall
+    or work item that led there: every hang while a driver loads would otherwise
+    be ``... in finit_module``. Core-kernel stalls keep syzkaller's title."""
+    fn = module_stall_frame(text)
+    if fn is None:
+        return desc
+    prefix = desc.title[: desc.title.index(" in ") + 4]
+    corrupted = "" if desc.corrupted == CORRUPT_NO_FRAMES else desc.corrupted
+    return Description(prefix + fn, corrupted, desc.fmt, fn)
+
+
 def _analyze(log: Log, h: Hit, stop: int, full: bool) -> Analysis:
     win = build_window(log, h, stop, full)
     if h.group.custom is not None and h.group.custom != "reboot":
@@ -516,6 +537,8 @@ def _analyze(log: Log, h: Hit, stop: int, full: bool) -> Analysis:
         desc = describe(raw, h.group, h.header)
         if not desc.title:
             desc = Description(log.info(h.index)[1], "", None, None)
+    if desc.title.startswith(_MODULE_STALLS):
+        desc = _stuck_in_module(desc, text)
     corrupted = desc.corrupted
     if not corrupted:
         corrupted = check_corrupted(desc.title, text, desc.fmt)

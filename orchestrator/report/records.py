@@ -35,6 +35,8 @@ class Log:
         # caller id -> (contents, line starts) of that caller's lines from _callers_from on
         self._callers: dict[str, tuple[list[str], list[int]]] = {}
         self._callers_from = -1
+        # results of whole-log look-ups, computed once per log (nic.driver_for_bdf)
+        self.memo: dict[tuple[str, str], str | None] = {}
         # the callers whose lines caller_lines() is asked for (the callers of reports)
         self.report_callers: set[str] = set()
 

@@ -530,8 +530,8 @@ systemd[1]: Started Journal Service.
             Kind.PAGING_FAULT,
         ),
         (HUNG_TASK, "INFO: task hung in ktest_nic_reset_task", Kind.HUNG_TASK),
-        (RCU_STALL, "INFO: rcu detected stall in sys_sendto", Kind.RCU_STALL),
-        (SOFT_LOCKUP, "BUG: soft lockup in sys_sendto", Kind.SOFT_LOCKUP),
+        (RCU_STALL, "INFO: rcu detected stall in ktest_nic_spin", Kind.RCU_STALL),
+        (SOFT_LOCKUP, "BUG: soft lockup in ktest_nic_spin", Kind.SOFT_LOCKUP),
         (HARD_LOCKUP, "BUG: hard lockup in ktest_nic_irq_spin", Kind.HARD_LOCKUP),
         (WQ_LOCKUP, "BUG: workqueue lockup", Kind.WQ_LOCKUP),
         (KMEMLEAK, "memory leak in ktest_nic_alloc_ring", Kind.MEMORY_LEAK),
@@ -544,7 +544,7 @@ systemd[1]: Started Journal Service.
         (
             DMA_PENDING,
             "DMA-API: device driver has pending DMA allocations while released from device"
-            " [count=NUM]",
+            " in ktest_nic",
             Kind.DMA_API,
         ),
         (DMAR, "DMAR: DMA Read fault in e1000e: PTE Read access is not set", Kind.IOMMU_FAULT),
