@@ -144,11 +144,11 @@ def context_line_regex(ctx: str, with_cpus: bool = False, host: bool = True) -> 
     return re.compile(_timestamp_led(host) + r"\[ *" + who + r"\] ([^\n]*)")
 
 
-def caller_line_regex(host: bool, callers: tuple[str, ...]) -> re.Pattern[str]:
-    """Like ``context_line_regex`` for several printk callers (``T123``, ``C1``)
-    at once: group 1 is the caller id, group 2 the message."""
-    who = "|".join(re.escape(c) for c in sorted(callers, key=len, reverse=True))
-    return re.compile(_timestamp_led(host) + r"\[ *(" + who + r")\] ([^\n]*)")
+@lru_cache(maxsize=4)
+def caller_line_regex(host: bool = True) -> re.Pattern[str]:
+    """Like ``context_line_regex`` for every printk caller at once: group 1 is
+    the caller id (``T123``, ``C1``), group 2 the message."""
+    return re.compile(_timestamp_led(host) + ascii_digits(r"\[ *([CT]\d+)\] ([^\n]*)"))
 
 
 _ANY_PREFIX = re.compile(

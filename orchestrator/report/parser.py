@@ -19,7 +19,6 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from itertools import islice
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
@@ -32,7 +31,7 @@ from .lines import (
     strip_all_prefixes,
 )
 from .model import Kind, Report
-from .records import Analysis, Hit, Log, Window, body_end
+from .records import ANY_CPU, Analysis, Hit, Log, Window, body_end, questionable
 from .stack import (
     RISCV_TRACE_START,
     TRACE_STARTS,
@@ -236,20 +235,25 @@ def _window_lines(
     if any(NMI_BACKTRACE in c for c in contents):
         # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
         for k, c in enumerate(contents):
-            if NMI_BACKTRACE in c and not _questionable(c):
-                end = s.find("\n", starts[k], endpos)
-                if end < 0:
-                    end = endpos
-                cpus = context_line_regex(ctx, True, log.host)
-                rest = list(islice(cpus.finditer(s, end, endpos), max(limit - k - 1, 0)))
-                contents[k + 1 :] = [m.group(1) for m in rest]
-                starts[k + 1 :] = [m.start() + 1 for m in rest]
+            if NMI_BACKTRACE in c and not questionable(c):
+                more = max(limit - k - 1, 0)
+                own = _lines_after(all_contents, all_starts, starts[k], endpos, more)
+                cpu_contents, cpu_starts = log.caller_lines(ANY_CPU, pos)
+                cpus = _lines_after(cpu_contents, cpu_starts, starts[k], endpos, more)
+                rest = sorted({*own, *cpus})[:more]
+                contents[k + 1 :] = [c for _, c in rest]
+                starts[k + 1 :] = [o for o, _ in rest]
                 break
     return contents, starts
 
 
-def _questionable(content: str) -> bool:
-    return (" ? " in content or content.endswith(" (unreliable)")) and "<EOI>" not in content
+def _lines_after(
+    contents: list[str], starts: list[int], after: int, endpos: int, n: int
+) -> list[tuple[int, str]]:
+    """(start, content) of the first ``n`` lines starting in ``(after, endpos)``."""
+    a = bisect_right(starts, after)
+    b = min(bisect_left(starts, endpos, a), a + n)
+    return list(zip(starts[a:b], contents[a:b], strict=True))
 
 
 def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
@@ -286,12 +290,9 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
     joined = "\n".join(contents)
     if log.has_cr and "\r" in joined:
         contents = [c[:-1] if c.endswith("\r") else c for c in contents]
-    if ctx and (" ? " in joined or " (unreliable)" in joined):
-        keep = [
-            k
-            for k, c in enumerate(contents)
-            if (" ? " not in c and not c.endswith(" (unreliable)")) or "<EOI>" in c
-        ]
+    if ctx == CONSOLE and (" ? " in joined or " (unreliable)" in joined):
+        # (the lines of a caller come without them: see Log.caller_lines)
+        keep = [k for k, c in enumerate(contents) if not questionable(c)]
         if len(keep) < len(contents):
             contents = [contents[k] for k in keep]
             starts = [starts[k] for k in keep]

@@ -19,7 +19,13 @@ from .model import Kind
 from .stack import FRAME_ANY
 
 _NO_LINES: tuple[list[str], list[int]] = ([], [])
+ANY_CPU = "C*"  # (see Log.caller_lines)
 BODY_GAP = 25  # a report body ends after this many lines that do not look like report text
+
+
+def questionable(content: str) -> bool:
+    """A frame line the unwinder is unsure of (`` ? foo+0x1/0x2``, ``(unreliable)``)."""
+    return (" ? " in content or content.endswith(" (unreliable)")) and "<EOI>" not in content
 
 
 class Log:
@@ -52,20 +58,34 @@ class Log:
 
     def caller_lines(self, ctx: str, pos: int) -> tuple[list[str], list[int]]:
         """Contents and line starts of the lines printed by caller ``ctx``
-        (``T123``, ``C1``), from some offset at or before ``pos`` on.
+        (``T123``, ``C1``; ``ANY_CPU``: every ``C<n>``), from some offset at or
+        before ``pos`` on; without trailing ``\\r``, questionable frames left out.
 
         The lines of ``report_callers`` are indexed once, from the first offset
         asked for (callers are asked for in log order): a cost linear in the log
         size however many reports and callers there are."""
         if self._callers_from < 0 or pos < self._callers_from:
-            index: dict[str, tuple[list[str], list[int]]] = {}
-            rx = caller_line_regex(self.host, tuple(sorted(self.report_callers | {ctx})))
-            for m in rx.finditer(self.s, pos):
-                got = index.get(m.group(1))
-                if got is None:
-                    got = index[m.group(1)] = ([], [])
-                got[0].append(m.group(2))
-                got[1].append(m.start() + 1)
+            wanted = self.report_callers | {ctx}
+            index: dict[str, tuple[list[str], list[int]]] = {c: ([], []) for c in wanted}
+            # (one regex for every caller: an alternation of the wanted ones is
+            # much slower to match at every line)
+            cpus: tuple[list[str], list[int]] = ([], [])
+            cr = self.has_cr
+            for m in caller_line_regex(self.host).finditer(self.s, pos):
+                who, c = m[1], m[2]
+                if cr and c.endswith("\r"):
+                    c = c[:-1]
+                if " ? " in c or c.endswith(" (unreliable)"):
+                    if questionable(c):
+                        continue
+                got = index.get(who)
+                if got is not None:
+                    got[0].append(c)
+                    got[1].append(m.start() + 1)
+                if who[0] == "C":
+                    cpus[0].append(c)
+                    cpus[1].append(m.start() + 1)
+            index[ANY_CPU] = cpus
             self._callers, self._callers_from = index, pos
         return self._callers.get(ctx, _NO_LINES)
 
