@@ -19,6 +19,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
@@ -211,6 +212,10 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 # ---------------------------------------------------------------------------
 # Window analysis (syzkaller-compatible semantics)
 # ---------------------------------------------------------------------------
+_GROUP1 = itemgetter(1)
+_ONE = 1
+
+
 def _window_lines(
     log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
 ) -> tuple[list[str], list[int]]:
@@ -227,7 +232,8 @@ def _window_lines(
             return contents, starts[i + 1 : k]
     if not by_caller:
         ms = list(rx.finditer(s, pos, endpos))
-        return [m.group(1) for m in ms], [m.start() + 1 for m in ms]
+        # (each match starts at the newline before its line)
+        return list(map(_GROUP1, ms)), list(map(_ONE.__add__, map(re.Match.start, ms)))
     all_contents, all_starts = log.caller_lines(ctx, pos)
     a = bisect_right(all_starts, pos)
     b = min(bisect_left(all_starts, endpos, a), a + limit)
@@ -292,7 +298,11 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
         contents = [c[:-1] if c.endswith("\r") else c for c in contents]
     if ctx == CONSOLE and (" ? " in joined or " (unreliable)" in joined):
         # (the lines of a caller come without them: see Log.caller_lines)
-        keep = [k for k, c in enumerate(contents) if not questionable(c)]
+        keep = [
+            k
+            for k, c in enumerate(contents)
+            if (" ? " not in c and c[-13:] != " (unreliable)") or "<EOI>" in c
+        ]  # (not questionable(c), inlined)
         if len(keep) < len(contents):
             contents = [contents[k] for k in keep]
             starts = [starts[k] for k in keep]

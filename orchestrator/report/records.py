@@ -71,20 +71,25 @@ class Log:
             # much slower to match at every line)
             cpus: tuple[list[str], list[int]] = ([], [])
             cr = self.has_cr
+            get = index.get
             for m in caller_line_regex(self.host).finditer(self.s, pos):
-                who, c = m[1], m[2]
-                if cr and c.endswith("\r"):
+                who = m[1]
+                got = get(who)
+                cpu = who[0] == "C"
+                if got is None and not cpu:
+                    continue
+                c = m[2]
+                if cr and c[-1:] == "\r":
                     c = c[:-1]
-                if " ? " in c or c.endswith(" (unreliable)"):
-                    if questionable(c):
-                        continue
-                got = index.get(who)
+                if (" ? " in c or c[-13:] == " (unreliable)") and "<EOI>" not in c:
+                    continue  # questionable()
+                at = m.start() + 1
                 if got is not None:
                     got[0].append(c)
-                    got[1].append(m.start() + 1)
-                if who[0] == "C":
+                    got[1].append(at)
+                if cpu:
                     cpus[0].append(c)
-                    cpus[1].append(m.start() + 1)
+                    cpus[1].append(at)
             index[ANY_CPU] = cpus
             self._callers, self._callers_from = index, pos
         return self._callers.get(ctx, _NO_LINES)
