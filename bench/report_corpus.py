@@ -17,9 +17,11 @@ Figures:
   no-report  entries without expected title for which no bug is found.
   corrupted  entries with an expected title whose first bug's corrupted flag
              equals the expected one.
-  speed      MB/s (best of --reps runs) over the corpus files, over a dense log of
-             --mb MB made of corpus entries with a report put back to back, and
-             over a clean log of --mb MB (a boot log without reports, repeated).
+  speed      MB per second of CPU time (best of --reps runs; the wall-clock figure
+             follows, it also counts the other processes of a shared machine) over
+             the corpus files, over a dense log of --mb MB made of corpus entries
+             with a report put back to back, and over a clean log of --mb MB (a boot
+             log without reports, repeated).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class Results:
     frame_ok: int = 0
     events_in_bugs: int = 0
     misses: list[str] = field(default_factory=list)
-    mb_per_s: float = 0.0
+    mb_per_s: float = 0.0  # per CPU second
+    wall_mb_per_s: float = 0.0
     total_bytes: int = 0
 
     @property
@@ -114,12 +117,15 @@ def parse_files(paths: list[str]) -> list[dict[str, Any]]:
     return result
 
 
-def best_time(fn: Callable[[], object], reps: int) -> float:
-    best = float("inf")
+def best_time(fn: Callable[[], object], reps: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of the fastest of ``reps`` runs of ``fn``. The
+    CPU time is the figure that counts: on a shared machine the wall time also
+    measures the other processes."""
+    best = (float("inf"), float("inf"))
     for _ in range(max(1, reps)):
-        t0 = time.perf_counter()
+        c0, w0 = time.process_time(), time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, (time.process_time() - c0, time.perf_counter() - w0))
     return best
 
 
@@ -166,8 +172,9 @@ def evaluate(entries: list[Entry], reps: int = 3) -> Results:
         for e, got in zip(entries, parse_files(paths), strict=True):
             _score(res, e, got)
         res.total_bytes = sum(len(e.data) for e in entries)
-        best = best_time(lambda: parse_files(paths), reps)
-    res.mb_per_s = res.total_bytes / best / 1e6 if best > 0 else float("inf")
+        cpu, wall = best_time(lambda: parse_files(paths), reps)
+    res.mb_per_s = res.total_bytes / cpu / 1e6 if cpu > 0 else float("inf")
+    res.wall_mb_per_s = res.total_bytes / wall / 1e6 if wall > 0 else float("inf")
     return res
 
 
@@ -244,12 +251,13 @@ def dense_log(entries: list[Entry], size: int) -> bytes:
     return b"".join(parts)
 
 
-def speed(path: Path, reps: int) -> tuple[float, int, int]:
-    """(MB/s, bugs, events) of ``ktest parse --json`` on one file."""
+def speed(path: Path, reps: int) -> tuple[float, float, int, int]:
+    """(MB per CPU second, MB per wall second, bugs, events) of ``ktest parse
+    --json`` on one file."""
     size = path.stat().st_size
     (got,) = parse_files([str(path)])
-    best = best_time(lambda: parse_files([str(path)]), reps)
-    return size / best / 1e6, len(got["bugs"]), len(got["events"])
+    cpu, wall = best_time(lambda: parse_files([str(path)]), reps)
+    return size / cpu / 1e6, size / wall / 1e6, len(got["bugs"]), len(got["events"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corrupted:  {res.corrupted_ok}/{res.titled} = {100 * res.corrupted_acc:.1f}% agree")
     if res.frames:
         print(f"frames:     {res.frame_ok}/{res.frames} agree (entries giving a frame)")
-    print(f"speed:      {res.mb_per_s:.1f} MB/s corpus files (best of {max(1, args.reps)})")
+    print(
+        f"speed:      {res.mb_per_s:.1f} MB/s corpus files "
+        f"(wall {res.wall_mb_per_s:.1f}; best of {max(1, args.reps)})"
+    )
     size = int(args.mb * 1e6)
     reps = max(1, min(args.reps, 3))
     with tempfile.TemporaryDirectory(prefix="report-bench-") as tmp:
@@ -283,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(tmp) / f"{name}.log"
             path.write_bytes(data)
             del data
-            mbs, nbugs, nevents = speed(path, reps)
+            mbs, wall, nbugs, nevents = speed(path, reps)
             mb = path.stat().st_size / 1e6
             print(
-                f"{name + ':':<11} {mbs:.1f} MB/s on a {mb:.1f} MB log "
-                f"({nbugs} distinct bugs, {nevents} distinct events; best of {reps})"
+                f"{name + ':':<11} {mbs:.1f} MB/s on a {mb:.1f} MB log (wall {wall:.1f}; "
+                f"{nbugs} distinct bugs, {nevents} distinct events; best of {reps})"
             )
     return 0
 
