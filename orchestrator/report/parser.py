@@ -343,7 +343,26 @@ def _format(template: str, args: Sequence[str]) -> str:
 
 
 def describe(text: str, group: Group, header: str) -> Description:
-    best = len(text)
+    """Title of the report ``text`` by the group's formats: the format whose title
+    matches earliest wins (ties: table order)."""
+    # The winning match nearly always starts in the first line: looking there
+    # first spares the search of every other format's prefix through the whole
+    # window. (A match starting in the first line starts before any other, so
+    # the outcome is the same.)
+    line_end = text.find("\n")
+    if line_end >= 0:
+        got = _describe(text, group, header, line_end)
+        if got is not None:
+            return got
+    got = _describe(text, group, header, len(text))
+    assert got is not None
+    return got
+
+
+def _describe(text: str, group: Group, header: str, bound: int) -> Description | None:
+    """``describe`` among the title matches that start at or before ``bound``
+    (``None`` if there is none and ``bound`` is not the end of ``text``)."""
+    best = bound
     desc = ""
     used: Fmt | None = None
     corrupted = ""
@@ -394,6 +413,8 @@ def describe(text: str, group: Group, header: str) -> Description:
     if not desc:
         if matched_title:
             corrupted = "matched title but not report regexp"
+        elif bound < len(text):
+            return None
         pos = text.find(header)
         if pos < 0:
             return Description("", corrupted, None, None)
