@@ -23,7 +23,7 @@ from orchestrator.cli.common import EXIT_ERROR
 def cmd_parse(args: argparse.Namespace) -> int:
     from orchestrator.report.cli import run_parse
 
-    return run_parse(args.logs, args.json)
+    return run_parse(args.logs, args.json, fail_on=args.fail_on)
 
 
 def _add_kernel_opts(p: argparse.ArgumentParser, src_name: str = "--kernel-src",
@@ -142,8 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_opts(p)
     p.set_defaults(func=machines.cmd_smoke)
 
-    p = sub.add_parser("parse", help="the kernel reports in console logs")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("parse", help="the kernel reports in console logs",
+                       description="Exit 0: nothing counted by --fail-on; 1: found; "
+                                   "2: bad input (unreadable file, unknown kind).")
+    p.add_argument("--json", action="store_true", help="per log: its bugs and its events")
+    p.add_argument("--fail-on", default="bug", metavar="KIND[,KIND]",
+                   help="reports that make the exit status 1: 'bug' (any bug, the default) "
+                        "and/or kinds such as KASAN or LINK_CHANGE (events too)")
     p.add_argument("logs", nargs="+", metavar="LOG")
     p.set_defaults(func=cmd_parse)
     return ap

@@ -139,6 +139,27 @@ def warn_stack(*skip: str) -> Stack:
 _AT_FN = r"at: (?:<PC> +)?<FN>"
 _LINES = r"(?:.*\n)+?"  # lazily skip whole lines
 
+# Functions that put the caller to sleep: the culprit of "scheduling while atomic"
+# is their caller (``schedule`` also matches schedule_timeout, io_schedule, ...).
+SLEEP_HELPERS = (
+    "schedule",
+    "msleep",
+    "usleep_range",
+    "ssleep",
+    "fsleep",
+    "wait_for_common",
+    "^wait_event",
+    "^__wait_event",
+    "^wait_on_bit",
+    "^out_of_line_wait_on_bit",
+    "do_nanosleep",
+    "hrtimer_nanosleep",
+    "cond_resched",
+    "synchronize_(?:rcu|srcu|net)",
+    "wait_rcu_gp",
+    "rcu_barrier",
+)
+
 # ---------------------------------------------------------------------------
 # "BUG:" family
 # ---------------------------------------------------------------------------
@@ -264,7 +285,7 @@ BUG = Group(
         F(
             "BUG: scheduling while atomic",
             "BUG: scheduling while atomic in {0}",
-            stack=trace_stack("schedule"),
+            stack=trace_stack(*SLEEP_HELPERS),
         ),
         F(
             "BUG: lock held when returning to user space",

@@ -115,6 +115,16 @@ def has_host_prefixes(text: str, lines: int = 8) -> bool:
     return any(_HAS_HOST.match(line) for line in text[:4096].split("\n", lines)[:lines])
 
 
+def _timestamp_led(host: bool) -> str:
+    """Pattern of a newline and a line's prefix up to its kernel timestamp.
+    (Optional groups are slow in the regex engine: "(?:A)?(?:<\\d+>)?\\[" is
+    spelled as an alternation of literal-led branches.)"""
+    host_re = "(?:" + _HOST + ")?" if host else ""
+    lvl = ascii_digits(r"<\d+>")
+    ts = rf"(?:\[|{lvl}\[|{_DROPPED[3:-2]}(?:{lvl})?\[)" + _TS[len(rf"(?:{lvl})?\[") :]
+    return r"\n" + host_re + ts
+
+
 @lru_cache(maxsize=256)
 def context_line_regex(ctx: str, with_cpus: bool = False, host: bool = True) -> re.Pattern[str]:
     """Regex matching a newline followed by a whole line printed in context ``ctx``
@@ -123,19 +133,22 @@ def context_line_regex(ctx: str, with_cpus: bool = False, host: bool = True) -> 
     first line of a text is never matched. With ``with_cpus``, lines of any CPU
     context (``C<n>``) match as well. ``host=False`` gives a faster regex for logs
     without host timestamps."""
-    host_re = "(?:" + _HOST + ")?" if host else ""
     if ctx == "":
+        host_re = "(?:" + _HOST + ")?" if host else ""
         return re.compile(r"\n(?!" + host_re + _DROPPED + _TS + ")" + host_re + r"([^\n]*)")
-    # (optional groups are slow in the regex engine: "(?:A)?(?:<\d+>)?\[" is spelled
-    # as an alternation of literal-led branches)
-    lvl = ascii_digits(r"<\d+>")
-    ts = rf"(?:\[|{lvl}\[|{_DROPPED[3:-2]}(?:{lvl})?\[)" + _TS[len(rf"(?:{lvl})?\[") :]
     if ctx == CONSOLE:
-        return re.compile(r"\n" + host_re + ts + r" ([^\n]*)")
+        return re.compile(_timestamp_led(host) + r" ([^\n]*)")
     who = re.escape(ctx)
     if with_cpus:
         who = rf"(?:{who}|C\d+)"
-    return re.compile(r"\n" + host_re + ts + r"\[ *" + who + r"\] ([^\n]*)")
+    return re.compile(_timestamp_led(host) + r"\[ *" + who + r"\] ([^\n]*)")
+
+
+@lru_cache(maxsize=4)
+def caller_line_regex(host: bool = True) -> re.Pattern[str]:
+    """Like ``context_line_regex`` for every printk caller at once: group 1 is
+    the caller id (``T123``, ``C1``), group 2 the message."""
+    return re.compile(_timestamp_led(host) + ascii_digits(r"\[ *([CT]\d+)\] ([^\n]*)"))
 
 
 _ANY_PREFIX = re.compile(

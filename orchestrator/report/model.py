@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,6 +60,9 @@ class Report:
     ``text`` is the report's lines from ``start`` to ``end`` decoded as UTF-8
     (invalid bytes replaced) with host timestamps, kernel timestamps and printk
     caller ids stripped from every line.
+
+    ``count`` is how many times the log holds a report with this title: repeats
+    are folded into the first one (whose offsets and text the record keeps).
     """
 
     title: str
@@ -72,6 +76,7 @@ class Report:
     corrupted: bool = False
     corrupted_reason: str | None = None
     severity: Severity = "bug"
+    count: int = 1
 
     @property
     def is_bug(self) -> bool:
@@ -89,5 +94,16 @@ class Report:
             "taint": self.taint,
             "corrupted": self.corrupted,
             "corrupted_reason": self.corrupted_reason,
+            "count": self.count,
             "text": self.text,
         }
+
+
+def bugs_and_events(reports: Iterable[Report]) -> tuple[list[Report], list[Report]]:
+    """The bug reports and the events, each list in the order given (``parse``
+    gives log order): ``bugs_and_events(parse(log))[0][:1]`` is the first bug."""
+    bugs: list[Report] = []
+    events: list[Report] = []
+    for r in reports:
+        (bugs if r.is_bug else events).append(r)
+    return bugs, events

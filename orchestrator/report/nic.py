@@ -6,14 +6,11 @@ changes) and the FAULT_INJECTION / kmemleak / hard-lockup messages.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from .model import Kind
+from .records import Analysis, Hit, Log, Window, body_end
 from .stack import CALL_TRACE, RIP, TRACE, WARN_TRAP, Stack, extract_frames, rx
 from .titles import normalize_title, severity_of
-
-if TYPE_CHECKING:
-    from .parser import Analysis, Hit, Log, Window
 
 # Frames of the DMA-API debug machinery and DMA mapping helpers: the caller is the driver.
 DMA_SKIP = (
@@ -56,6 +53,9 @@ def _warn_stack(*skip: str) -> Stack:
 
 
 _DMA_MSG = re.compile(r"DMA-API: (\S+) (\S+): (.*)")
+_COUNT = re.compile(r" *\[count=[^\]]*\]")
+# dev_driver_string() of a device without driver is its bus name
+_BUSES = frozenset({"pci", "platform", "usb", "virtio", "auxiliary"})
 _BRACKETS = re.compile(r"\s*\[(?!count=)[^\]]*\]")
 
 
@@ -69,13 +69,13 @@ def _result(
     text: str = "",
     win: Window | None = None,
 ) -> Analysis:
-    from .parser import Analysis
-
     title = normalize_title(title)
     a = Analysis(h, title, corrupted, frame, end, kind, severity_of(kind, title), text)
     if win is not None:
         a.window_lines = win.lines
         a.window_offsets = win.offsets
+        a.closed = win.closed
+        a.truncated = win.truncated
     return a
 
 
@@ -90,16 +90,18 @@ def _frame_or_corrupted(text: str, stack: Stack) -> tuple[str, str]:
 
 
 def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.lines[i]), "")
     m = _DMA_MSG.search(line)
-    driver = m.group(1) if m else None
     msg = m.group(3) if m else line
     msg = _BRACKETS.sub("", msg).strip().rstrip(".")
     text = "\n".join(win.lines)
     if "pending DMA allocations" in msg:
-        title = f"DMA-API: {msg}"
+        # Printed once the driver is gone: the line names the bus ("pci") unless
+        # the driver still shows; its dev_printk lines name it.
+        driver = m.group(1) if m else None
+        if m is not None and driver in _BUSES:
+            driver = driver_for_bdf(log, m.group(2)) or m.group(2)
+        title = _COUNT.sub("", f"DMA-API: {msg}") + (f" in {driver}" if driver else "")
         frame, corrupted = driver, ""
     else:
         frame, corrupted = _frame_or_corrupted(text, _warn_stack(*DMA_SKIP))
@@ -112,8 +114,6 @@ _WD_NEW = re.compile(r"^(?:(\S+) (\S+) )?(\S+): NETDEV WATCHDOG: ")
 
 
 def netdev_watchdog(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     line = next((log.info(i)[1] for i in h.members if "NETDEV WATCHDOG" in log.lines[i]), "")
     driver = None
     m = _WD_OLD.search(line)
@@ -165,8 +165,6 @@ REF_SKIP = (
 
 
 def ref_tracker(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     stack = Stack(steps=(TRACE,), skip=REF_SKIP)
     frame, corrupted = _frame_or_corrupted(text.split("\n", 1)[1] if "\n" in text else "", stack)
@@ -200,15 +198,28 @@ _AMDVI = re.compile(
 
 def driver_for_bdf(log: Log, bdf: str) -> str | None:
     """Name of the driver bound to PCI device ``bdf`` (``0000:00:03.0``), from its
-    dev_printk lines in the log."""
-    best = None
-    for m in re.finditer(r"(?:^|[\]\s])([A-Za-z][\w\-]*) " + re.escape(bdf) + r":? ", log.s, re.M):
-        name = m.group(1)
-        if name in ("pci", "pcieport"):
-            best = best or None
-            continue
-        return name
-    return best
+    first dev_printk line in the log (``e1000e 0000:00:03.0: ...``); looked up
+    once per log and device."""
+    key = ("driver", bdf)
+    if key not in log.memo:
+        log.memo[key] = _first_driver(log.s, bdf)
+    return log.memo[key]
+
+
+def _first_driver(s: str, bdf: str) -> str | None:
+    at = s.find(" " + bdf)
+    while at >= 0:
+        after = s[at + 1 + len(bdf) : at + 2 + len(bdf)]
+        if after in (":", " "):
+            start = max(s.rfind(" ", 0, at), s.rfind("]", 0, at), s.rfind("\n", 0, at)) + 1
+            word = s[start:at]
+            if _DRIVER_NAME.fullmatch(word) and word not in ("pci", "pcieport"):
+                return word
+        at = s.find(" " + bdf, at + 1)
+    return None
+
+
+_DRIVER_NAME = re.compile(r"[A-Za-z][\w\-]*")
 
 
 def iommu(log: Log, h: Hit, win: Window) -> Analysis:
@@ -325,8 +336,6 @@ FAULT_SKIP = (
 
 
 def fault_injection(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     m = re.search(r"^name (\w+),", text, re.M)
     stack = Stack(steps=(CALL_TRACE, TRACE), skip=FAULT_SKIP, allow_fault_frames=True)
@@ -382,8 +391,6 @@ LEAK_SKIP = (
 
 
 def kmemleak(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     stack = Stack(
         steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP, own_skip=True
@@ -415,8 +422,6 @@ def kmemleak_summary(log: Log, h: Hit, win: Window) -> Analysis:
 
 
 def hard_lockup(log: Log, h: Hit, win: Window) -> Analysis:
-    from .parser import body_end
-
     text = "\n".join(win.lines)
     frame, corrupted = _frame_or_corrupted(text, Stack(steps=(RIP, CALL_TRACE, TRACE)))
     return _result(

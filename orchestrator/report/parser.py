@@ -18,9 +18,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from itertools import accumulate, repeat
-from operator import add
+from dataclasses import dataclass, replace
+from operator import itemgetter
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
@@ -33,13 +32,14 @@ from .lines import (
     strip_all_prefixes,
 )
 from .model import Kind, Report
+from .records import ANY_CPU, Analysis, Hit, Log, Window, body_end, questionable
 from .stack import (
-    FRAME_ANY,
     RISCV_TRACE_START,
     TRACE_STARTS,
     extract_frames,
     is_frame_line,
     is_trace_start,
+    module_stall_frame,
 )
 from .titles import kind_of, normalize_title, severity_of
 
@@ -89,53 +89,11 @@ _REPLAY_RE = re.compile(r"\n[^\n]*\*\* replaying previous printk message \*\*")
 
 # Limits keep pathological inputs linear.
 MAX_WINDOW_LINES = 4000
-BODY_GAP = 25  # a report body ends after this many lines that do not look like report text
+# Lines of the first, short window of a report (see analyze).
+FIRST_LINES = 200
 
 CORRUPT_NO_FRAMES = "extracted no frames"
-
-
-class Log:
-    """A console log with lazily computed per-line prefix information."""
-
-    def __init__(self, s: str) -> None:
-        self.s = s
-        self.lines = s.split("\n")
-        self.starts = list(accumulate(map(add, map(len, self.lines), repeat(1)), initial=0))
-        self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
-        self.host = has_host_prefixes(s)
-        self.has_cr = "\r" in s
-        # ctx -> (from offset, contents, line starts) of that caller's lines
-        self.ctx_lines: dict[str, tuple[int, list[str], list[int]]] = {}
-
-    def index(self, pos: int) -> int:
-        return bisect_right(self.starts, pos) - 1
-
-    def info(self, i: int) -> tuple[str, str]:
-        got = self._info[i]
-        if got is None:
-            got = split_prefix(self.lines[i])
-            self._info[i] = got
-        return got
-
-    def line_end(self, i: int) -> int:
-        return self.starts[i] + len(self.lines[i])
-
-    def nlines_between(self, a: int, b: int) -> int:
-        return self.s.count("\n", a, b)
-
-
-@dataclass
-class Hit:
-    start: int  # offset of the line start
-    index: int  # line index
-    group: Group
-    header: str
-    members: list[int] = field(default_factory=list)  # line indices of folded lines
-    paired_warning: int | None = None  # line index of an adjacent WARNING
-
-    @property
-    def role(self) -> str:
-        return self.group.role
+KMEMLEAK_SUMMARY = "memory leak: kmemleak"
 
 
 def _group_for(line: str) -> tuple[Group, str] | None:
@@ -238,10 +196,13 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
                 continue
             if (
                 name == "KMEMLEAK"
+                and prev.group.name != "KMEMLEAK_SUMMARY"
                 and "memory leak" in log.lines[prev.index]
                 and (h.index - prev.index <= 3)
             ):
                 continue
+            if name == "KBUG" and prev.group.name == "RUST" and h.index - prev.index <= 6:
+                continue  # the BUG() of the Rust panic handler: part of the panic
         if name == "REBOOT" and not nic.is_real_reboot(log, h):
             continue
         out.append(h)
@@ -251,27 +212,18 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 # ---------------------------------------------------------------------------
 # Window analysis (syzkaller-compatible semantics)
 # ---------------------------------------------------------------------------
-@dataclass
-class Window:
-    lines: list[str]  # filtered, prefix-stripped lines
-    offsets: list[int]  # start offset of each line in the log
-    _text: str | None = None
-
-    @property
-    def text(self) -> str:
-        """The lines joined with newlines."""
-        if self._text is None:
-            self._text = "\n".join(self.lines)
-        return self._text
+_GROUP1 = itemgetter(1)
+_ONE = 1
 
 
 def _window_lines(
-    log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool
+    log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
 ) -> tuple[list[str], list[int]]:
-    """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``."""
+    """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``
+    (with caller ids: the first ``limit`` of them)."""
     s = log.s
-    rx = context_line_regex(ctx, False, log.host)
     if not by_caller:
+        rx = context_line_regex(ctx, False, log.host)
         # Usually every line of the range belongs: then the line starts are known.
         contents = rx.findall(s, pos, endpos)
         starts = log.starts
@@ -280,109 +232,98 @@ def _window_lines(
             return contents, starts[i + 1 : k]
     if not by_caller:
         ms = list(rx.finditer(s, pos, endpos))
-        return [m.group(1) for m in ms], [m.start() + 1 for m in ms]
-    # Several reports of one caller share the scan of the rest of the log.
-    got = log.ctx_lines.get(ctx)
-    if got is None or got[0] > pos:
-        ms = list(rx.finditer(s, pos))
-        got = log.ctx_lines[ctx] = (pos, [m.group(1) for m in ms], [m.start() + 1 for m in ms])
-    _, all_contents, all_starts = got
+        # (each match starts at the newline before its line)
+        return list(map(_GROUP1, ms)), list(map(_ONE.__add__, map(re.Match.start, ms)))
+    all_contents, all_starts = log.caller_lines(ctx, pos)
     a = bisect_right(all_starts, pos)
-    b = bisect_left(all_starts, endpos, a)
+    b = min(bisect_left(all_starts, endpos, a), a + limit)
     contents, starts = all_contents[a:b], all_starts[a:b]
-    if s.find(NMI_BACKTRACE, pos, endpos) >= 0:
+    if any(NMI_BACKTRACE in c for c in contents):
         # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
         for k, c in enumerate(contents):
-            if NMI_BACKTRACE in c and not _questionable(c):
-                end = s.find("\n", starts[k], endpos)
-                if end < 0:
-                    end = endpos
-                rest = list(context_line_regex(ctx, True, log.host).finditer(s, end, endpos))
-                contents[k + 1 :] = [m.group(1) for m in rest]
-                starts[k + 1 :] = [m.start() + 1 for m in rest]
+            if NMI_BACKTRACE in c and not questionable(c):
+                more = max(limit - k - 1, 0)
+                own = _lines_after(all_contents, all_starts, starts[k], endpos, more)
+                cpu_contents, cpu_starts = log.caller_lines(ANY_CPU, pos)
+                cpus = _lines_after(cpu_contents, cpu_starts, starts[k], endpos, more)
+                rest = sorted({*own, *cpus})[:more]
+                contents[k + 1 :] = [c for _, c in rest]
+                starts[k + 1 :] = [o for o, _ in rest]
                 break
     return contents, starts
 
 
-def _questionable(content: str) -> bool:
-    return (" ? " in content or content.endswith(" (unreliable)")) and "<EOI>" not in content
+def _lines_after(
+    contents: list[str], starts: list[int], after: int, endpos: int, n: int
+) -> list[tuple[int, str]]:
+    """(start, content) of the first ``n`` lines starting in ``(after, endpos)``."""
+    a = bisect_right(starts, after)
+    b = min(bisect_left(starts, endpos, a), a + n)
+    return list(zip(starts[a:b], contents[a:b], strict=True))
 
 
-def _lines_with(
-    s: str, needles: tuple[str, ...], starts: list[int], pos: int, endpos: int
-) -> set[int]:
-    """Indices of the lines (starting at ``starts``) in which a needle occurs."""
-    out: set[int] = set()
-    for needle in needles:
-        p = s.find(needle, pos, endpos)
-        while p >= 0:
-            k = bisect_right(starts, p) - 1
-            if k >= 0:
-                le = s.find("\n", starts[k], endpos)
-                if le < 0:
-                    le = endpos
-                if p < le:
-                    out.add(k)
-                p = max(le, p + 1)
-            else:
-                p += 1
-            p = s.find(needle, p, endpos)
-    return out
-
-
-_QUESTIONABLE = (" ? ", " (unreliable)")
-
-
-def build_window(log: Log, h: Hit, stop: int) -> Window:
+def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
     """Collect the report's lines: same printk context, no questionable frames.
 
     Without caller ids the window ends at ``stop`` (the next report); with caller
-    ids it extends over all later lines of the same caller.
+    ids it extends over all later lines of the same caller. Both stop after
+    MAX_WINDOW_LINES lines of the log. Unless ``full``, the window also ends at
+    the caller's next report and after FIRST_LINES lines (``Window.truncated``
+    tells whether that removed lines).
     """
     ctx, head = log.info(h.index)
     s = log.s
     nlines = len(log.lines)
     by_caller = ctx not in ("", CONSOLE)
-    last = nlines if by_caller else stop
-    last = min(last, h.index + MAX_WINDOW_LINES, nlines)
+    last = min(nlines if by_caller else stop, h.index + MAX_WINDOW_LINES, nlines)
+    truncated = False
+    limit = MAX_WINDOW_LINES
+    if not full:
+        if by_caller:
+            if h.next_same_caller is not None and h.next_same_caller < last:
+                last, truncated = h.next_same_caller, True
+            limit = FIRST_LINES
+        elif h.index + 1 + FIRST_LINES < last:
+            last, truncated = h.index + 1 + FIRST_LINES, True
     endpos = log.starts[last] if last < nlines else len(s)
     pos = log.line_end(h.index)
-    contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller)
-    if log.has_cr and s.find("\r", pos, endpos) >= 0:
+    contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller, limit + 1)
+    if len(contents) > limit:
+        del contents[limit:], starts[limit:]
+        truncated = True
+    # (The checks below look at the window's own lines, not at the log range: with
+    # caller ids, that range can hold far more lines of other callers.)
+    joined = "\n".join(contents)
+    if log.has_cr and "\r" in joined:
         contents = [c[:-1] if c.endswith("\r") else c for c in contents]
-    if ctx and (s.find(" ? ", pos, endpos) >= 0 or s.find(" (unreliable)", pos, endpos) >= 0):
+    if ctx == CONSOLE and (" ? " in joined or " (unreliable)" in joined):
+        # (the lines of a caller come without them: see Log.caller_lines)
         keep = [
             k
             for k, c in enumerate(contents)
-            if (" ? " not in c and not c.endswith(" (unreliable)")) or "<EOI>" in c
-        ]
+            if (" ? " not in c and c[-13:] != " (unreliable)") or "<EOI>" in c
+        ]  # (not questionable(c), inlined)
         if len(keep) < len(contents):
             contents = [contents[k] for k in keep]
             starts = [starts[k] for k in keep]
     # Past the first lines of the report, a panic or a lockdep splat caused by
     # the report is cut off.
     min_lines = 16 if "BUG: KMSAN:" in head else 22
-    if len(contents) >= min_lines:
-        from_pos = starts[min_lines - 1]
-        if (
-            s.find(TAIL_MARKERS[0], from_pos, endpos) >= 0
-            or s.find(TAIL_MARKERS[1], from_pos, endpos) >= 0
-        ):
-            tails = _lines_with(s, TAIL_MARKERS, starts, from_pos, endpos)
-            for k in sorted(tails):
-                c = contents[k]
-                if k >= min_lines - 1 and (TAIL_MARKERS[0] in c or TAIL_MARKERS[1] in c):
-                    del contents[k:], starts[k:]
-                    break
+    if len(contents) >= min_lines and (TAIL_MARKERS[0] in joined or TAIL_MARKERS[1] in joined):
+        tail = "\n".join(contents[min_lines - 1 :])
+        found = [p for p in (tail.find(m) for m in TAIL_MARKERS) if p >= 0]
+        if found:
+            k = min_lines - 1 + tail.count("\n", 0, min(found))
+            del contents[k:], starts[k:]
     out = [head, *contents]
     offs = [h.start, *starts]
-    if s.find(SKIP_LINE, pos, endpos) >= 0:
+    if SKIP_LINE in joined:
         pairs = [(head, h.start)] + [
             (c, o) for c, o in zip(out[1:], offs[1:], strict=True) if SKIP_LINE not in c
         ]
         out = [c for c, _ in pairs]
         offs = [o for _, o in pairs]
-    return Window(out, offs)
+    return Window(out, offs, truncated=truncated)
 
 
 @dataclass
@@ -402,7 +343,26 @@ def _format(template: str, args: Sequence[str]) -> str:
 
 
 def describe(text: str, group: Group, header: str) -> Description:
-    best = len(text)
+    """Title of the report ``text`` by the group's formats: the format whose title
+    matches earliest wins (ties: table order)."""
+    # The winning match nearly always starts in the first line: looking there
+    # first spares the search of every other format's prefix through the whole
+    # window. (A match starting in the first line starts before any other, so
+    # the outcome is the same.)
+    line_end = text.find("\n")
+    if line_end >= 0:
+        got = _describe(text, group, header, line_end)
+        if got is not None:
+            return got
+    got = _describe(text, group, header, len(text))
+    assert got is not None
+    return got
+
+
+def _describe(text: str, group: Group, header: str, bound: int) -> Description | None:
+    """``describe`` among the title matches that start at or before ``bound``
+    (``None`` if there is none and ``bound`` is not the end of ``text``)."""
+    best = bound
     desc = ""
     used: Fmt | None = None
     corrupted = ""
@@ -453,6 +413,8 @@ def describe(text: str, group: Group, header: str) -> Description:
     if not desc:
         if matched_title:
             corrupted = "matched title but not report regexp"
+        elif bound < len(text):
+            return None
         pos = text.find(header)
         if pos < 0:
             return Description("", corrupted, None, None)
@@ -528,85 +490,6 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
     return ""
 
 
-_REPORTISH = (
-    r"\s|$|Call [Tt]race|<(?:/?TASK|/?IRQ|/?NMI|/?SOFTIRQ|EOI)>|[A-Z][A-Za-z0-9]{1,4}: |Code: "
-    r"|Modules linked in|CPU: |Hardware name|---|Kernel panic|Kernel Offset|Rebooting in"
-    r"|Dumping ftrace|Showing |=+$|-> #|\*\*\*|\.\.\.|Memory state|The buggy address"
-    r"|[0-9a-f]{8,}:|>[0-9a-f]{8,}|page:|flags:|raw:|page dumped|Allocated by|Freed by"
-    r"|Last potentially|Second to last|#\d+:|hardirqs|softirqs|irq event|Chain exists|Possible "
-    r"|other info|stack backtrace|INFO: |NMI backtrace|Sending NMI|no locks held|\d+ locks? held"
-    r"|task:|Workqueue:|rcu: |Task dump|RIP|RSP|R\d|FS:|CR2|DR\d|invalid opcode|general protection"
-    r"|Oops|BUG|WARNING|kernel BUG|PGD|PUD|PMD|PTE|pc :|lr :|sp :|x\d+|Uninit|Local variable"
-    r"|Bytes \d|Object|Redzone|Padding|Read of|Write of|unreferenced|  comm|hex dump|backtrace"
-    r"|This report|If you|A lock|watchdog|turning off|\[ +\d+\]"
-)
-
-
-_AFTER_END = ("Kernel panic", "Kernel Offset", "---[ end Kernel panic", "Rebooting in")
-# Over the joined window text (one line per window line): the first end marker
-# line, and every line that does not look like report text (neither _REPORTISH
-# nor a call-trace frame).
-# (Both match the newline before the line: a literal first character is fast to scan for.)
-_END_MARKER_M = re.compile(r"\n(?:---\[ end trace|={20,}[^\S\n]*(?=\n|\Z))")
-_CHATTER_M = re.compile(r"\n(?!" + ascii_digits(_REPORTISH) + "|" + FRAME_ANY.pattern + ")", re.M)
-
-
-def body_end(log: Log, win: Window) -> int:
-    """Offset just past the last line of the report body.
-
-    The body ends at an explicit end marker (``---[ end trace``, the closing
-    ``=====`` line of sanitizer reports; a panic message right after it is kept),
-    otherwise before the first run of more than BODY_GAP lines that look like
-    ordinary console chatter (trailing chatter is left out as well).
-    """
-    lines, offsets = win.lines, win.offsets
-    n = len(lines)
-    last = offsets[0]
-    if n > 1:
-        text = win.text
-        pos = len(lines[0])  # the newline before line 1
-        m = _END_MARKER_M.search(text, pos)
-        if m is not None:
-            limit = m.start() + 1
-            k_end = text.count("\n", 0, limit)
-        else:
-            limit = len(text)
-            k_end = n
-        # Walk the chatter lines (the others reset the gap).
-        k = 0  # line index of the previous chatter line
-        at = 0
-        run = 0
-        run_start = 0
-        prev = -2
-        gap_at = -1
-        for c in _CHATTER_M.finditer(text, pos, limit):
-            p = c.end()
-            k += text.count("\n", at, p)
-            at = p
-            if k == prev + 1:
-                run += 1
-            else:
-                run, run_start = 1, k
-            prev = k
-            if run > BODY_GAP:
-                gap_at = run_start
-                break
-        if gap_at >= 0:
-            last = offsets[gap_at - 1]
-        elif m is not None:
-            last = offsets[k_end]
-            for j in range(k_end + 1, min(k_end + 5, n)):
-                if not lines[j].startswith(_AFTER_END):
-                    break
-                last = offsets[j]
-        else:
-            # The last line before a trailing run of chatter.
-            k_last = n - 1 if prev != n - 1 else run_start - 1
-            last = offsets[max(k_last, 0)]
-    end = log.s.find("\n", last)
-    return len(log.s) if end < 0 else end
-
-
 _MODULE_RE = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+ \[([A-Za-z0-9_]+)(?: [0-9a-f]+)?\]")
 _TAINT_RE = re.compile(r"Not tainted|Tainted: ([A-Z][A-Z ]*?) *(?=\d|\n|$)")
 _TITLE_FRAME_RE = re.compile(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)")
@@ -644,22 +527,39 @@ def _recode(text: str) -> str:
     return text.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
-@dataclass
-class Analysis:
-    hit: Hit
-    title: str
-    corrupted: str
-    frame: str | None
-    body_end: int
-    kind: Kind | None = None
-    severity: str | None = None
-    window_text: str = ""
-    window_lines: list[str] = field(default_factory=list)
-    window_offsets: list[int] = field(default_factory=list)
-
-
 def analyze(log: Log, h: Hit, stop: int) -> Analysis:
-    win = build_window(log, h, stop)
+    """Title, frame and body of the report at ``h``.
+
+    The report is first analysed in a short window (see ``build_window``: its
+    first lines, up to its caller's next report); only a report found incomplete
+    there (corrupted, or its body running to the end of those lines) is analysed
+    again in its full window. So the cost of a complete report does not depend
+    on what follows it."""
+    a = _analyze(log, h, stop, False)
+    if not a.truncated or (not a.corrupted and a.closed):
+        return a
+    return _analyze(log, h, stop, True)
+
+
+# Stalls titled after the module function the CPU is stuck in (when there is one).
+_MODULE_STALLS = ("BUG: soft lockup in ", "INFO: rcu detected stall in ")
+
+
+def _stuck_in_module(desc: Description, text: str) -> Description:
+    """A stall or lockup in module code is titled after the module function
+    (``BUG: soft lockup in ktest_nic_poll_reset``) rather than after the syscall
+    or work item that led there: every hang while a driver loads would otherwise
+    be ``... in finit_module``. Core-kernel stalls keep syzkaller's title."""
+    fn = module_stall_frame(text)
+    if fn is None:
+        return desc
+    prefix = desc.title[: desc.title.index(" in ") + 4]
+    corrupted = "" if desc.corrupted == CORRUPT_NO_FRAMES else desc.corrupted
+    return Description(prefix + fn, corrupted, desc.fmt, fn)
+
+
+def _analyze(log: Log, h: Hit, stop: int, full: bool) -> Analysis:
+    win = build_window(log, h, stop, full)
     if h.group.custom is not None and h.group.custom != "reboot":
         return nic.build(log, h, win, stop)
     text = win.text
@@ -669,13 +569,15 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
         desc = describe(raw, h.group, h.header)
         if not desc.title:
             desc = Description(log.info(h.index)[1], "", None, None)
+    if desc.title.startswith(_MODULE_STALLS):
+        desc = _stuck_in_module(desc, text)
     corrupted = desc.corrupted
-    full = text
     if not corrupted:
-        corrupted = check_corrupted(desc.title, full, desc.fmt)
+        corrupted = check_corrupted(desc.title, text, desc.fmt)
         if corrupted and stop < len(log.lines) and log.info(h.index)[0] in ("", CONSOLE):
-            # Like syzkaller, look for the trace in the rest of the log too.
-            rest = build_window(log, h, len(log.lines))
+            # Like syzkaller, look for the trace in the rest of the log too (here:
+            # in the lines of the short window, past the next report).
+            rest = build_window(log, h, len(log.lines), full=False)
             corrupted = check_corrupted(desc.title, "\n".join(rest.lines), desc.fmt)
     return Analysis(
         h,
@@ -683,10 +585,27 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
         corrupted,
         desc.frame,
         body_end(log, win),
-        window_text=full,
+        window_text=text,
         window_lines=win.lines,
         window_offsets=win.offsets,
+        closed=win.closed,
+        truncated=win.truncated,
     )
+
+
+def _link_same_caller(log: Log, hits: list[Hit]) -> None:
+    """Set each hit's ``next_same_caller``: a report's window (with caller ids)
+    ends where its caller starts another report, so that the cost of a window
+    does not grow with the number of reports in the log."""
+    nxt: dict[str, int] = {}
+    for h in reversed(hits):
+        ctx = log.info(h.index)[0]
+        if ctx in ("", CONSOLE):
+            continue
+        log.report_callers.add(ctx)
+        h.next_same_caller = nxt.get(ctx)
+        if h.role != "consequence":
+            nxt[ctx] = h.index
 
 
 def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
@@ -700,6 +619,7 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
     if not hits:
         return []
     terminators = [h.start for h in hits if h.role in ("oops", "boundary")]
+    _link_same_caller(log, hits)
     analyses: list[Analysis] = []
     last_body = -1
     for h in hits:
@@ -766,11 +686,21 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
 
 
 def _drop_redundant(reports: list[Report]) -> list[Report]:
+    """Fold repeats of a title into its first report (``count``); drop the
+    kmemleak summary line when the log shows the leaked objects themselves."""
+    objects = any(
+        r.kind is Kind.MEMORY_LEAK and not r.title.startswith(KMEMLEAK_SUMMARY) for r in reports
+    )
+    first: dict[str, int] = {}
     out: list[Report] = []
+    counts: list[int] = []
     for r in reports:
-        if r.title.startswith("memory leak: kmemleak") and any(
-            p.kind is Kind.MEMORY_LEAK for p in out
-        ):
+        if objects and r.title.startswith(KMEMLEAK_SUMMARY):
             continue
-        out.append(r)
-    return out
+        k = first.setdefault(r.title, len(out))
+        if k == len(out):
+            out.append(r)
+            counts.append(1)
+        else:
+            counts[k] += 1
+    return [r if n == 1 else replace(r, count=n) for r, n in zip(out, counts, strict=True)]

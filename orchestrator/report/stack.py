@@ -16,19 +16,20 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from .lines import ascii_digits
-from .titles import canonical_frame
+from .titles import canonical_frame, demangle
 
 
 def rx(pattern: str) -> re.Pattern[str]:
     """Compile a pattern after expanding the shorthands used in the tables.
 
     ``<FN>`` captures a function name followed by ``.`` or ``+`` (``foo+0x1/0x2``,
-    ``foo.isra.0+...``); ``<PC>`` is a bracketed address (``[<ffffffff81000000>]``);
+    ``foo.isra.0+...``); ``<PC>`` is a bracketed address (``[<ffffffff81000000>]``, or
+    ``[<(____ptrval____)>]`` when the kernel hides pointers);
     ``<SRC>`` captures ``path/file.c:123``; ``<TASK>`` is a short, possibly
     multi-line task description.
     """
     pattern = pattern.replace("<FN>", r"([A-Za-z0-9_]+)[.+]")
-    pattern = pattern.replace("<PC>", r"\[<?(?:0x)?[0-9a-f]+>?\]")
+    pattern = pattern.replace("<PC>", r"\[<?(?:0x)?(?:[0-9a-f]+|\(____ptrval____\))>?\]")
     pattern = pattern.replace("<SRC>", r"([A-Za-z0-9_/.\-]+\.[a-z]+:\d+)")
     pattern = pattern.replace("<TASK>", r"[\s\S]{0,100}?")
     return re.compile(ascii_digits(pattern))
@@ -485,6 +486,28 @@ STALL_ANCHORS = re.compile(
 )
 
 
+# A RIP in a module, and a call-trace frame in a module (not a questionable one).
+_MODULE_RIP = re.compile(r"RIP: (?:[0-9]+:)?([A-Za-z0-9_]+)[.+][^ \n]* \[([A-Za-z0-9_]+)\]")
+_MODULE_FRAME = rx(r"\n *(?:<PC> )*([A-Za-z0-9_]+)[.+][^ \n]* \[([A-Za-z0-9_]+)\]")
+
+
+def module_stall_frame(text: str) -> str | None:
+    """Where a stalled CPU is stuck in module code: the function of the first
+    ``RIP:`` in a module, else the first module frame of the first call trace
+    (the module function that called the core helper the CPU spins in, e.g.
+    ``delay_tsc`` or a spinlock). ``None`` when no module code is involved:
+    the stall then keeps syzkaller's title."""
+    rip = _MODULE_RIP.search(text)
+    if rip is not None:
+        return canonical_frame(rip.group(1))
+    trace = search(CALL_TRACE, text)
+    if trace is None:
+        return None
+    end = text.find("</TASK>", trace.end())
+    frame = _MODULE_FRAME.search(text, trace.end(), end if end >= 0 else len(text))
+    return canonical_frame(frame.group(1)) if frame is not None else None
+
+
 @lru_cache(maxsize=16384)
 def _is_stall_anchor(frame: str) -> bool:
     # (A long alternation tried at every position of the name: cached per name.)
@@ -577,8 +600,12 @@ class SkipMatcher:
         self._cache: dict[str, bool] = {}
 
     def search(self, name: str) -> bool:
+        """Whether ``name`` is to be skipped (a Rust symbol is matched demangled:
+        ``core::panicking::panic_fmt``)."""
         got = self._cache.get(name)
         if got is None:
+            if name.startswith(("_R", "_ZN")):
+                name = demangle(name)
             got = bool(
                 (self._words is not None and self._words.search(name))
                 or (self._others is not None and self._others.search(name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from .lines import ascii_digits
@@ -103,17 +104,222 @@ SYSCALL_PREFIXES: tuple[str, ...] = (
 
 
 _CXX_NAME = re.compile(r"_Z(?:L)?(\d+)")
+_RUST_LEGACY = re.compile(r"_ZN((?:\d+[^\W\d]\w*?)+)17h[0-9a-f]{16}E")
+_LEGACY_PART = re.compile(r"(\d+)")
 
 
 def demangle(name: str) -> str:
-    """Minimal Itanium C++ demangling of a plain function symbol (``_Z8fakeNameiii``
-    -> ``fakeName``); other names are returned unchanged."""
+    """Readable name of a mangled function symbol, the form syzkaller titles use:
+
+    * Rust v0 (``_RNv...``) as rustc-demangle prints it without hashes
+      (``<ktest_rnic::Ring>::refill``, ``<a::B as c::D>::f``, ``core::panicking::panic_fmt``);
+    * Rust legacy (``_ZN10ktest_rnic4Ring6refill17h...E``) -> ``ktest_rnic::Ring::refill``;
+    * a plain Itanium C++ function (``_Z8fakeNameiii``) -> ``fakeName``.
+
+    Other names, and symbols this subset cannot read, are returned unchanged."""
+    if name.startswith("_R"):
+        return _V0(name).demangle() or name
+    m = _RUST_LEGACY.fullmatch(name)
+    if m is not None:
+        return _legacy_path(m.group(1)) or name
     m = _CXX_NAME.match(name)
     if m is None:
         return name
     n = int(m.group(1))
     ident = name[m.end() : m.end() + n]
     return ident if len(ident) == n and n > 0 else name
+
+
+def _legacy_path(body: str) -> str | None:
+    parts, i = [], 0
+    while i < len(body):
+        m = _LEGACY_PART.match(body, i)
+        if m is None:
+            return None
+        n, i = int(m.group(1)), m.end()
+        if n == 0 or i + n > len(body):
+            return None
+        parts.append(body[i : i + n].replace("$LT$", "<").replace("$GT$", ">"))
+        i += n
+    return "::".join(parts)
+
+
+class _Bad(Exception):
+    """Not a symbol of the supported v0 subset."""
+
+
+# v0 basic types (https://doc.rust-lang.org/rustc/symbol-mangling/v0.html)
+_V0_BASIC = {
+    "a": "i8", "b": "bool", "c": "char", "d": "f64", "e": "str", "f": "f32", "h": "u8",
+    "i": "isize", "j": "usize", "l": "i32", "m": "u32", "n": "i128", "o": "u128",
+    "p": "_", "s": "i16", "t": "u16", "u": "()", "v": "...", "x": "i64", "y": "u64",
+    "z": "!",
+}  # fmt: skip
+_V0_BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class _V0:
+    """A small reader of Rust v0 symbol names: paths (crate roots, nested names,
+    inherent and trait impls, generic arguments, back references) and the types
+    that appear in impl paths. Generic arguments are printed as rustc-demangle
+    does in its ``{:#}`` form; closures as ``{closure#N}``."""
+
+    def __init__(self, sym: str) -> None:
+        self.s = sym[2:]  # back references count from after "_R"
+        self.i = 0
+        self.depth = 0
+
+    def demangle(self) -> str | None:
+        try:
+            if self.s[:1].isdigit():  # encoding version
+                raise _Bad
+            out = self.path()
+            # an optional instantiating crate may follow; anything else is foreign
+            if self.i < len(self.s) and self.peek() != "C":
+                raise _Bad
+            return out
+        except (_Bad, IndexError, RecursionError):
+            return None
+
+    def peek(self) -> str:
+        return self.s[self.i]
+
+    def next(self) -> str:
+        c = self.s[self.i]
+        self.i += 1
+        return c
+
+    def eat(self, c: str) -> bool:
+        if self.i < len(self.s) and self.s[self.i] == c:
+            self.i += 1
+            return True
+        return False
+
+    def base62(self) -> int:
+        if self.eat("_"):
+            return 0
+        n = 0
+        while not self.eat("_"):
+            k = _V0_BASE62.find(self.next())
+            if k < 0:
+                raise _Bad
+            n = n * 62 + k
+        return n + 1
+
+    def disambiguator(self) -> None:
+        if self.eat("s"):
+            self.base62()
+
+    def ident(self) -> str:
+        self.disambiguator()
+        if self.eat("u"):
+            raise _Bad  # punycode identifiers: not needed for kernel symbols
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        if start == self.i:
+            raise _Bad
+        n = int(self.s[start : self.i])
+        self.eat("_")
+        text = self.s[self.i : self.i + n]
+        if len(text) != n:
+            raise _Bad
+        self.i += n
+        return text
+
+    def backref(self, read: Callable[[], str]) -> str:
+        at = self.base62()
+        if at >= self.i or self.depth > 40:
+            raise _Bad
+        saved = self.i
+        self.i = at
+        self.depth += 1
+        try:
+            return read()
+        finally:
+            self.depth -= 1
+            self.i = saved
+
+    def path(self) -> str:
+        tag = self.next()
+        if tag == "C":
+            return self.ident()
+        if tag == "N":
+            ns = self.next()
+            parent = self.path()
+            name = self.ident()
+            if ns == "C":
+                return f"{parent}::{{closure#{0}}}"
+            if ns == "S":
+                return f"{parent}::{{shim:{name}#0}}"
+            return f"{parent}::{name}" if name else parent
+        if tag == "M":
+            self.disambiguator()
+            self.path()  # the impl's own path (crate/module): not printed
+            return f"<{self.type_()}>"
+        if tag == "X":
+            self.disambiguator()
+            self.path()
+            return f"<{self.type_()} as {self.path()}>"
+        if tag == "Y":
+            return f"<{self.type_()} as {self.path()}>"
+        if tag == "I":
+            base = self.path()
+            args = []
+            while not self.eat("E"):
+                args.append(self.generic_arg())
+            return f"{base}::<{', '.join(args)}>"
+        if tag == "B":
+            return self.backref(self.path)
+        raise _Bad
+
+    def generic_arg(self) -> str:
+        if self.eat("L"):
+            self.base62()  # lifetime
+            return "'_"
+        if self.eat("K"):
+            return self.const()
+        return self.type_()
+
+    def const(self) -> str:
+        if self.eat("p"):
+            return "_"
+        if self.eat("B"):
+            return self.backref(self.const)
+        self.next()  # the const's type
+        neg = self.eat("n")
+        digits = ""
+        while not self.eat("_"):
+            digits += self.next()
+        return ("-" if neg else "") + str(int(digits or "0", 16))
+
+    def type_(self) -> str:
+        c = self.peek()
+        if c in _V0_BASIC:
+            self.i += 1
+            return _V0_BASIC[c]
+        if c in "CNMXYI":
+            return self.path()
+        self.i += 1
+        if c == "B":
+            return self.backref(self.type_)
+        if c in "RQ":
+            if self.eat("L"):
+                self.base62()
+            return ("&" if c == "R" else "&mut ") + self.type_()
+        if c in "PO":
+            return ("*const " if c == "P" else "*mut ") + self.type_()
+        if c == "S":
+            return f"[{self.type_()}]"
+        if c == "A":
+            t = self.type_()
+            return f"[{t}; {self.const()}]"
+        if c == "T":
+            items = []
+            while not self.eat("E"):
+                items.append(self.type_())
+            return "(" + ", ".join(items) + (",)" if len(items) == 1 else ")")
+        raise _Bad
 
 
 @lru_cache(maxsize=65536)

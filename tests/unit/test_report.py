@@ -10,7 +10,14 @@ import re
 
 import pytest
 
-from orchestrator.report import Kind, judge, parse, split_prefix, strip_prefixes
+from orchestrator.report import (
+    Kind,
+    bugs_and_events,
+    judge,
+    parse,
+    split_prefix,
+    strip_prefixes,
+)
 from orchestrator.report.cli import run_parse
 
 
@@ -523,8 +530,8 @@ systemd[1]: Started Journal Service.
             Kind.PAGING_FAULT,
         ),
         (HUNG_TASK, "INFO: task hung in ktest_nic_reset_task", Kind.HUNG_TASK),
-        (RCU_STALL, "INFO: rcu detected stall in sys_sendto", Kind.RCU_STALL),
-        (SOFT_LOCKUP, "BUG: soft lockup in sys_sendto", Kind.SOFT_LOCKUP),
+        (RCU_STALL, "INFO: rcu detected stall in ktest_nic_spin", Kind.RCU_STALL),
+        (SOFT_LOCKUP, "BUG: soft lockup in ktest_nic_spin", Kind.SOFT_LOCKUP),
         (HARD_LOCKUP, "BUG: hard lockup in ktest_nic_irq_spin", Kind.HARD_LOCKUP),
         (WQ_LOCKUP, "BUG: workqueue lockup", Kind.WQ_LOCKUP),
         (KMEMLEAK, "memory leak in ktest_nic_alloc_ring", Kind.MEMORY_LEAK),
@@ -537,7 +544,7 @@ systemd[1]: Started Journal Service.
         (
             DMA_PENDING,
             "DMA-API: device driver has pending DMA allocations while released from device"
-            " [count=NUM]",
+            " in ktest_nic",
             Kind.DMA_API,
         ),
         (DMAR, "DMAR: DMA Read fault in e1000e: PTE Read access is not set", Kind.IOMMU_FAULT),
@@ -666,7 +673,10 @@ def test_aer_recovery_failed_is_a_bug() -> None:
 
 def test_fault_injection_does_not_hide_later_bug() -> None:
     reports = parse(ts(FAULT_INJECTION) + ts(KASAN, 40))
-    assert [r.severity for r in reports] == ["event", "bug"]
+    assert [r.severity for r in reports] == ["event", "bug"]  # log order
+    found, events = bugs_and_events(reports)
+    assert [r.kind for r in found] == [Kind.KASAN]
+    assert [r.kind for r in events] == [Kind.FAULT_INJECTION]
 
 
 def test_kmemleak_summary_alone() -> None:
@@ -806,22 +816,54 @@ def test_judge_fail_kinds() -> None:
 
 def test_run_parse_text_and_json(tmp_path) -> None:
     a = tmp_path / "a.log"
-    a.write_text(ts(NOISE) + ts(KASAN, 30) + ts(LINK, 40))
+    a.write_text(ts(NOISE) + ts(LINK, 10) + ts(KASAN, 30) + ts(LINK, 40))
     b = tmp_path / "b.log"
     b.write_text(ts(NOISE))
     out = io.StringIO()
-    assert run_parse([str(a), str(b)], as_json=False, out=out) == 0
-    text = out.getvalue()
-    assert "KASAN: use-after-free Read in e1000_clean_tx_irq" in text
-    assert f"{b}: 0 bug report(s), 0 event(s)" in text
+    assert run_parse([str(a), str(b)], as_json=False, out=out) == 1
+    text = out.getvalue().splitlines()
+    assert text[0] == f"{a}: 1 bug, 4 events"
+    assert text[1].startswith("  bug   [") and "KASAN: use-after-free Read in e1000_clean_tx_irq" in text[1]
+    assert "link becomes ready on eth0" in text[4] and "count=2" in text[4]
+    assert f"{b}: 0 bugs, 0 events" in text
     out = io.StringIO()
-    assert run_parse([str(a), str(b)], as_json=True, out=out) == 0
+    assert run_parse([str(a), str(b)], as_json=True, out=out) == 1
     data = json.loads(out.getvalue())
     assert data[0]["path"] == str(a)
-    assert data[0]["reports"][0]["kind"] == "KASAN"
-    assert data[0]["reports"][0]["modules"] == ["e1000e"]
-    assert {r["severity"] for r in data[0]["reports"]} == {"bug", "event"}
-    assert data[1]["reports"] == []
+    (bug,) = data[0]["bugs"]
+    assert bug["kind"] == "KASAN" and bug["modules"] == ["e1000e"] and bug["count"] == 1
+    assert [e["title"] for e in data[0]["events"]] == [
+        "NIC Link is Down on eth0",
+        "NIC Link is Up on eth0",
+        "link becomes ready on eth0",
+        "NIC Link is Up on enp2s0",
+    ]
+    assert [e["count"] for e in data[0]["events"]] == [2, 2, 2, 2]
+    assert {e["severity"] for e in data[0]["events"]} == {"event"}
+    assert data[1] == {"path": str(b), "bugs": [], "events": []}
+
+
+def test_run_parse_exit_status_and_fail_on(tmp_path) -> None:
+    clean = tmp_path / "clean.log"
+    clean.write_text(ts(NOISE) + ts(LINK, 10))
+    bug = tmp_path / "bug.log"
+    bug.write_text(ts(KASAN, 30))
+    sink = io.StringIO()
+    assert run_parse([str(clean)], out=sink) == 0
+    assert run_parse([str(clean), str(bug)], out=sink) == 1
+    assert run_parse([str(bug)], out=sink, fail_on="WARNING") == 0
+    assert run_parse([str(bug)], out=sink, fail_on="warning,kasan") == 1
+    assert run_parse([str(clean)], out=sink, fail_on="LINK_CHANGE") == 1
+    assert run_parse([str(clean)], out=sink, fail_on="bug,LINK_CHANGE") == 1
+
+
+def test_run_parse_unknown_kind(tmp_path, capsys) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(ts(KASAN))
+    out = io.StringIO()
+    assert run_parse([str(log)], out=out, fail_on="KASAN,NOPE") == 2
+    assert out.getvalue() == ""
+    assert "NOPE" in capsys.readouterr().err
 
 
 def test_run_parse_unreadable(tmp_path, capsys) -> None:
@@ -829,6 +871,42 @@ def test_run_parse_unreadable(tmp_path, capsys) -> None:
     assert run_parse([str(tmp_path / "missing.log")], as_json=False, out=out) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.log" in err
+
+
+def test_run_parse_reports_readable_files_next_to_unreadable_ones(tmp_path, capsys) -> None:
+    good = tmp_path / "good.log"
+    good.write_text(ts(KASAN))
+    paths = [str(tmp_path / "missing.log"), str(good), str(tmp_path)]
+    out = io.StringIO()
+    assert run_parse(paths, as_json=True, out=out) == 2
+    data = json.loads(out.getvalue())
+    assert [d["path"] for d in data] == [str(good)]
+    assert data[0]["bugs"][0]["kind"] == "KASAN"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "missing.log" in err[0] and str(tmp_path) in err[1]
+    out = io.StringIO()
+    assert run_parse(paths, out=out) == 2
+    assert out.getvalue().startswith(f"{good}: 1 bug, 0 events")
+
+
+def test_run_parse_into_a_closed_pipe(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    log = tmp_path / "a.log"
+    log.write_text(ts(KASAN) + ts(LINK, 30))
+    code = "import sys; from orchestrator.report.cli import run_parse; sys.exit(run_parse(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *[str(log)] * 3000],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(str(log).encode())
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert err == b""
 
 
 def test_warning_without_bugverbose_names_the_function() -> None:
