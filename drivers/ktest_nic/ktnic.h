@@ -36,8 +36,10 @@
  *   ndo_set_rx_mode            process, addr list lock (BH) held
  *   interrupt handlers         hard irq
  *   NAPI poll                  softirq; owns its rings' consumer state
- *   reset_work, link_work      process (system workqueue); reset takes rtnl
+ *   reset_task, link_work      process (system workqueue); reset takes rtnl
  *                              then cfg_lock
+ *   PCI error handlers,        process, device lock held; take rtnl, then
+ *   reset_prepare/reset_done   cfg_lock
  *   debugfs show               process; takes cfg_lock only
  */
 #ifndef _KTNIC_H_
@@ -79,6 +81,9 @@
 #define KTNIC_COAL_MAX_USECS	16000
 #define KTNIC_COAL_DEFAULT	50
 
+/* At most one full reset per interval; a Tx timeout first only kicks. */
+#define KTNIC_RESET_INTERVAL	(5 * HZ)
+
 enum ktnic_irq_mode {
 	KTNIC_IRQ_MSIX,
 	KTNIC_IRQ_MSI,
@@ -96,6 +101,7 @@ struct ktnic_txq_xmit_stats {
 	u64_stats_t map_fail;	/* dma_map_*() failed, skb dropped */
 	u64_stats_t csum_hw;	/* packets with Tx checksum offload */
 	u64_stats_t timeouts;	/* ndo_tx_timeout on this queue */
+	u64_stats_t kicks;	/* timeouts answered by a doorbell and an irq */
 };
 
 /* Transmit counters written only by the owning NAPI context. */
@@ -124,9 +130,12 @@ struct ktnic_dev_stats {
 	struct u64_stats_sync irq_syncp;
 	u64_stats_t rx_overrun_irq;	/* ICR.RXO seen */
 	u64_stats_t link_irq;		/* ICR.LSC seen */
-	/* written by reset_work only */
-	struct u64_stats_sync reset_syncp;
-	u64_stats_t resets;
+	/* written with rtnl held (reset task, PCI error and reset handlers) */
+	struct u64_stats_sync rtnl_syncp;
+	u64_stats_t resets;		/* full resets by the driver */
+	u64_stats_t pci_errors;		/* error_detected calls */
+	u64_stats_t slot_resets;	/* recoveries after a slot reset */
+	u64_stats_t function_resets;	/* FLR or bus reset (reset_done) */
 	/* hardware counters accumulated under hw_lock */
 	u64 rx_missed;			/* MPC */
 	u64 rx_no_buffer;		/* RNBC */
@@ -223,6 +232,12 @@ struct ktnic_ring_set {
 enum ktnic_state_bits {
 	KTNIC_S_UP,			/* hardware running, cfg_lock */
 	KTNIC_S_REMOVING,		/* no new reset or link work */
+	KTNIC_S_DETACHED,		/* error recovery or a function reset in
+					 * progress: hands off the device, rtnl
+					 */
+	KTNIC_S_DEAD,			/* latched: reads return all ones, no
+					 * MMIO any more; only remove is left
+					 */
 };
 
 struct ktnic_priv {
@@ -249,7 +264,9 @@ struct ktnic_priv {
 	u32 rss_key[KTNIC_RSSRK_REGS];
 	u8 rss_indir[KTNIC_RETA_ENTRIES];
 
-	struct work_struct reset_work;	/* single reset owner */
+	struct delayed_work reset_task;	/* single reset owner, rate limited */
+	unsigned long last_reset;	/* jiffies, written under rtnl */
+	unsigned long tx_kicked[KTNIC_MAX_TXQ]; /* jiffies, xmit locks */
 	struct work_struct link_work;	/* carrier from STATUS.LU */
 
 	struct ktnic_txq_xmit_stats txq_xstats[KTNIC_MAX_TXQ];
@@ -271,25 +288,35 @@ struct ktnic_priv {
 	bool inject_alloc_fail;
 };
 
+/* Register access.  Once the device is latched dead there is no MMIO at
+ * all: reads return all ones, writes are dropped.  The doorbells in the
+ * datapath are plain writel()s; a dead device is detached right away, so
+ * at most a few land on a device that no longer listens.
+ */
 static inline u32 ktnic_rd32(struct ktnic_priv *priv, u32 reg)
 {
+	if (unlikely(test_bit(KTNIC_S_DEAD, &priv->state)))
+		return KTNIC_REG_GONE;
 	return readl(priv->hw + reg);
 }
 
 static inline void ktnic_wr32(struct ktnic_priv *priv, u32 reg, u32 val)
 {
+	if (unlikely(test_bit(KTNIC_S_DEAD, &priv->state)))
+		return;
 	writel(val, priv->hw + reg);
 }
 
 /* Post all preceding register writes to the device. */
 static inline void ktnic_flush(struct ktnic_priv *priv)
 {
-	readl(priv->hw + KTNIC_STATUS);
+	ktnic_rd32(priv, KTNIC_STATUS);
 }
 
+/* STATUS never reads all ones on a working 82574 (reserved bits are 0). */
 static inline bool ktnic_gone(struct ktnic_priv *priv)
 {
-	return readl(priv->hw + KTNIC_STATUS) == KTNIC_REG_GONE;
+	return ktnic_rd32(priv, KTNIC_STATUS) == KTNIC_REG_GONE;
 }
 
 /* Descriptors free for the producer; one is always kept unused so that a
@@ -307,6 +334,7 @@ static inline u16 ktnic_ring_unused(const struct ktnic_ring *ring)
 void ktnic_hw_read_mac(struct ktnic_priv *priv, u8 *mac);
 void ktnic_hw_write_mac(struct ktnic_priv *priv, const u8 *mac);
 void ktnic_hw_update_stats(struct ktnic_priv *priv);
+void ktnic_hw_quiesce(struct ktnic_priv *priv);
 
 /* ktnic_netdev.c */
 extern const struct net_device_ops ktnic_netdev_ops;
@@ -316,7 +344,14 @@ void ktnic_rss_default_indir(struct ktnic_priv *priv);
 void ktnic_set_rss_hw(struct ktnic_priv *priv);
 int ktnic_reconfigure(struct ktnic_priv *priv,
 		      const struct ktnic_ring_cfg *cfg);
-void ktnic_reset_work(struct work_struct *work);
+bool ktnic_live(struct ktnic_priv *priv);
+void ktnic_reset(struct ktnic_priv *priv);
+void ktnic_schedule_reset(struct ktnic_priv *priv);
+void ktnic_reset_task(struct work_struct *work);
+bool ktnic_check_gone(struct ktnic_priv *priv);
+void ktnic_detach(struct ktnic_priv *priv);
+void ktnic_attach(struct ktnic_priv *priv);
+void ktnic_count_rtnl_event(struct ktnic_priv *priv, u64_stats_t *counter);
 void ktnic_link_work(struct work_struct *work);
 void ktnic_set_coalesce_hw(struct ktnic_priv *priv);
 
@@ -345,6 +380,7 @@ void ktnic_irq_hw_enable(struct ktnic_priv *priv);
 void ktnic_irq_set_throttle(struct ktnic_priv *priv, bool write_hw);
 void ktnic_irq_hw_disable(struct ktnic_priv *priv);
 void ktnic_irq_vector_rearm(struct ktnic_vector *v);
+void ktnic_irq_kick(struct ktnic_vector *v);
 void ktnic_irq_synchronize(struct ktnic_priv *priv);
 const char *ktnic_irq_mode_name(enum ktnic_irq_mode mode);
 

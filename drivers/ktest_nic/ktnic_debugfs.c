@@ -8,8 +8,8 @@
  *                     hw_head, hw_tail (registers, only when up)
  *   irq               mode (msix|msi|intx), vectors, and per vector its
  *                     rings, mask and throttle (EITR/ITR, 256 ns units)
- *   reset             write anything: schedule a reset through reset_work
- *                     (the path ndo_tx_timeout takes)
+ *   reset             write anything: schedule a reset through reset_task
+ *                     (the path ndo_tx_timeout takes; rate limited)
  *   inject_alloc_fail bool: the next ring set allocation (open, ethtool -G,
  *                     ethtool -L) fails with -ENOMEM, once
  * Every file takes cfg_lock, so it never sees a ring being replaced.
@@ -87,8 +87,7 @@ static ssize_t ktnic_dbg_reset_write(struct file *file,
 {
 	struct ktnic_priv *priv = file->private_data;
 
-	if (!test_bit(KTNIC_S_REMOVING, &priv->state))
-		schedule_work(&priv->reset_work);
+	ktnic_schedule_reset(priv);
 	return len;
 }
 

@@ -4,9 +4,11 @@
  * operations that touch rings or vectors take cfg_lock.
  *
  * Statistic names (ethtool -S) are stable: per queue q in 0..1,
- *   tx<q>_{packets,bytes,stop,wake,restart,busy,map_fail,csum_hw,timeouts}
+ *   tx<q>_{packets,bytes,stop,wake,restart,busy,map_fail,csum_hw,timeouts,
+ *         kicks}
  *   rx<q>_{packets,bytes,alloc_fail,csum_err,csum_ok,frame_err,dropped}
- * then rx_missed, rx_no_buffer, rx_overrun_irq, link_irq, resets.
+ * then rx_missed, rx_no_buffer, rx_overrun_irq, link_irq, resets,
+ * pci_errors, slot_resets, function_resets.
  * Queues that are not in use report zeros (or their earlier totals).
  */
 #include <linux/bitfield.h>
@@ -17,7 +19,7 @@
 
 static const char ktnic_txq_names[][ETH_GSTRING_LEN] = {
 	"packets", "bytes", "stop", "wake", "restart", "busy", "map_fail",
-	"csum_hw", "timeouts",
+	"csum_hw", "timeouts", "kicks",
 };
 
 static const char ktnic_rxq_names[][ETH_GSTRING_LEN] = {
@@ -27,6 +29,7 @@ static const char ktnic_rxq_names[][ETH_GSTRING_LEN] = {
 
 static const char ktnic_dev_names[][ETH_GSTRING_LEN] = {
 	"rx_missed", "rx_no_buffer", "rx_overrun_irq", "link_irq", "resets",
+	"pci_errors", "slot_resets", "function_resets",
 };
 
 #define KTNIC_N_TXQ_STATS	ARRAY_SIZE(ktnic_txq_names)
@@ -264,6 +267,7 @@ static void ktnic_get_ethtool_stats(struct net_device *netdev,
 			v[6] = u64_stats_read(&x->map_fail);
 			v[7] = u64_stats_read(&x->csum_hw);
 			v[8] = u64_stats_read(&x->timeouts);
+			v[9] = u64_stats_read(&x->kicks);
 		} while (u64_stats_fetch_retry(&x->syncp, start));
 		memcpy(data, v, sizeof(v));
 		data += KTNIC_N_TXQ_STATS;
@@ -297,9 +301,12 @@ static void ktnic_get_ethtool_stats(struct net_device *netdev,
 		data[1] = u64_stats_read(&ds->link_irq);
 	} while (u64_stats_fetch_retry(&ds->irq_syncp, start));
 	do {
-		start = u64_stats_fetch_begin(&ds->reset_syncp);
+		start = u64_stats_fetch_begin(&ds->rtnl_syncp);
 		data[2] = u64_stats_read(&ds->resets);
-	} while (u64_stats_fetch_retry(&ds->reset_syncp, start));
+		data[3] = u64_stats_read(&ds->pci_errors);
+		data[4] = u64_stats_read(&ds->slot_resets);
+		data[5] = u64_stats_read(&ds->function_resets);
+	} while (u64_stats_fetch_retry(&ds->rtnl_syncp, start));
 }
 
 /*
@@ -394,6 +401,28 @@ int ktnic_set_rxfh(struct net_device *netdev, struct ethtool_rxfh_param *rxfh,
 	return 0;
 }
 
+/*
+ * ethtool --reset: a full down/up resets the MAC, its DMA engines, the
+ * filters, offloads and interrupt set-up; the PHY is QEMU's and is not
+ * reset.  rtnl held.
+ */
+#define KTNIC_RESET_PARTS	(ETH_RESET_MAC | ETH_RESET_DMA | \
+				 ETH_RESET_FILTER | ETH_RESET_OFFLOAD | \
+				 ETH_RESET_IRQ)
+
+static int ktnic_ethtool_reset(struct net_device *netdev, u32 *flags)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+
+	if (!(*flags & KTNIC_RESET_PARTS))
+		return -EOPNOTSUPP;
+	if (!ktnic_live(priv))
+		return -ENETDOWN;
+	ktnic_reset(priv);
+	*flags &= ~KTNIC_RESET_PARTS;
+	return 0;
+}
+
 const struct ethtool_ops ktnic_ethtool_ops = {
 	.supported_coalesce_params = ETHTOOL_COALESCE_USECS,
 	.get_drvinfo		= ktnic_get_drvinfo,
@@ -411,6 +440,7 @@ const struct ethtool_ops ktnic_ethtool_ops = {
 	.get_rxnfc		= ktnic_get_rxnfc,
 	.get_rxfh_key_size	= ktnic_get_rxfh_key_size,
 	.get_rxfh_indir_size	= ktnic_get_rxfh_indir_size,
+	.reset			= ktnic_ethtool_reset,
 	.get_rxfh		= ktnic_get_rxfh_op,
 	.set_rxfh		= ktnic_set_rxfh_op,
 };

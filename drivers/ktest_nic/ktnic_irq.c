@@ -72,9 +72,13 @@ static irqreturn_t ktnic_msix_other_irq(int irq, void *data)
 	struct ktnic_priv *priv = v->priv;
 	u32 icr;
 
-	icr = ktnic_rd32(priv, KTNIC_ICR);
-	if (icr == KTNIC_REG_GONE)
+	if (test_bit(KTNIC_S_DETACHED, &priv->state))
 		return IRQ_NONE;
+	icr = ktnic_rd32(priv, KTNIC_ICR);
+	if (icr == KTNIC_REG_GONE) {
+		ktnic_check_gone(priv);
+		return IRQ_NONE;
+	}
 
 	/* Clear what we saw (W1C); writing OTHER clears every other cause.
 	 * Queue causes are left alone: they belong to the queue vectors.
@@ -93,7 +97,11 @@ static irqreturn_t ktnic_single_irq(int irq, void *data)
 	struct ktnic_priv *priv = v->priv;
 	u32 icr;
 
+	if (test_bit(KTNIC_S_DETACHED, &priv->state))
+		return IRQ_NONE;	/* the device is being reset */
 	icr = ktnic_rd32(priv, KTNIC_ICR);
+	if (icr == KTNIC_REG_GONE)
+		ktnic_check_gone(priv);
 	if (!icr || icr == KTNIC_REG_GONE)
 		return IRQ_NONE;	/* not ours (shared INTx) or gone */
 
@@ -371,6 +379,20 @@ void ktnic_irq_synchronize(struct ktnic_priv *priv)
 	for (i = 0; i < priv->num_vectors; i++)
 		if (priv->vectors[i].irq_requested)
 			synchronize_irq(pci_irq_vector(priv->pdev, i));
+}
+
+/* Raise a vector's queue interrupt from software, unmasked first (a lost
+ * rearm is one way a queue stalls), so its NAPI poll runs and reclaims
+ * whatever the device completed.  A poll already scheduled absorbs it.
+ */
+void ktnic_irq_kick(struct ktnic_vector *v)
+{
+	struct ktnic_priv *priv = v->priv;
+	u32 causes = priv->irq_mode == KTNIC_IRQ_MSIX ? v->ims :
+		     KTNIC_LEGACY_QUEUE_CAUSES;
+
+	ktnic_wr32(priv, KTNIC_IMS, causes);
+	ktnic_wr32(priv, KTNIC_ICS, causes);
 }
 
 /* Unmask a vector's queue causes after napi_complete_done(). */

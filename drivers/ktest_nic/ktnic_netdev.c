@@ -56,6 +56,9 @@ static void ktnic_set_rx_mode(struct net_device *netdev)
 	unsigned long flags;
 	u32 rctl;
 
+	/* during recovery the filters are written again by ktnic_up() */
+	if (test_bit(KTNIC_S_DETACHED, &priv->state))
+		return;
 	spin_lock_irqsave(&priv->hw_lock, flags);
 	rctl = ktnic_rd32(priv, KTNIC_RCTL);
 	if (rctl != KTNIC_REG_GONE) {
@@ -205,7 +208,10 @@ void ktnic_up(struct ktnic_priv *priv)
 	schedule_work(&priv->link_work);
 }
 
-/* cfg_lock held.  Stops DMA and interrupts, drops all buffers. */
+/*
+ * cfg_lock held.  Stops DMA and interrupts, drops all buffers.  Does
+ * nothing when the hardware is not up (a detach already took it down).
+ */
 void ktnic_down(struct ktnic_priv *priv)
 {
 	unsigned long flags;
@@ -213,7 +219,8 @@ void ktnic_down(struct ktnic_priv *priv)
 
 	lockdep_assert_held(&priv->cfg_lock);
 
-	clear_bit(KTNIC_S_UP, &priv->state);
+	if (!test_and_clear_bit(KTNIC_S_UP, &priv->state))
+		return;
 	netif_carrier_off(priv->netdev);
 
 	/* no poll runs after this, so nothing wakes a Tx queue again */
@@ -304,7 +311,7 @@ int ktnic_reconfigure(struct ktnic_priv *priv,
 
 	ASSERT_RTNL();
 	mutex_lock(&priv->cfg_lock);
-	if (!netif_running(netdev)) {
+	if (!ktnic_live(priv)) {
 		err = netif_set_real_num_tx_queues(netdev, cfg->num_txq);
 		if (!err)
 			err = netif_set_real_num_rx_queues(netdev,
@@ -358,15 +365,17 @@ void ktnic_set_coalesce_hw(struct ktnic_priv *priv)
 static int ktnic_change_mtu(struct net_device *netdev, int new_mtu)
 {
 	struct ktnic_priv *priv = netdev_priv(netdev);
+	bool live;
 
 	/* Rx buffers are whole pages chained per frame, so no reallocation;
 	 * only RCTL.LPE changes.
 	 */
 	mutex_lock(&priv->cfg_lock);
-	if (netif_running(netdev))
+	live = ktnic_live(priv);
+	if (live)
 		ktnic_down(priv);
-	netdev->mtu = new_mtu;
-	if (netif_running(netdev))
+	WRITE_ONCE(netdev->mtu, new_mtu);
+	if (live)
 		ktnic_up(priv);
 	mutex_unlock(&priv->cfg_lock);
 	return 0;
@@ -385,47 +394,170 @@ static int ktnic_set_mac(struct net_device *netdev, void *p)
 	return 0;
 }
 
+/*
+ * A Tx queue made no progress for watchdog_timeo.  Timer softirq, every
+ * xmit lock held.  Proportionate: a device that is gone is detached; the
+ * first timeout only rings the doorbell again and raises the queue's
+ * interrupt (a lost interrupt or doorbell is the cheap explanation); a
+ * second one soon after gets a full reset, at most one per
+ * KTNIC_RESET_INTERVAL.
+ */
 static void ktnic_tx_timeout(struct net_device *netdev, unsigned int txqueue)
 {
 	struct ktnic_priv *priv = netdev_priv(netdev);
 	struct ktnic_txq_xmit_stats *st;
+	struct ktnic_ring *ring;
+	bool kick;
 
-	if (txqueue < KTNIC_MAX_TXQ) {
-		/* every xmit lock is held: no other writer of st */
-		st = &priv->txq_xstats[txqueue];
-		u64_stats_update_begin(&st->syncp);
-		u64_stats_inc(&st->timeouts);
-		u64_stats_update_end(&st->syncp);
+	if (txqueue >= KTNIC_MAX_TXQ || !priv->rings.tx[txqueue])
+		return;
+	ring = priv->rings.tx[txqueue];
+	st = &priv->txq_xstats[txqueue];
+	if (ktnic_check_gone(priv))
+		return;
+
+	kick = time_after(jiffies, priv->tx_kicked[txqueue] +
+			  2 * netdev->watchdog_timeo);
+	/* every xmit lock is held: no other writer of st */
+	u64_stats_update_begin(&st->syncp);
+	u64_stats_inc(&st->timeouts);
+	if (kick)
+		u64_stats_inc(&st->kicks);
+	u64_stats_update_end(&st->syncp);
+
+	if (kick) {
+		priv->tx_kicked[txqueue] = jiffies;
+		netdev_warn(netdev, "Tx queue %u timed out (head %u, tail %u, next to clean %u): kicking it\n",
+			    txqueue, ktnic_rd32(priv, KTNIC_TDH(txqueue)),
+			    ktnic_rd32(priv, KTNIC_TDT(txqueue)),
+			    READ_ONCE(ring->next_to_clean));
+		writel(READ_ONCE(ring->next_to_use), ring->tail);
+		if (ring->vector)
+			ktnic_irq_kick(ring->vector);
+		return;
 	}
-	netdev_warn(netdev, "Tx queue %u timed out, scheduling reset\n",
+	netdev_warn(netdev, "Tx queue %u timed out again after a kick: resetting\n",
 		    txqueue);
-	if (!test_bit(KTNIC_S_REMOVING, &priv->state))
-		schedule_work(&priv->reset_work);
+	ktnic_schedule_reset(priv);
 }
 
-/* The only place that resets the device after open. */
-void ktnic_reset_work(struct work_struct *work)
+/* True while the hardware may be programmed: open and not handed off. */
+bool ktnic_live(struct ktnic_priv *priv)
 {
-	struct ktnic_priv *priv = container_of(work, struct ktnic_priv,
-					       reset_work);
+	return netif_running(priv->netdev) &&
+	       !test_bit(KTNIC_S_DETACHED, &priv->state);
+}
+
+/* rtnl held: count one event of the rtnl_syncp group. */
+void ktnic_count_rtnl_event(struct ktnic_priv *priv, u64_stats_t *counter)
+{
 	struct ktnic_dev_stats *ds = &priv->dstats;
 
-	rtnl_lock();
-	if (test_bit(KTNIC_S_REMOVING, &priv->state) ||
-	    !netif_running(priv->netdev))
-		goto out_unlock_rtnl;
+	ASSERT_RTNL();
+	u64_stats_update_begin(&ds->rtnl_syncp);
+	u64_stats_inc(counter);
+	u64_stats_update_end(&ds->rtnl_syncp);
+}
 
+/* Full reset of a running device: everything down and up again.  rtnl. */
+void ktnic_reset(struct ktnic_priv *priv)
+{
+	ASSERT_RTNL();
+	WRITE_ONCE(priv->last_reset, jiffies);
+	if (!ktnic_live(priv) || ktnic_check_gone(priv))
+		return;
 	mutex_lock(&priv->cfg_lock);
 	ktnic_down(priv);
 	ktnic_up(priv);
 	mutex_unlock(&priv->cfg_lock);
-
-	u64_stats_update_begin(&ds->reset_syncp);
-	u64_stats_inc(&ds->resets);
-	u64_stats_update_end(&ds->reset_syncp);
+	ktnic_count_rtnl_event(priv, &priv->dstats.resets);
 	netdev_info(priv->netdev, "reset done\n");
-out_unlock_rtnl:
+}
+
+/* Any context.  The reset runs in reset_task, no sooner than
+ * KTNIC_RESET_INTERVAL after the previous one.
+ */
+void ktnic_schedule_reset(struct ktnic_priv *priv)
+{
+	unsigned long next = READ_ONCE(priv->last_reset) + KTNIC_RESET_INTERVAL;
+	unsigned long delay = 0;
+
+	if (test_bit(KTNIC_S_REMOVING, &priv->state))
+		return;
+	if (priv->last_reset && time_before(jiffies, next))
+		delay = next - jiffies;
+	schedule_delayed_work(&priv->reset_task, delay);
+}
+
+/* The reset owner: driver resets, and detaching a device found gone. */
+void ktnic_reset_task(struct work_struct *work)
+{
+	struct ktnic_priv *priv = container_of(to_delayed_work(work),
+					       struct ktnic_priv, reset_task);
+
+	rtnl_lock();
+	if (test_bit(KTNIC_S_REMOVING, &priv->state))
+		goto out_unlock;
+	if (test_bit(KTNIC_S_DEAD, &priv->state)) {
+		if (!test_bit(KTNIC_S_DETACHED, &priv->state)) {
+			ktnic_detach(priv);
+			netdev_err(priv->netdev, "device does not respond (reads return all ones): detached; only removing it is left\n");
+		}
+		goto out_unlock;
+	}
+	ktnic_reset(priv);
+out_unlock:
 	rtnl_unlock();
+}
+
+/*
+ * Any context.  If the device reads all ones, latch it dead (no MMIO from
+ * now on) and let reset_task detach the interface.  During a detach
+ * (recovery, function reset) reads may legitimately fail: not latched.
+ */
+bool ktnic_check_gone(struct ktnic_priv *priv)
+{
+	if (test_bit(KTNIC_S_DEAD, &priv->state))
+		return true;
+	if (test_bit(KTNIC_S_DETACHED, &priv->state) || !ktnic_gone(priv))
+		return false;
+	if (!test_and_set_bit(KTNIC_S_DEAD, &priv->state))
+		schedule_delayed_work(&priv->reset_task, 0);
+	return true;
+}
+
+/*
+ * rtnl held.  Hand the device off (PCI error recovery or a function reset
+ * follows): no more MMIO from the stack or from us until ktnic_attach().
+ * Rings, vectors and irqs stay allocated; the buffers are dropped.
+ */
+void ktnic_detach(struct ktnic_priv *priv)
+{
+	ASSERT_RTNL();
+	if (test_and_set_bit(KTNIC_S_DETACHED, &priv->state))
+		return;
+	netif_device_detach(priv->netdev);
+	mutex_lock(&priv->cfg_lock);
+	ktnic_down(priv);
+	mutex_unlock(&priv->cfg_lock);
+}
+
+/*
+ * rtnl held, the device usable again (and quiesced by the caller).  Brings
+ * the interface back as it was; a dead device stays detached.
+ */
+void ktnic_attach(struct ktnic_priv *priv)
+{
+	ASSERT_RTNL();
+	if (!test_bit(KTNIC_S_DETACHED, &priv->state) ||
+	    test_bit(KTNIC_S_DEAD, &priv->state))
+		return;
+	clear_bit(KTNIC_S_DETACHED, &priv->state);
+	mutex_lock(&priv->cfg_lock);
+	if (netif_running(priv->netdev))
+		ktnic_up(priv);
+	mutex_unlock(&priv->cfg_lock);
+	netif_device_attach(priv->netdev);
 }
 
 void ktnic_link_work(struct work_struct *work)
@@ -441,6 +573,8 @@ void ktnic_link_work(struct work_struct *work)
 		goto out_unlock;
 
 	status = ktnic_rd32(priv, KTNIC_STATUS);
+	if (status == KTNIC_REG_GONE)
+		ktnic_check_gone(priv);
 	if (status == KTNIC_REG_GONE || !(status & KTNIC_STATUS_LU)) {
 		if (netif_carrier_ok(netdev)) {
 			netif_carrier_off(netdev);

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * PCI glue: module init/exit, probe and remove, device identity and reset.
+ * PCI glue: module init/exit, probe and remove, device identity, PCI error
+ * recovery (AER) and function resets (FLR, bus reset) requested through the
+ * PCI core.  Recovery and resets reuse ktnic_detach()/ktnic_attach(): the
+ * same down/up pair as ndo_stop/ndo_open, with rings and irqs kept.
  */
 #include <linux/delay.h>
 #include <linux/etherdevice.h>
@@ -57,7 +60,7 @@ void ktnic_hw_update_stats(struct ktnic_priv *priv)
 }
 
 /* Stop whatever a previous owner left running, then reset the MAC. */
-static void ktnic_hw_quiesce(struct ktnic_priv *priv)
+void ktnic_hw_quiesce(struct ktnic_priv *priv)
 {
 	ktnic_wr32(priv, KTNIC_IMC, KTNIC_INT_ALL);
 	ktnic_wr32(priv, KTNIC_RCTL, 0);
@@ -87,7 +90,7 @@ static void ktnic_init_stats(struct ktnic_priv *priv)
 	for (i = 0; i < KTNIC_MAX_RXQ; i++)
 		u64_stats_init(&priv->rxq_stats[i].syncp);
 	u64_stats_init(&priv->dstats.irq_syncp);
-	u64_stats_init(&priv->dstats.reset_syncp);
+	u64_stats_init(&priv->dstats.rtnl_syncp);
 }
 
 static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
@@ -139,7 +142,7 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	priv->hw = hw;
 	mutex_init(&priv->cfg_lock);
 	spin_lock_init(&priv->hw_lock);
-	INIT_WORK(&priv->reset_work, ktnic_reset_work);
+	INIT_DELAYED_WORK(&priv->reset_task, ktnic_reset_task);
 	INIT_WORK(&priv->link_work, ktnic_link_work);
 	ktnic_init_stats(priv);
 	priv->cfg.tx_count = KTNIC_TX_DEFAULT;
@@ -164,6 +167,8 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = ktnic_irq_alloc_vectors(priv);
 	if (err)
 		goto err_free_netdev;
+	/* what slot_reset restores after a reset (MSI-X included) */
+	pci_save_state(pdev);
 
 	netdev->netdev_ops = &ktnic_netdev_ops;
 	netdev->ethtool_ops = &ktnic_ethtool_ops;
@@ -233,7 +238,7 @@ static void ktnic_remove(struct pci_dev *pdev)
 	/* stops the interface: rings and irqs are released by ndo_stop */
 	unregister_netdev(netdev);
 
-	cancel_work_sync(&priv->reset_work);
+	cancel_delayed_work_sync(&priv->reset_task);
 	cancel_work_sync(&priv->link_work);
 	ktnic_debugfs_remove(priv);
 
@@ -249,6 +254,95 @@ static void ktnic_remove(struct pci_dev *pdev)
 	pci_clear_master(pdev);
 	pci_release_mem_regions(pdev);
 }
+
+/*
+ * AER: an error was reported on the link.  Stop using the device and ask
+ * for a reset, or give up on it when the link is gone for good.  MMIO
+ * reads may fail from here until slot_reset.
+ */
+static pci_ers_result_t ktnic_io_error_detected(struct pci_dev *pdev,
+						pci_channel_state_t state)
+{
+	struct ktnic_priv *priv = pci_get_drvdata(pdev);
+
+	rtnl_lock();
+	ktnic_count_rtnl_event(priv, &priv->dstats.pci_errors);
+	ktnic_detach(priv);
+	if (state == pci_channel_io_perm_failure)
+		set_bit(KTNIC_S_DEAD, &priv->state);
+	rtnl_unlock();
+	netdev_warn(priv->netdev, "PCI error (channel state %d): %s\n", state,
+		    state == pci_channel_io_perm_failure ? "giving up" :
+		    "waiting for a reset");
+	return state == pci_channel_io_perm_failure ?
+	       PCI_ERS_RESULT_DISCONNECT : PCI_ERS_RESULT_NEED_RESET;
+}
+
+/* The slot was reset (fatal error) or not (non-fatal): either way, start
+ * from the saved config space and a quiesced MAC.
+ */
+static pci_ers_result_t ktnic_io_slot_reset(struct pci_dev *pdev)
+{
+	struct ktnic_priv *priv = pci_get_drvdata(pdev);
+
+	pci_restore_state(pdev);
+	/* pci_restore_state() consumed the copy: keep one for next time */
+	pci_save_state(pdev);
+	if (ktnic_gone(priv)) {
+		dev_err(&pdev->dev, "no response after the reset\n");
+		set_bit(KTNIC_S_DEAD, &priv->state);
+		return PCI_ERS_RESULT_DISCONNECT;
+	}
+	ktnic_hw_quiesce(priv);
+	return PCI_ERS_RESULT_RECOVERED;
+}
+
+static void ktnic_io_resume(struct pci_dev *pdev)
+{
+	struct ktnic_priv *priv = pci_get_drvdata(pdev);
+
+	rtnl_lock();
+	ktnic_attach(priv);
+	ktnic_count_rtnl_event(priv, &priv->dstats.slot_resets);
+	rtnl_unlock();
+	netdev_info(priv->netdev, "recovered from the PCI error\n");
+}
+
+/* A function reset requested through the PCI core (sysfs reset, VFIO...):
+ * the core saves and restores config space around it.
+ */
+static void ktnic_reset_prepare(struct pci_dev *pdev)
+{
+	struct ktnic_priv *priv = pci_get_drvdata(pdev);
+
+	rtnl_lock();
+	ktnic_detach(priv);
+	rtnl_unlock();
+}
+
+static void ktnic_reset_done(struct pci_dev *pdev)
+{
+	struct ktnic_priv *priv = pci_get_drvdata(pdev);
+
+	rtnl_lock();
+	if (ktnic_gone(priv)) {
+		set_bit(KTNIC_S_DEAD, &priv->state);
+		netdev_err(priv->netdev, "no response after the function reset: detached\n");
+	} else {
+		ktnic_hw_quiesce(priv);
+		ktnic_attach(priv);
+		ktnic_count_rtnl_event(priv, &priv->dstats.function_resets);
+	}
+	rtnl_unlock();
+}
+
+static const struct pci_error_handlers ktnic_err_handlers = {
+	.error_detected	= ktnic_io_error_detected,
+	.slot_reset	= ktnic_io_slot_reset,
+	.resume		= ktnic_io_resume,
+	.reset_prepare	= ktnic_reset_prepare,
+	.reset_done	= ktnic_reset_done,
+};
 
 static void ktnic_shutdown(struct pci_dev *pdev)
 {
@@ -268,6 +362,7 @@ static struct pci_driver ktnic_pci_driver = {
 	.probe = ktnic_probe,
 	.remove = ktnic_remove,
 	.shutdown = ktnic_shutdown,
+	.err_handler = &ktnic_err_handlers,
 };
 
 static int __init ktnic_init(void)

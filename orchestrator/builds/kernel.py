@@ -103,6 +103,25 @@ class Kernel:
         return self.dir / "bzImage"
 
     @property
+    def vmlinux(self) -> Path:
+        return self.dir / "build" / "vmlinux"
+
+    @property
+    def boot_image(self) -> Path:
+        """What QEMU boots: the uncompressed vmlinux when the kernel has the
+        PVH entry point (QEMU enters it directly: no decompression, no
+        real-mode set-up), else bzImage."""
+        if self.vmlinux.is_file() and "CONFIG_PVH=y" in self.config_text():
+            return self.vmlinux
+        return self.bzimage
+
+    def config_text(self) -> str:
+        try:
+            return self.config.read_text()
+        except OSError:
+            return ""
+
+    @property
     def config(self) -> Path:
         return self.dir / "config"
 

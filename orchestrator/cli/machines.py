@@ -38,6 +38,7 @@ def dry_run(args: argparse.Namespace) -> int:
     and the SSH port are assigned at launch."""
     from orchestrator.builds import image as image_mod
     from orchestrator.builds import kernel as kernel_mod
+    from orchestrator.builds import tools as tools_mod
     from orchestrator.builds.common import BuildError
     from orchestrator.machine import accel as accel_mod
     from orchestrator.machine import qemu
@@ -49,20 +50,22 @@ def dry_run(args: argparse.Namespace) -> int:
         entry = kernel_mod.planned_entry(kernel_request(args))
     except BuildError as e:
         die(str(e))
-    kernel = entry / "bzImage"
+    built = kernel_mod.Kernel.load(entry)
+    kernel = built.boot_image if built else entry / "bzImage"
     wanted = args.accel or prof.accel
     if wanted == "auto":
-        accel = accel_mod.probe(kernel if kernel.is_file() else None).accel
+        accel = accel_mod.probe(built.bzimage if built else None).accel
     else:
         accel = wanted
     run_dir = default_runs_dir() / "RUN"
     res = Resources(
-        kernel=kernel, initrd=initrd_path(image_mod.image_key(), entry.name),
+        kernel=kernel, initrd=initrd_path(image_mod.image_key(), entry.name,
+                                          (tools_mod.tools_key(),)),
         qmp_socket=run_dir / "qmp.sock", console_socket=run_dir / "console.sock",
         ssh_port=10022, nic_fds={n.id: 3 + i for i, n in enumerate(prof.nics)}, accel=accel,
     )
     print(shlex.join(qemu_argv(prof, res, qemu.binary())))
-    notes = [] if kernel.is_file() else ["the kernel is not built yet (ktest build kernel)"]
+    notes = [] if built else ["the kernel is not built yet (ktest build kernel)"]
     notes.append("RUN, the SSH port and the NIC fds are chosen at launch")
     print(f"# {'; '.join(notes)}", file=sys.stderr)
     return 0

@@ -61,6 +61,7 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("aer-correctable-numeric", (8, 0),
             "pcie_aer_inject_error -c takes only a numeric status"),
     Feature("igb-flr", (8, 2), "function-level reset of the igb PF"),
+    Feature("file-migration", (8, 2), "migration to and from a file: URI (snapshots)"),
     Feature("mapped-ram", (9, 0), "the mapped-ram migration capability (compact snapshots)"),
     Feature("tcg-x2apic", (9, 0), "x2APIC under TCG with -cpu max"),
 )}

@@ -98,12 +98,21 @@ class QMP:
         with self._event_cond:
             return [e for e in self._events if name is None or e.get("event") == name]
 
-    def wait_event(self, name: str, timeout: float, after: int = 0) -> dict[str, Any]:
+    def event_count(self) -> int:
+        """How many events have arrived so far (an `after` for wait_event)."""
+        with self._event_cond:
+            return len(self._events)
+
+    def wait_event(self, name: str, timeout: float, after: int = 0,
+                   data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The first event `name` among those after index `after` whose data
+        holds every item of `data`; QMPError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._event_cond:
             while True:
                 for e in self._events[after:]:
-                    if e.get("event") == name:
+                    if e.get("event") == name and all(
+                            e.get("data", {}).get(k) == v for k, v in (data or {}).items()):
                         return e
                 left = deadline - time.monotonic()
                 if left <= 0:

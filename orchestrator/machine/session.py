@@ -1,7 +1,7 @@
 """Glue between builds and machines: "give me a guest for this profile".
 
-Resolves the kernel, image and (optionally) module artifacts through the
-cache, building what is missing, and creates the Machine. Also records how
+Resolves the kernel, image and guest-tools artifacts through the cache,
+building what is missing, and creates the Machine. Also records how
 to reach a running guest (``guest.json`` in its run directory) so that
 ``ktest ssh`` can find it.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from orchestrator.builds import image as image_mod
 from orchestrator.builds import kernel as kernel_mod
+from orchestrator.builds import tools as tools_mod
 from orchestrator.builds.common import Progress
 from orchestrator.machine import profiles
 from orchestrator.machine.vm import Machine, default_runs_dir
@@ -25,19 +26,26 @@ from orchestrator.machine.vm import Machine, default_runs_dir
 class Artifacts:
     kernel: kernel_mod.Kernel
     image: image_mod.Image
+    tools: tools_mod.Tools
+
+    @property
+    def extra_initrd(self) -> tuple[tuple[str, Path], ...]:
+        """What the guest's initramfs carries besides image and modules."""
+        return ((self.tools.key, self.tools.cpio),)
 
 
 def artifacts(req: kernel_mod.KernelRequest | None = None,
               progress: Progress | None = None) -> Artifacts:
     k = kernel_mod.build_kernel(req or kernel_mod.KernelRequest(), progress)
     im = image_mod.build_image(progress)
-    return Artifacts(k, im)
+    return Artifacts(k, im, tools_mod.build_tools(progress))
 
 
 def make_machine(profile: profiles.Profile | str, arts: Artifacts, *, accel: str | None = None,
                  run_dir: Path | None = None, **kw: Any) -> Machine:
     prof = profiles.load_profile(profile) if isinstance(profile, str) else profile
-    return Machine(prof, arts.kernel, arts.image, accel=accel, run_dir=run_dir, **kw)
+    return Machine(prof, arts.kernel, arts.image, accel=accel, run_dir=run_dir,
+                   extra_initrd=arts.extra_initrd, **kw)
 
 
 def write_guest_info(machine: Machine) -> Path:

@@ -41,6 +41,7 @@ from orchestrator.builds.image import Image
 from orchestrator.builds.kernel import Kernel
 from orchestrator.machine import accel as accel_mod
 from orchestrator.machine import qemu as qemu_mod
+from orchestrator.machine import snapshot as snapshot_mod
 from orchestrator.machine.console import (
     BOOT_FAIL_RE,
     Console,
@@ -140,24 +141,27 @@ def default_runs_dir() -> Path:
     return cache.cache_root() / "runs"
 
 
-def initrd_path(image_key: str, kernel_key: str, extra: list[Path] | None = None) -> Path:
-    """Where the guest's initramfs (image + kernel modules + extras) lives
-    in the cache; a pure function of the inputs' keys."""
+def initrd_path(image_key: str, kernel_key: str, extra_keys: tuple[str, ...] = ()) -> Path:
+    """Where the guest's initramfs (image + kernel modules + extra cpio
+    archives, each named by its cache key) lives; a pure function of the
+    keys."""
     h = cache.Hasher("initrd").add("image", image_key).add("kernel", kernel_key)
-    for p in extra or []:
-        h.add_file(str(p), p)
+    for i, k in enumerate(extra_keys):
+        h.add(f"extra{i}", k)
     return cache.cache_root() / "initrd" / f"{h.hexdigest()}.cpio"
 
 
-def combined_initrd(image: Image, kernel: Kernel, extra: list[Path] | None = None) -> Path:
-    """rootfs.cpio + the kernel's modules.cpio (+ extras), cached by content."""
-    path = initrd_path(image.key, kernel.key, extra)
+def combined_initrd(image: Image, kernel: Kernel,
+                    extra: tuple[tuple[str, Path], ...] = ()) -> Path:
+    """rootfs.cpio + the kernel's modules.cpio + extra (key, cpio) archives,
+    concatenated once and cached."""
+    path = initrd_path(image.key, kernel.key, tuple(k for k, _ in extra))
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     with open(tmp, "wb") as out:
-        for part in [image.cpio, kernel.modules_cpio, *(extra or [])]:
+        for part in [image.cpio, kernel.modules_cpio, *(p for _, p in extra)]:
             with open(part, "rb") as src:
                 while chunk := src.read(1 << 22):
                     out.write(chunk)
@@ -178,8 +182,15 @@ class Machine:
     def __init__(self, profile: Profile, kernel: Kernel, image: Image, *,
                  run_dir: Path | None = None, accel: str | None = None,
                  boot_timeout: float = 300.0, silence_timeout: float = 90.0,
-                 qemu: str | None = None) -> None:
+                 qemu: str | None = None,
+                 extra_initrd: tuple[tuple[str, Path], ...] = (),
+                 snapshots: bool = False) -> None:
         self.profile = profile
+        self.extra_initrd = extra_initrd
+        # restore from a cached snapshot when there is one; else boot and
+        # save one for the next launch
+        self.snapshots = snapshots
+        self.restored_from: str | None = None
         self.kernel = kernel
         self.image = image
         self.qemu = qemu or qemu_mod.binary()
@@ -242,7 +253,7 @@ class Machine:
             raise MachineError(f"run directory path too long for sockets: {self.run_dir}")
         key = self.run_dir / "id_ed25519"
         cache.write_atomic(key, self.image.client_key.read_bytes(), mode=0o600)
-        initrd = combined_initrd(self.image, self.kernel)
+        initrd = combined_initrd(self.image, self.kernel, self.extra_initrd)
         fds: dict[str, int] = {}
         for nic in self.profile.nics:
             host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -261,7 +272,7 @@ class Machine:
         (self.run_dir / "qemu-version.txt").write_text(
             f"{self.qemu}: {self.qemu_version.text if self.qemu_version else 'unknown'}\n")
         return Resources(
-            kernel=self.kernel.bzimage, initrd=initrd, qmp_socket=self.qmp_socket,
+            kernel=self.kernel.boot_image, initrd=initrd, qmp_socket=self.qmp_socket,
             console_socket=self.console_socket, ssh_port=self.ssh_port, nic_fds=fds,
             accel=accel,
         )
@@ -291,18 +302,77 @@ class Machine:
 
     def _launch(self) -> BootTimes:
         base = self._prepare()
-        self._start_qemu(base)
-        times = self._wait_ready()
+        snap = None
+        if self.snapshots:
+            key = self._snapshot_key(base)
+            snap = snapshot_mod.lookup(key)
+        if snap is not None:
+            times = self._restore(base, snap)
+        else:
+            self._start_qemu(base)
+            times = self._wait_ready()
+            if self.snapshots:
+                self._save_snapshot(key)
         for s in self._qemu_ends:
             s.close()
         self._qemu_ends = []
         return times
 
-    def _start_qemu(self, base: Resources) -> None:
+    def _snapshot_key(self, base: Resources) -> str:
+        assert self.qemu_version is not None
+        argv = qemu_argv(self.profile, base, self.qemu)
+        return snapshot_mod.snapshot_key(argv, self.qemu_version, {
+            "kernel": self.kernel.key, "image": self.image.key,
+            "initrd": base.initrd.name, "accel": base.accel,
+        })
+
+    def _save_snapshot(self, key: str) -> None:
+        """Save the freshly booted guest for later launches; a failure is
+        logged, the guest runs on."""
+        assert self.qmp is not None and self.qemu_version is not None
+        try:
+            snap = snapshot_mod.save(self.qmp, key, self.qemu_version,
+                                     {"profile": self.profile.name, "kernel": self.kernel.key},
+                                     self.run_dir / "console.log")
+            self._note_console(f"ktest: saved this booted guest as snapshot {snap.key} "
+                               f"({snap.info['bytes'] >> 20} MiB in {snap.info['save_seconds']}s)")
+        except (snapshot_mod.SnapshotError, QMPError) as e:
+            log.warning("%s: snapshot not saved: %s", self.profile.name, e)
+            self._note_console(f"ktest: snapshot not saved: {e}")
+
+    def _restore(self, base: Resources, snap: snapshot_mod.Snapshot) -> BootTimes:
+        self._note_console(f"ktest: restoring snapshot {snap.key} (saved "
+                           f"{snap.info.get('saved_at')}; its boot console: "
+                           f"{snap.dir / 'boot-console.log'})")
+        self._start_qemu(base, incoming=True)
+        assert self.qmp is not None
+        try:
+            loaded = snapshot_mod.restore(self.qmp, snap)
+        except (snapshot_mod.SnapshotError, QMPError) as e:
+            raise self._error(BootError, f"restoring snapshot {snap.key} failed: {e}") from None
+        self.restored_from = snap.key
+        self.guest = Guest("127.0.0.1", self.ssh_port, self.run_dir / "id_ed25519",
+                           self.image.host_public_key, self.run_dir / "ssh.log")
+        try:
+            self.guest.wait_ready(timeout=60, alive=lambda: self.alive() and not self.crashed)
+        except SSHUnavailable as e:
+            raise self._error(BootError, f"restored guest but SSH failed: {e}") from None
+        # the guest's wall clock stopped at the save: set it, so its logs and
+        # ours line up
+        self.guest.cmd(f"date -s @{time.time():.3f} >/dev/null", check=False)
+        ready = time.monotonic() - self._started_at
+        self._note_console(f"ktest: snapshot loaded in {loaded:.1f}s, SSH ready {ready:.1f}s "
+                           "after QEMU start")
+        self.boot_times = BootTimes(None, ready)
+        return self.boot_times
+
+    def _start_qemu(self, base: Resources, incoming: bool = False) -> None:
         for attempt in range(3):
             self.ssh_port = _free_tcp_port()
             res = dataclasses.replace(base, ssh_port=self.ssh_port)
             self.argv = qemu_argv(self.profile, res, self.qemu)
+            if incoming:
+                self.argv += ["-incoming", "defer"]
             (self.run_dir / "qemu-argv.txt").write_text(shlex.join(self.argv) + "\n")
             self._spawn()
             if self._connect_console():

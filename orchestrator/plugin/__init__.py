@@ -32,6 +32,7 @@ from orchestrator.plugin import capabilities, options, verdict
 from orchestrator.plugin.fixtures import (  # noqa: F401 - fixtures and hooks pytest collects
     cleanup,
     dut,
+    faults,
     guest,
     ktest_artifacts,
     ktest_out,
@@ -51,6 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "every capability; fail if a declared one is missing")
     config.addinivalue_line("markers", "allow_reports(*patterns): kernel reports whose "
                             "title matches a pattern do not fail the test")
+    config.addinivalue_line("markers", "fault(name): a fault test; runs on drivers that "
+                            "declare the fault, as a known failure where they say it fails")
     options.apply_qemu(config)
     out = config.getoption("--ktest-out", None)
     if out:
@@ -66,16 +69,19 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Known emulator limitations of this QEMU become xfail with the reason."""
+    """Known emulator limitations of this QEMU become xfail with the reason;
+    fault tests follow what the pair's driver declares."""
     try:
-        v = qemu.version()
+        v: qemu.QemuVersion | None = qemu.version()
     except qemu.QemuError:
-        return
+        v = None
     for item in items:
         pair = _pair_of(item)
         if pair is None:
             continue
-        lim = qemu.limitation_for(v, drivers.module_name(pair.driver), item.nodeid)
+        capabilities.mark_fault(item, pair)
+        lim = qemu.limitation_for(v, drivers.module_name(pair.driver), item.nodeid) \
+            if v is not None else None
         if lim is not None:
             item.add_marker(pytest.mark.xfail(
                 reason=f"known emulator limitation of QEMU {v}: {lim.reason}", strict=False))

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from orchestrator.plugin import options
-from orchestrator.scenario.drivers import CAPABILITIES
+from orchestrator.scenario import drivers
+from orchestrator.scenario.drivers import CAPABILITIES, FAULTS, KNOWN_FAILS
 
 UNDECLARED = "not declared:"  # prefix of the one skip reason CI accepts
 
@@ -43,6 +44,31 @@ def check(item: pytest.Item) -> None:
         if not d.has(cap):
             pytest.fail(f"capability {cap}: {info.name} declares it, but the live probe "
                         f"found otherwise ({CAPABILITIES[cap]})", pytrace=False)
+
+
+def mark_fault(item: pytest.Item, pair: drivers.Pair) -> None:
+    """@pytest.mark.fault(name): skip where the driver does not declare the
+    fault; a strict xfail with the reason where it declares a known failure
+    (the test still runs, and a surprise recovery is reported)."""
+    names = [n for mk in item.iter_markers("fault") for n in mk.args]
+    if not names:
+        return
+    try:
+        info = drivers.info_for(pair.driver)
+    except Exception:  # a pair error is reported by the pair's own fixture
+        return
+    for name in names:
+        if name not in FAULTS:
+            raise pytest.UsageError(f"{item.nodeid}: unknown fault {name!r} "
+                                    f"(known: {', '.join(FAULTS)})")
+        exp = info.expectation(name)
+        if exp is None:
+            item.add_marker(pytest.mark.skip(
+                reason=f"{UNDECLARED} {info.name} does not declare surviving {name}"))
+        elif exp.startswith(KNOWN_FAILS):
+            item.add_marker(pytest.mark.xfail(
+                reason=f"known limitation of {info.name}: {exp[len(KNOWN_FAILS):].strip()}",
+                strict=True))
 
 
 def strict_skip(rep: pytest.TestReport) -> None:

@@ -25,6 +25,7 @@ from orchestrator.plugin.pool import PairBroken, Pool, slug
 from orchestrator.plugin.record import update_manifest
 from orchestrator.scenario import drivers
 from orchestrator.scenario import dut as dut_mod
+from orchestrator.scenario import faults as faults_mod
 from orchestrator.scenario import traffic as traffic_mod
 
 
@@ -97,7 +98,9 @@ def machine(request: pytest.FixtureRequest, ktest_pair: Pool) -> Iterator[Any]:
     m = _get(ktest_pair)
     verdict.begin(request.node, ktest_pair, m)
     yield m
-    if not ktest_pair.healthy():
+    if request.config.getoption("--ktest-fresh-guest") == "per-test":
+        ktest_pair.discard(f"per-test guests: after {request.node.nodeid}")
+    elif not ktest_pair.healthy():
         ktest_pair.discard(f"after {request.node.nodeid}")
 
 
@@ -169,6 +172,18 @@ def traffic(request: pytest.FixtureRequest, dut: Any, ktest_out: Path) -> Iterat
         yield peer
     finally:
         peer.close()
+
+
+@pytest.fixture
+def faults(request: pytest.FixtureRequest, dut: dut_mod.Dut,
+           cleanup: Callable[..., None]) -> faults_mod.Faults:
+    """Fault injection into the DUT (orchestrator.scenario.faults); a failure
+    of the test names the last fault action and how long before it came."""
+    f = faults_mod.Faults(dut.machine, dut.nic, dut.bdf, cleanup)
+    st = request.node.stash.get(verdict.STATE, None)
+    if st is not None:
+        st.faults = f
+    return f
 
 
 @pytest.fixture

@@ -42,6 +42,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="output directory: results.jsonl, run.json, guest run directories, pcaps")
     g.addoption("--ktest-pcap", action="store_true",
                 help="save every test's DUT frames as a pcap")
+    g.addoption("--ktest-fresh-guest", default="after-crash",
+                choices=("after-crash", "per-test"),
+                help="when a test gets a fresh guest besides the start of each pair: "
+                     "after a crash or a wedged DUT (default), or for every test. Fresh "
+                     "guests are restored from a snapshot of a booted guest (saved at the "
+                     "first boot, cached)")
+    g.addoption("--ktest-no-snapshots", action="store_true",
+                help="always cold-boot guests (no snapshot is restored or saved)")
 
 
 def kernel_request(config: pytest.Config) -> KernelRequest:

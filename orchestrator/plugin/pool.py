@@ -59,7 +59,8 @@ class Pool:
             self.boots += 1
             run_dir = self.out / f"{self.pair.slug}-m{self.boots}"
             m = session.make_machine(self.profile, self.arts, run_dir=run_dir,
-                                     accel=self.config.getoption("--ktest-accel"))
+                                     accel=self.config.getoption("--ktest-accel"),
+                                     snapshots=not self.config.getoption("--ktest-no-snapshots"))
             try:
                 m.launch()
             except MachineError as e:

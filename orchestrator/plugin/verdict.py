@@ -39,6 +39,7 @@ class TestState:
     allowed: list[Any] = dataclasses.field(default_factory=list)
     decided: str = ""  # the phase whose kernel report failed the test
     baseline: dict[str, Any] | None = None  # DUT counters when the test started
+    faults: Any = None  # the test's Faults, if it injects any
 
 
 STATE = pytest.StashKey[TestState]()
@@ -148,8 +149,12 @@ def apply(item: pytest.Item, rep: pytest.TestReport) -> None:
         rep.user_properties.append(("ktest_decided_by_report", rep.when))
     if rep.failed:
         d = st.pool.dut
-        if d is not None and d.current_step:
-            rep.user_properties.append(("ktest_step", d.current_step))
+        step = d.current_step if d is not None else ""
+        last = st.faults.describe_last() if st.faults is not None else ""
+        if last:
+            step = f"{step}; {last}" if step else last
+        if step:
+            rep.user_properties.append(("ktest_step", step))
         state = dut_state(st)
         if state:
             rep.sections.append(("ktest: DUT state", state))

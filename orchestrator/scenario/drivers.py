@@ -50,6 +50,26 @@ CAPABILITIES: dict[str, str] = {
     "tx_csum": "transmit checksum offload is on",
 }
 FUNCTIONS = ("pf", "vf")
+# Every fault a driver may say it survives (faults: in its declaration), with
+# what surviving means. A value "recovers" is checked by the fault suite;
+# "fails: REASON" is a known limitation, reported as such (strict xfail).
+FAULTS: dict[str, str] = {
+    "aer_nonfatal": "an uncorrectable non-fatal AER error at the root port: recovery "
+                    "successful, traffic flows again",
+    "aer_fatal": "a fatal AER error (secondary bus reset): recovery successful, traffic "
+                 "flows again",
+    "aer_correctable": "a correctable AER error: logged, nothing else changes",
+    "bus_reset": "a secondary bus reset through sysfs under traffic: traffic flows again",
+    "flr": "a function-level reset through sysfs under traffic: traffic flows again",
+    "hot_unplug": "device_del under traffic and device_add: the driver lets go, then "
+                  "probes the new device",
+    "dead_device": "MMIO reads return all ones (memory decoding off): the driver notices, "
+                   "stops, and can be unbound",
+    "alloc_failures": "every injectable allocation of probe, open, ring and channel "
+                      "changes and MTU changes failing in turn: a clean error, no report",
+    "sriov": "VFs created and destroyed under PF traffic",
+}
+KNOWN_FAILS = "fails:"
 
 
 class PairError(ValueError):
@@ -68,6 +88,11 @@ class DriverInfo:
     description: str = ""
     source: Path | None = None  # the YAML it was read from
     declared: bool = True
+    faults: dict[str, str] = field(default_factory=dict)  # see FAULTS
+
+    def expectation(self, fault: str) -> str | None:
+        """"recovers", "fails: REASON", or None when the driver says nothing."""
+        return self.faults.get(fault)
 
     def can_drive(self, nic: profiles.NicSpec) -> bool:
         if self.drives and nic.model not in self.drives:
@@ -89,10 +114,21 @@ def parse_declaration(data: object, path: Path) -> DriverInfo:
     if bad:
         raise r.error("capabilities", f"unknown capability {bad[0]!r} "
                                       f"(known: {', '.join(CAPABILITIES)})")
+    f = r.child("faults")
+    faults: dict[str, str] = {}
+    for fault in list(f.data):
+        if fault not in FAULTS:
+            raise f.error(str(fault), f"unknown fault (known: {', '.join(FAULTS)})")
+        value = f.get(str(fault), str, "", "'recovers' or 'fails: REASON'").strip()
+        if value != "recovers" and not (value.startswith(KNOWN_FAILS) and
+                                        value[len(KNOWN_FAILS):].strip()):
+            raise f.error(str(fault), f"expected 'recovers' or 'fails: REASON', got {value!r}")
+        faults[str(fault)] = value
+    f.finish()
     info = DriverInfo(
         name=name, drives=drives, function=function, load_first=r.strings("load_first"),
         capabilities=frozenset(caps), description=r.get("description", str, "", "a string"),
-        source=path,
+        source=path, faults=faults,
     )
     r.finish()
     return info

@@ -1,0 +1,320 @@
+"""Faults under traffic: AER, function resets, hot-unplug, a device that
+stops answering, SR-IOV changes and allocation failures swept over every
+injectable call. Each test runs with traffic flowing, injects the fault,
+then judges: recovery within a bound, traffic flowing again, the settings
+as before, and (the plugin) no kernel report. What a driver is expected to
+survive is its declaration (faults: in its ktest.yaml); a fault it declares
+it fails is a known limitation, reported as such.
+
+Knob: KTEST_SWEEP=OP:N runs the allocation sweep of one operation at one N
+(the replay of a failure; the failure message names both).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pytest
+from steps import assert_clean, background_rx, flow_in, ping, receive
+
+from orchestrator.scenario import dut as dut_mod
+
+RECOVERY_S = 60  # a recovery that takes longer is a failure
+GROUP_MAC = "01:00:5e:01:02:05"
+SWEEP = os.environ.get("KTEST_SWEEP", "")
+SWEEP_MAX = 400  # injectable calls one operation may make before we call it runaway
+
+
+def settings(dut: Any) -> dict[str, Any]:
+    """What a recovery must keep: MTU, multicast groups, rings, channels,
+    the RSS key and table, and the VLAN devices on top."""
+    i = dut.ifname
+    link = dut.guest.ip(f"-d link show dev {i}", json=True)[0]
+    out: dict[str, Any] = {"mtu": link["mtu"]}
+    maddr = dut.sh(f"ip maddr show dev {i}", check=False)
+    out["groups"] = sorted(set(re.findall(r"link\s+(\S+)", maddr)))
+    for opt in ("-g", "-l", "-x"):
+        r = dut.guest.cmd(f"ethtool {opt} {i}", check=False)
+        out[opt] = r.stdout if r.ok else None
+    out["vlans"] = sorted(ln.split("@")[0].split(": ")[-1] for ln in dut.sh(
+        "ip -o link show type vlan", check=False).splitlines())
+    return out
+
+
+@pytest.fixture
+def configured(dut: Any, cleanup: Any) -> dict[str, Any]:
+    """The DUT moved off its defaults where that is cheap, so that a
+    recovery that forgets a setting shows: a larger MTU, a multicast group,
+    a VLAN device on top."""
+    i = dut.ifname
+    dut.sh(f"ip link set {i} mtu 2000")
+    dut.sh(f"ip maddr add {GROUP_MAC} dev {i}")
+    cleanup(dut.sh, f"ip maddr del {GROUP_MAC} dev {i}", 60.0, False)
+    dut.sh(f"modprobe 8021q && ip link add link {i} name {i}.77 type vlan id 77")
+    cleanup(dut.sh, f"ip link del {i}.77", 60.0, False)
+    dut.wait_carrier(1)
+    return settings(dut)
+
+
+def assert_recovered(dut: Any, traffic: Any, agent: Any, before: dict[str, Any],
+                     what: str) -> None:
+    with dut.step(f"after {what}: carrier"):
+        dut.wait_carrier(1, timeout=RECOVERY_S)
+    with dut.step(f"after {what}: traffic"):
+        ping(dut)
+        assert_clean(receive(dut, traffic, agent, [flow_in(3)], 300), 3, 300)
+    with dut.step(f"after {what}: settings"):
+        after = settings(dut)
+        changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        assert not changed, f"settings lost in {what}: {changed}"
+
+
+@pytest.mark.fault("aer_nonfatal")
+def test_aer_nonfatal_under_traffic(dut: Any, traffic: Any, agent: Any, faults: Any,
+                                    configured: dict[str, Any]) -> None:
+    with background_rx(dut, traffic, agent):
+        out = faults.aer("nonfatal")
+    assert out.recovered, f"AER non-fatal: no 'device recovery successful': {out.lines[-8:]}"
+    assert out.grew("aer_rootport_total_err_nonfatal") >= 1, out.counters_after
+    assert_recovered(dut, traffic, agent, configured, "AER non-fatal")
+
+
+@pytest.mark.fault("aer_fatal")
+def test_aer_fatal_under_traffic(dut: Any, traffic: Any, agent: Any, faults: Any,
+                                 configured: dict[str, Any]) -> None:
+    with background_rx(dut, traffic, agent):
+        out = faults.aer("fatal")
+    assert out.recovered, f"AER fatal: no 'device recovery successful': {out.lines[-8:]}"
+    assert out.grew("aer_rootport_total_err_fatal") >= 1, out.counters_after
+    assert_recovered(dut, traffic, agent, configured, "AER fatal")
+
+
+@pytest.mark.fault("aer_correctable")
+def test_aer_correctable(dut: Any, traffic: Any, agent: Any, faults: Any) -> None:
+    before = settings(dut)
+    out = faults.aer("correctable")
+    assert out.grew("aer_dev_correctable") >= 1, (out.counters_before, out.counters_after)
+    assert out.recovered is None and not any("recovery" in ln for ln in out.lines), out.lines
+    assert_recovered(dut, traffic, agent, before, "a correctable error")
+
+
+def _reset_test(dut: Any, traffic: Any, agent: Any, faults: Any, configured: dict[str, Any],
+                method: str) -> None:
+    with background_rx(dut, traffic, agent):
+        for k in (1, 2):
+            with dut.step(f"{method} reset {k} of 2"):
+                faults.function_reset(method)
+                dut.wait_carrier(1, timeout=RECOVERY_S)
+    assert_recovered(dut, traffic, agent, configured, f"{method} resets")
+
+
+@pytest.mark.fault("bus_reset")
+def test_bus_reset_under_traffic(dut: Any, traffic: Any, agent: Any, faults: Any,
+                                 configured: dict[str, Any]) -> None:
+    _reset_test(dut, traffic, agent, faults, configured, "bus")
+
+
+@pytest.mark.fault("flr")
+def test_flr_under_traffic(dut: Any, traffic: Any, agent: Any, faults: Any,
+                           configured: dict[str, Any]) -> None:
+    _reset_test(dut, traffic, agent, faults, configured, "flr")
+
+
+@pytest.mark.fault("hot_unplug")
+def test_hot_unplug_and_replug_under_traffic(dut: Any, traffic: Any, agent: Any,
+                                             faults: Any) -> None:
+    with background_rx(dut, traffic, agent):
+        for k in (1, 2):
+            with dut.step(f"unplug {k} of 2"):
+                faults.unplug()
+                assert not dut_mod.netdev_for_mac(dut.machine, dut.mac), \
+                    "the interface outlived its device"
+            with dut.step(f"replug {k} of 2"):
+                faults.replug()
+                dut.ifname = ""
+                dut.wait_netdev(timeout=RECOVERY_S)
+                dut.setup()
+    assert_recovered(dut, traffic, agent, settings(dut), "hot-unplug and replug")
+
+
+@pytest.mark.fault("dead_device")
+def test_dead_device_is_noticed_and_released(dut: Any, traffic: Any, agent: Any,
+                                             faults: Any) -> None:
+    """Memory decoding off: reads return all ones. The driver must notice
+    (carrier off), not hang, let go of the device on unbind, and bind again
+    once the device answers."""
+    with background_rx(dut, traffic, agent):
+        faults.mmio_off()
+        with dut.step("the driver notices the dead device"):
+            dut.wait_carrier(0, timeout=RECOVERY_S)
+        with dut.step("unbind from a dead device"):
+            dut.unbind()
+        faults.mmio_on()
+        with dut.step("bind after the device answers again"):
+            dut.bind()
+            dut.setup()
+    assert_recovered(dut, traffic, agent, settings(dut), "a dead device")
+
+
+def test_link_flap_storm_with_ring_changes(dut: Any, traffic: Any, agent: Any) -> None:
+    """Twenty cable pulls back to back, then admin down/up mixed with ring
+    changes (where the driver has them), all under traffic."""
+    ring_set = dut.driver.info.capabilities >= {"ring_set"}
+    with background_rx(dut, traffic, agent):
+        with dut.step("20 cable pulls"):
+            for _ in range(20):
+                dut.set_link(False)
+                dut.set_link(True)
+            dut.wait_carrier(1, timeout=RECOVERY_S)
+        for k, rx in enumerate((128, 512, 256), 1):
+            with dut.step(f"admin down/up {k} of 3" + (f", rx ring {rx}" if ring_set else "")):
+                dut.sh(f"ip link set {dut.ifname} down")
+                if ring_set:
+                    dut.sh(f"ethtool -G {dut.ifname} rx {rx}")
+                dut.sh(f"ip link set {dut.ifname} up")
+                dut.wait_carrier(1, timeout=RECOVERY_S)
+    assert_recovered(dut, traffic, agent, settings(dut), "a flap storm")
+
+
+# ---------------------------------------------------------------- SR-IOV
+
+
+@pytest.mark.fault("sriov")
+def test_vfs_come_and_go_under_pf_traffic(dut: Any, traffic: Any, agent: Any,
+                                          faults: Any) -> None:
+    before = settings(dut)
+    with background_rx(dut, traffic, agent):
+        for n in (2, 0, 4, 0):
+            with dut.step(f"{n} VFs"):
+                faults.set_vfs(dut.bdf, n)
+                got = int(dut.sh(f"cat /sys/bus/pci/devices/{dut.bdf}/sriov_numvfs").strip())
+                assert got == n
+    assert_recovered(dut, traffic, agent, before, "VF changes")
+
+
+@pytest.mark.fault("sriov")
+def test_pf_reset_and_unload_with_vfs(dut: Any, traffic: Any, agent: Any,
+                                      faults: Any) -> None:
+    """VFs enabled (and bound to igbvf): a bus reset of the PF, then the PF
+    driver unloaded and loaded again, all without a kernel report."""
+    faults.set_vfs(dut.bdf, 2)
+    dut.sh("modprobe igbvf", check=False)
+    with background_rx(dut, traffic, agent):
+        with dut.step("bus reset of the PF with VFs"):
+            faults.function_reset("bus")
+            dut.wait_carrier(1, timeout=RECOVERY_S)
+    with dut.step("PF driver unloaded with VFs enabled"):
+        dut.sh("modprobe -r igbvf", check=False)
+        dut.unload()
+    dut.setup()
+    assert_recovered(dut, traffic, agent, settings(dut), "a PF reset and reload with VFs")
+
+
+# ---------------------------------------------------------------- allocation failures
+
+
+def _current(dut: Any, opt: str) -> dict[str, int]:
+    """The "Current hardware settings" block of ethtool -g or -l."""
+    text = dut.sh(f"ethtool {opt} {dut.ifname}").split("Current hardware settings:")[-1]
+    return {k.strip().lower(): int(v) for k, v in re.findall(r"^([\w ]+):\s+(\d+)$", text, re.M)}
+
+
+def _ops(dut: Any) -> list[tuple[str, list[str], str]]:
+    """(name, ktest-fault arguments, how to restore) per swept operation;
+    the ring and channel changes go from the current settings to others
+    and back."""
+    caps = dut.driver.info.capabilities
+    i = dut.ifname
+    ops = [
+        ("probe", ["write", f"{dut.bind_dir}/bind", dut.bind_dev], "bind"),
+        ("open", ["up", i], "up"),
+        ("mtu", ["mtu", i, "3000"], f"ip link set {i} mtu 1500"),
+    ]
+    if "ring_set" in caps:
+        cur = _current(dut, "-g")
+        rx, tx = cur["rx"], cur["tx"]
+        ops.append(("rings", ["rings", i, str(rx * 2 if rx <= 1024 else rx // 2),
+                              str(tx * 2 if tx <= 1024 else tx // 2)],
+                    f"ethtool -G {i} rx {rx} tx {tx}"))
+    if "channels_set" in caps:
+        cur = _current(dut, "-l")
+        ops.append(("channels", ["channels", i, str(min(1, cur.get("rx", 0))),
+                                 str(min(1, cur.get("tx", 0))),
+                                 str(min(1, cur.get("combined", 0)))],
+                    f"ethtool -L {i} " + " ".join(f"{k} {v}" for k, v in cur.items()
+                                                  if k in ("rx", "tx", "combined") and v)))
+    return ops
+
+
+def _prepare(dut: Any, op: str) -> None:
+    """The state each operation starts from."""
+    if op == "probe":
+        if dut.loaded() and dut.ifname:
+            dut.unbind()
+    elif op == "open":
+        dut.sh(f"ip link set {dut.ifname} down")
+
+
+def _restore(dut: Any, op: str, how: str) -> None:
+    if op == "probe":
+        present = dut.sh(f"ls {dut.bind_dir}/ 2>/dev/null | grep -Fx {dut.bind_dev} || true")
+        if not present.strip():
+            dut.bind()
+        dut.ifname = ""
+        dut.setup()
+    elif op == "open":
+        dut.setup()
+    else:
+        dut.sh(how, check=False)
+        dut.setup()
+
+
+@pytest.mark.fault("alloc_failures")
+@pytest.mark.parametrize("op", ["probe", "open", "mtu", "rings", "channels"])
+def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) -> None:
+    """Fail the 1st, 2nd, ... injectable allocation of one driver operation
+    until it makes no more: each time a clean error (or success), no kernel
+    report, no DMA-API error, and the operation then works and traffic
+    flows. The last step is judged by kmemleak too."""
+    ops = {name: (args, how) for name, args, how in _ops(dut)}
+    if op not in ops:
+        pytest.skip(f"not declared: {dut.driver.name} declares no capability for {op}")
+    args, how = ops[op]
+    faults.arm_allocation_failures()
+    only = SWEEP.split(":") if SWEEP.startswith(f"{op}:") else None
+    first, last = (int(only[1]), int(only[1])) if only else (1, SWEEP_MAX)
+    dma0 = dut.dma_api_errors()
+    console = dut.machine.console
+    assert console is not None
+    from orchestrator import report
+
+    swept = 0
+    for n in range(first, last + 1):
+        _prepare(dut, op)
+        if op == "probe":
+            args = ["write", f"{dut.bind_dir}/bind", dut.bind_dev]
+        start = console.size
+        with dut.step(f"{op} with fail-nth {n} (replay: KTEST_SWEEP={op}:{n})"):
+            res = faults.nth(n, *args)
+            dut.machine.mark(f"ktest: sweep {op} {n} done")
+            bugs = report.judge(console.data(start)).failing
+            assert not bugs, f"fail-nth {n} in {op}: {bugs[0].title}"
+            assert dut.dma_api_errors() == dma0, f"fail-nth {n} in {op}: DMA-API errors grew"
+            if res.injected:
+                assert res.errno in (0, 12, 22, 5, 16, 19, 110), \
+                    f"fail-nth {n} in {op}: unexpected error {res.errno} ({res.message})"
+            _restore(dut, op, how)
+            ping(dut, count=1)
+        swept = n
+        if not res.injected:
+            break
+    else:
+        if not only:
+            pytest.fail(f"{op}: still injecting at fail-nth {SWEEP_MAX}: runaway allocations?")
+    faults.record(f"sweep {op} complete", dut.ifname, lambda: f"{swept - 1} injection points")
+    with dut.step(f"{op}: {swept - 1} injectable calls swept; unload with leak check"):
+        dut.unload()
+        dut.setup()
+    ping(dut)
