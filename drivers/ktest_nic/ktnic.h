@@ -84,6 +84,37 @@
 /* At most one full reset per interval; a Tx timeout first only kicks. */
 #define KTNIC_RESET_INTERVAL	(5 * HZ)
 
+/* Named bug injections (ktnic_bugs.c); none is on unless asked for. */
+enum ktnic_bug {
+	KTNIC_BUG_TX_UNMAP_MISSING,
+	KTNIC_BUG_TX_UNMAP_SIZE,
+	KTNIC_BUG_TX_UNMAP_DIR,
+	KTNIC_BUG_TX_DOUBLE_UNMAP,
+	KTNIC_BUG_MAP_ERROR_UNCHECKED,
+	KTNIC_BUG_RX_DMA_AFTER_FREE,
+	KTNIC_BUG_TX_SKB_UAF,
+	KTNIC_BUG_FREE_NETDEV_EARLY,
+	KTNIC_BUG_STATS_NO_RINGS,
+	KTNIC_BUG_WORK_AFTER_REMOVE,
+	KTNIC_BUG_PROBE_LEAK,
+	KTNIC_BUG_OPEN_RACES_PROBE,
+	KTNIC_BUG_BUDGET_AFTER_COMPLETE,
+	KTNIC_BUG_SLEEP_IN_POLL,
+	KTNIC_BUG_RTNL_INVERSION,
+	KTNIC_BUG_SLEEP_UNDER_SPINLOCK,
+	KTNIC_BUG_TX_NO_WAKE,
+	KTNIC_BUG_NO_WAKE_AFTER_RESET,
+	KTNIC_BUG_BQL_NOT_RESET,
+	KTNIC_BUG_NO_RESET_PREPARE,
+	KTNIC_BUG_NO_STATE_RESTORE,
+	KTNIC_BUG_RX_PAGE_REUSE,
+	KTNIC_BUG_JUMBO_FRAG_DROPPED,
+	KTNIC_BUG_COUNT
+};
+
+extern unsigned long ktnic_bugs;
+#define ktnic_bug(b)	unlikely(test_bit(KTNIC_BUG_##b, &ktnic_bugs))
+
 enum ktnic_irq_mode {
 	KTNIC_IRQ_MSIX,
 	KTNIC_IRQ_MSI,
@@ -238,6 +269,7 @@ enum ktnic_state_bits {
 	KTNIC_S_DEAD,			/* latched: reads return all ones, no
 					 * MMIO any more; only remove is left
 					 */
+	KTNIC_S_RESETTING,		/* ktnic_reset() between down and up */
 };
 
 struct ktnic_priv {
@@ -383,6 +415,10 @@ void ktnic_irq_vector_rearm(struct ktnic_vector *v);
 void ktnic_irq_kick(struct ktnic_vector *v);
 void ktnic_irq_synchronize(struct ktnic_priv *priv);
 const char *ktnic_irq_mode_name(enum ktnic_irq_mode mode);
+
+/* ktnic_bugs.c */
+int ktnic_bugs_parse(void);
+const char *ktnic_bug_name(unsigned int bug);
 
 /* ktnic_ethtool.c */
 extern const struct ethtool_ops ktnic_ethtool_ops;

@@ -37,9 +37,14 @@ static u32 ktnic_rx_mode_bits(struct net_device *netdev)
  */
 static void ktnic_write_mta(struct ktnic_priv *priv, struct net_device *netdev)
 {
-	u32 mta[KTNIC_MTA_NUM] = { };
+	u32 on_stack[KTNIC_MTA_NUM] = { };
 	struct netdev_hw_addr *ha;
+	u32 *mta = on_stack;
 	int i;
+
+	/* a sleeping allocation under hw_lock (and the address list lock) */
+	if (ktnic_bug(SLEEP_UNDER_SPINLOCK))
+		mta = kcalloc(KTNIC_MTA_NUM, sizeof(*mta), GFP_KERNEL) ?: on_stack;
 
 	netdev_for_each_mc_addr(ha, netdev) {
 		u32 hash = ((ha->addr[5] << 8 | ha->addr[4]) >> 4) & 0xfff;
@@ -48,6 +53,8 @@ static void ktnic_write_mta(struct ktnic_priv *priv, struct net_device *netdev)
 	}
 	for (i = 0; i < KTNIC_MTA_NUM; i++)
 		ktnic_wr32(priv, KTNIC_MTA(i), mta[i]);
+	if (mta != on_stack)
+		kfree(mta);
 }
 
 static void ktnic_set_rx_mode(struct net_device *netdev)
@@ -204,7 +211,9 @@ void ktnic_up(struct ktnic_priv *priv)
 	ktnic_irq_hw_enable(priv);
 	ktnic_rx_enable(priv);
 	set_bit(KTNIC_S_UP, &priv->state);
-	netif_tx_start_all_queues(priv->netdev);
+	if (!(ktnic_bug(NO_WAKE_AFTER_RESET) &&
+	      test_bit(KTNIC_S_RESETTING, &priv->state)))
+		netif_tx_start_all_queues(priv->netdev);
 	schedule_work(&priv->link_work);
 }
 
@@ -238,7 +247,8 @@ void ktnic_down(struct ktnic_priv *priv)
 	if (!ktnic_gone(priv)) {
 		/* hw_lock: ndo_set_rx_mode must not re-enable Rx */
 		spin_lock_irqsave(&priv->hw_lock, flags);
-		ktnic_wr32(priv, KTNIC_RCTL, 0);
+		if (!ktnic_bug(RX_DMA_AFTER_FREE))
+			ktnic_wr32(priv, KTNIC_RCTL, 0);
 		spin_unlock_irqrestore(&priv->hw_lock, flags);
 		ktnic_wr32(priv, KTNIC_TCTL, 0);
 		ktnic_irq_hw_disable(priv);
@@ -467,8 +477,10 @@ void ktnic_reset(struct ktnic_priv *priv)
 	if (!ktnic_live(priv) || ktnic_check_gone(priv))
 		return;
 	mutex_lock(&priv->cfg_lock);
+	set_bit(KTNIC_S_RESETTING, &priv->state);
 	ktnic_down(priv);
 	ktnic_up(priv);
+	clear_bit(KTNIC_S_RESETTING, &priv->state);
 	mutex_unlock(&priv->cfg_lock);
 	ktnic_count_rtnl_event(priv, &priv->dstats.resets);
 	netdev_info(priv->netdev, "reset done\n");
@@ -569,6 +581,11 @@ void ktnic_link_work(struct work_struct *work)
 
 	/* cfg_lock: carrier only changes while the device is up */
 	mutex_lock(&priv->cfg_lock);
+	/* carrier changes "under rtnl": rtnl taken inside cfg_lock */
+	if (ktnic_bug(RTNL_INVERSION)) {
+		rtnl_lock();
+		rtnl_unlock();
+	}
 	if (!test_bit(KTNIC_S_UP, &priv->state))
 		goto out_unlock;
 
@@ -607,6 +624,10 @@ static void ktnic_get_stats64(struct net_device *netdev,
 		struct ktnic_txq_clean_stats *c = &priv->txq_cstats[i];
 		struct ktnic_txq_xmit_stats *x = &priv->txq_xstats[i];
 		u64 pkts, bytes, drops;
+
+		/* through the ring, which does not exist while down */
+		if (ktnic_bug(STATS_NO_RINGS))
+			c = priv->rings.tx[i]->cstats;
 
 		do {
 			start = u64_stats_fetch_begin(&c->syncp);

@@ -143,7 +143,8 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_init(&priv->cfg_lock);
 	spin_lock_init(&priv->hw_lock);
 	INIT_DELAYED_WORK(&priv->reset_task, ktnic_reset_task);
-	INIT_WORK(&priv->link_work, ktnic_link_work);
+	if (!ktnic_bug(OPEN_RACES_PROBE))
+		INIT_WORK(&priv->link_work, ktnic_link_work);
 	ktnic_init_stats(priv);
 	priv->cfg.tx_count = KTNIC_TX_DEFAULT;
 	priv->cfg.rx_count = KTNIC_RX_DEFAULT;
@@ -206,6 +207,13 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = register_netdev(netdev);
 	if (err)
 		goto err_remove_debugfs;
+	/* set-up finished after the interface became visible: an open in
+	 * this window finds the link work uninitialised
+	 */
+	if (ktnic_bug(OPEN_RACES_PROBE)) {
+		msleep(1000);
+		INIT_WORK(&priv->link_work, ktnic_link_work);
+	}
 
 	netif_carrier_off(netdev);
 	netdev_info(netdev, "82574L at %s, MAC %pM, %s\n", pci_name(pdev),
@@ -217,7 +225,8 @@ err_remove_debugfs:
 err_free_vectors:
 	ktnic_irq_free_vectors(priv);
 err_free_netdev:
-	free_netdev(netdev);
+	if (!ktnic_bug(PROBE_LEAK))
+		free_netdev(netdev);
 err_iounmap:
 	pci_iounmap(pdev, hw);
 err_clear_master:
@@ -237,8 +246,11 @@ static void ktnic_remove(struct pci_dev *pdev)
 
 	/* stops the interface: rings and irqs are released by ndo_stop */
 	unregister_netdev(netdev);
+	if (ktnic_bug(FREE_NETDEV_EARLY))
+		free_netdev(netdev);	/* priv lives in there */
 
-	cancel_delayed_work_sync(&priv->reset_task);
+	if (!ktnic_bug(WORK_AFTER_REMOVE))
+		cancel_delayed_work_sync(&priv->reset_task);
 	cancel_work_sync(&priv->link_work);
 	ktnic_debugfs_remove(priv);
 
@@ -249,7 +261,8 @@ static void ktnic_remove(struct pci_dev *pdev)
 	}
 	ktnic_irq_free_vectors(priv);
 
-	free_netdev(netdev);
+	if (!ktnic_bug(FREE_NETDEV_EARLY))
+		free_netdev(netdev);
 	pci_iounmap(pdev, hw);
 	pci_clear_master(pdev);
 	pci_release_mem_regions(pdev);
@@ -285,7 +298,8 @@ static pci_ers_result_t ktnic_io_slot_reset(struct pci_dev *pdev)
 {
 	struct ktnic_priv *priv = pci_get_drvdata(pdev);
 
-	pci_restore_state(pdev);
+	if (!ktnic_bug(NO_STATE_RESTORE))
+		pci_restore_state(pdev);
 	/* pci_restore_state() consumed the copy: keep one for next time */
 	pci_save_state(pdev);
 	if (ktnic_gone(priv)) {
@@ -344,6 +358,13 @@ static const struct pci_error_handlers ktnic_err_handlers = {
 	.reset_done	= ktnic_reset_done,
 };
 
+/* the same without the function reset hooks (bug no_reset_prepare) */
+static const struct pci_error_handlers ktnic_err_handlers_no_reset = {
+	.error_detected	= ktnic_io_error_detected,
+	.slot_reset	= ktnic_io_slot_reset,
+	.resume		= ktnic_io_resume,
+};
+
 static void ktnic_shutdown(struct pci_dev *pdev)
 {
 	struct ktnic_priv *priv = pci_get_drvdata(pdev);
@@ -369,6 +390,11 @@ static int __init ktnic_init(void)
 {
 	int err;
 
+	err = ktnic_bugs_parse();
+	if (err)
+		return err;
+	if (ktnic_bug(NO_RESET_PREPARE))
+		ktnic_pci_driver.err_handler = &ktnic_err_handlers_no_reset;
 	ktnic_debugfs_init();
 	err = pci_register_driver(&ktnic_pci_driver);
 	if (err)

@@ -164,6 +164,36 @@ void ktnic_free_ring_set(struct ktnic_ring_set *set)
 	}
 }
 
+/* Release one Tx buffer's DMA mapping (the four unmap bugs live here). */
+static void ktnic_tx_unmap(struct ktnic_ring *ring, struct ktnic_tx_buf *buf)
+{
+	enum dma_data_direction dir = DMA_TO_DEVICE;
+	u32 len = buf->len;
+
+	if (!buf->dma)
+		return;
+	if (ktnic_bug(TX_UNMAP_MISSING) && !buf->is_page)
+		return;
+	if (ktnic_bug(TX_UNMAP_SIZE))
+		len--;
+	if (ktnic_bug(TX_UNMAP_DIR))
+		dir = DMA_FROM_DEVICE;
+	if (buf->is_page)
+		dma_unmap_page(ring->dev, buf->dma, len, dir);
+	else
+		dma_unmap_single(ring->dev, buf->dma, len, dir);
+	if (ktnic_bug(TX_DOUBLE_UNMAP))
+		dma_unmap_single(ring->dev, buf->dma, len, dir);
+}
+
+/* BQL's view of the queue starts over with an empty ring. */
+static void ktnic_tx_reset_bql(struct ktnic_ring *ring)
+{
+	if (!ktnic_bug(BQL_NOT_RESET))
+		netdev_tx_reset_queue(netdev_get_tx_queue(ring->netdev,
+							  ring->qid));
+}
+
 /* ---- hardware ring set-up (cannot fail) ---- */
 
 void ktnic_ring_hw_init_tx(struct ktnic_priv *priv, struct ktnic_ring *ring)
@@ -182,7 +212,7 @@ void ktnic_ring_hw_init_tx(struct ktnic_priv *priv, struct ktnic_ring *ring)
 	ktnic_wr32(priv, KTNIC_TDT(q), 0);
 	ktnic_wr32(priv, KTNIC_TARC(q),
 		   ktnic_rd32(priv, KTNIC_TARC(q)) | KTNIC_TARC_ENABLE);
-	netdev_tx_reset_queue(netdev_get_tx_queue(priv->netdev, q));
+	ktnic_tx_reset_bql(ring);
 }
 
 void ktnic_ring_hw_init_rx(struct ktnic_priv *priv, struct ktnic_ring *ring)
@@ -209,21 +239,14 @@ void ktnic_ring_clean_tx(struct ktnic_ring *ring)
 	for (i = 0; i < ring->count; i++) {
 		struct ktnic_tx_buf *buf = &ring->tx_buf[i];
 
-		if (buf->dma) {
-			if (buf->is_page)
-				dma_unmap_page(ring->dev, buf->dma, buf->len,
-					       DMA_TO_DEVICE);
-			else
-				dma_unmap_single(ring->dev, buf->dma, buf->len,
-						 DMA_TO_DEVICE);
-		}
+		ktnic_tx_unmap(ring, buf);
 		if (buf->skb)
 			dev_kfree_skb_any(buf->skb);
 		memset(buf, 0, sizeof(*buf));
 	}
 	ring->next_to_use = 0;
 	ring->next_to_clean = 0;
-	netdev_tx_reset_queue(netdev_get_tx_queue(ring->netdev, ring->qid));
+	ktnic_tx_reset_bql(ring);
 }
 
 void ktnic_ring_clean_rx(struct ktnic_ring *ring)
@@ -354,6 +377,10 @@ static int ktnic_clean_rx(struct ktnic_ring *ring, struct napi_struct *napi,
 	u16 cleaned = 0;
 	int done = 0;
 
+	/* a "throttle" that sleeps, in softirq context */
+	if (ktnic_bug(SLEEP_IN_POLL))
+		usleep_range(10, 20);
+
 	while (done < budget) {
 		union ktnic_rx_desc *desc = KTNIC_RX_DESC(ring, ntc);
 		struct ktnic_rx_buf *buf = &ring->rx_buf[ntc];
@@ -370,7 +397,9 @@ static int ktnic_clean_rx(struct ktnic_ring *ring, struct napi_struct *napi,
 
 		len = le16_to_cpu(desc->wb.length);
 		page = buf->page;
-		buf->page = NULL;
+		/* the slot gives up its page: it now belongs to the frame */
+		if (!ktnic_bug(RX_PAGE_REUSE))
+			buf->page = NULL;
 		ntc = ktnic_next(ring, ntc);
 		cleaned++;
 		if (unlikely(!page))
@@ -398,6 +427,10 @@ static int ktnic_clean_rx(struct ktnic_ring *ring, struct napi_struct *napi,
 				dev_kfree_skb_any(skb);
 				skb = ERR_PTR(-E2BIG);
 			}
+		} else if (ktnic_bug(JUMBO_FRAG_DROPPED) &&
+			   skb_shinfo(skb)->nr_frags == 1) {
+			/* the second buffer of a long frame is lost */
+			page_pool_recycle_direct(ring->pool, page);
 		} else {
 			skb_add_rx_frag(skb, skb_shinfo(skb)->nr_frags, page, 0,
 					len, PAGE_SIZE);
@@ -532,14 +565,7 @@ static void ktnic_tx_unwind(struct ktnic_ring *ring, u16 first, u16 stop)
 	for (i = first; i != stop; i = ktnic_next(ring, i)) {
 		struct ktnic_tx_buf *buf = &ring->tx_buf[i];
 
-		if (buf->dma) {
-			if (buf->is_page)
-				dma_unmap_page(ring->dev, buf->dma, buf->len,
-					       DMA_TO_DEVICE);
-			else
-				dma_unmap_single(ring->dev, buf->dma, buf->len,
-						 DMA_TO_DEVICE);
-		}
+		ktnic_tx_unmap(ring, buf);
 		memset(buf, 0, sizeof(*buf));
 	}
 }
@@ -579,7 +605,8 @@ netdev_tx_t ktnic_start_xmit(struct sk_buff *skb, struct net_device *netdev)
 	last = ntu;
 	if (len) {
 		dma = dma_map_single(ring->dev, skb->data, len, DMA_TO_DEVICE);
-		if (dma_mapping_error(ring->dev, dma))
+		if (!ktnic_bug(MAP_ERROR_UNCHECKED) &&
+		    dma_mapping_error(ring->dev, dma))
 			goto err_unwind;
 		ring->tx_buf[ntu].dma = dma;
 		ring->tx_buf[ntu].len = len;
@@ -677,18 +704,12 @@ static void ktnic_clean_tx(struct ktnic_ring *ring, int napi_budget)
 		pkts++;
 		bytes += first->bytes;
 		napi_consume_skb(first->skb, napi_budget);
+		if (ktnic_bug(TX_SKB_UAF))	/* the skb is gone by now */
+			bytes += first->skb->len - first->bytes;
 		for (i = ntc; i != end; i = ktnic_next(ring, i)) {
 			struct ktnic_tx_buf *buf = &ring->tx_buf[i];
 
-			if (buf->dma) {
-				if (buf->is_page)
-					dma_unmap_page(ring->dev, buf->dma,
-						       buf->len, DMA_TO_DEVICE);
-				else
-					dma_unmap_single(ring->dev, buf->dma,
-							 buf->len,
-							 DMA_TO_DEVICE);
-			}
+			ktnic_tx_unmap(ring, buf);
 			memset(buf, 0, sizeof(*buf));
 		}
 		ntc = end;
@@ -711,7 +732,7 @@ static void ktnic_clean_tx(struct ktnic_ring *ring, int napi_budget)
 	smp_mb();
 	if (netif_tx_queue_stopped(txq) &&
 	    ktnic_ring_unused(ring) >= KTNIC_TX_STOP_THRESH &&
-	    test_bit(KTNIC_S_UP, &priv->state)) {
+	    test_bit(KTNIC_S_UP, &priv->state) && !ktnic_bug(TX_NO_WAKE)) {
 		netif_tx_wake_queue(txq);
 		u64_stats_update_begin(&st->syncp);
 		u64_stats_inc(&st->wake);
@@ -752,5 +773,6 @@ int ktnic_poll(struct napi_struct *napi, int budget)
 	work = min(work, budget - 1);
 	if (napi_complete_done(napi, work))
 		ktnic_irq_vector_rearm(v);
-	return work;
+	/* completed, yet claims the whole budget: the core polls it again */
+	return ktnic_bug(BUDGET_AFTER_COMPLETE) ? budget : work;
 }

@@ -38,6 +38,13 @@ class Module:
         """The module file (the first, for sources that build several)."""
         return self.kos[0]
 
+    @property
+    def gcov_dir(self) -> Path | None:
+        """With coverage: the kept build directory (sources and .gcno files;
+        the guest's gcov data for the module is named after this path)."""
+        path = self.info.get("gcov_dir")
+        return Path(path) if path else None
+
     @classmethod
     def load(cls, entry: Path) -> Module | None:
         info = cache.read_marker(entry)
@@ -67,18 +74,19 @@ def check_src(src: Path) -> Path:
     return src
 
 
-def module_key(src: Path, kernel: Kernel) -> str:
-    return (
-        cache.Hasher("module")
-        .add("kernel", kernel.key)
-        .add_tree("src", src, source_files(src))
-        .hexdigest()
-    )
+def module_key(src: Path, kernel: Kernel, coverage: bool = False) -> str:
+    h = cache.Hasher("module").add("kernel", kernel.key).add_tree("src", src, source_files(src))
+    if coverage:
+        h.add("coverage", "gcov")
+    return h.hexdigest()
 
 
-def build_module(src: Path, kernel: Kernel, progress: Progress | None = None) -> Module:
+def build_module(src: Path, kernel: Kernel, progress: Progress | None = None,
+                 coverage: bool = False) -> Module:
+    """The module built (or from the cache). With `coverage`, built with
+    GCOV_PROFILE=y in a build directory that is kept (see Module.gcov_dir)."""
     src = check_src(src)
-    key = module_key(src, kernel)
+    key = module_key(src, kernel, coverage)
     entry = cache.entry_dir("module", key)
     hit = Module.load(entry)
     if hit is not None:
@@ -87,11 +95,11 @@ def build_module(src: Path, kernel: Kernel, progress: Progress | None = None) ->
         hit = Module.load(entry)
         if hit is not None:
             return hit
-        return _build(src, kernel, key, entry, progress)
+        return _build(src, kernel, key, entry, progress, coverage)
 
 
 def _build(src: Path, kernel: Kernel, key: str, entry: Path,
-           progress: Progress | None) -> Module:
+           progress: Progress | None, coverage: bool = False) -> Module:
     started = time.monotonic()
     entry.mkdir(parents=True, exist_ok=True)
     log = entry / "build.log"
@@ -99,13 +107,17 @@ def _build(src: Path, kernel: Kernel, key: str, entry: Path,
     if progress:
         progress(f"building module {src.name} against kernel {kernel.release} (log: {log})")
     with tempfile.TemporaryDirectory(prefix="ktest-mod-") as tmp:
-        work = Path(tmp) / src.name
+        # coverage: the build directory must outlive the build (the .gcno
+        # files, and the path the guest names the module's gcov data by)
+        work = (entry / "gcov" if coverage else Path(tmp)) / src.name
+        if work.exists():
+            shutil.rmtree(work)
         for f in source_files(src):
             dest = work / f.relative_to(src)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest)
         argv = ["make", "-C", str(kernel.build_dir), f"M={work}", "W=1", f"-j{jobs()}",
-                "modules"]
+                *(["GCOV_PROFILE=y"] if coverage else []), "modules"]
         before = len(log.read_text(errors="replace"))
         rc = run_logged(argv, log)
         output = log.read_text(errors="replace")[before:]
@@ -125,6 +137,7 @@ def _build(src: Path, kernel: Kernel, key: str, entry: Path,
     info = {
         "key": key,
         "src": str(src),
+        "gcov_dir": str(entry / "gcov" / src.name) if coverage else None,
         "kernel": kernel.key,
         "kernel_release": kernel.release,
         "kos": names,

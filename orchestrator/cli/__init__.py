@@ -131,11 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "e1000e, virtio_net, igb, igbvf, a module source directory or a .ko")
     p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
     p.add_argument("--no-pcap", action="store_true", help="do not save a pcap per test")
+    p.add_argument("--coverage", action="store_true",
+                   help="build the driver under test for gcov; print and keep its line and "
+                        "branch coverage (coverage.json, coverage-html/)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the pytest command line of each pair and stop")
     _add_qemu_opt(p)
     _add_kernel_opts(p)
     p.set_defaults(func=runs.cmd_run)
+
+    p = sub.add_parser("zoo", help="prove each bug class of ktest_nic's injections is caught "
+                                   "with the right title")
+    p.add_argument("--bug", action="append", metavar="NAME",
+                   help="only this bug (repeatable; default: all of qemu-configs/zoo.yaml)")
+    p.add_argument("--machine", "-m", metavar="PROFILE",
+                   help="the machine profile (default: zoo.yaml's, e1000e-viommu)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: a new one in "
+                                                "the cache)")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    _add_qemu_opt(p)
+    _add_kernel_opts(p)
+    p.set_defaults(func=runs.cmd_zoo)
 
     p = sub.add_parser("smoke", help="boot, load the NIC's in-tree driver, check the link, "
                                      "judge the console")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 from orchestrator.cli.common import EXIT_FAIL, Progress, artifacts, die, die_build
@@ -40,6 +41,8 @@ def pytest_extra(args: argparse.Namespace) -> list[str]:
         extra += ["--ktest-accel", args.accel]
     if os.environ.get("KTEST_QEMU"):
         extra += ["--ktest-qemu", os.environ["KTEST_QEMU"]]
+    if getattr(args, "coverage", False):
+        extra.append("--ktest-coverage")
     return extra
 
 
@@ -64,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     arts = artifacts(args, progress)
     try:
         for drv in sorted({p.driver for p in plan.pairs}):
-            drivers.resolve_driver(drv, arts, progress)
+            drivers.resolve_driver(drv, arts, progress, coverage=args.coverage)
     except Exception as e:  # BuildError, missing file
         die_build(e, progress)
     progress.done()
@@ -72,9 +75,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = execute.run_plan(plan, out, k=args.k, extra=extra, echo=print)
     print()
     print(execute.summary_table(result))
+    if args.coverage:
+        _print_coverage(out)
     state = "interrupted" if result.interrupted else "FAIL" if result.failed else "PASS"
     print(f"\nverdict: {state} ({result.seconds / 60:.1f} min); results: "
           f"{out / 'results.jsonl'}, {out / 'junit.xml'}")
     if result.interrupted:
         return result.interrupted
     return EXIT_FAIL if result.failed else 0
+
+
+def _print_coverage(out: Path) -> None:
+    from orchestrator.scenario import coverage
+
+    try:
+        summary = coverage.report(sorted((out / "coverage").glob("*.info")), out)
+    except coverage.CoverageError as e:
+        print(f"\ncoverage: {e}")
+        return
+    print(f"\ncoverage of the driver under test: lines {summary['lines_pct']}%, branches "
+          f"{summary['branches_pct']}% ({summary['html']})")
+    for f in summary["files"]:
+        print(f"  {f['file']:<22} lines {f['line_pct']:5.1f}% ({f['lines'][0]}/{f['lines'][1]})"
+              f"  branches {f['branch_pct']:5.1f}% ({f['branches'][0]}/{f['branches'][1]})")
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """Each bug injection in the scenario that exposes it; non-zero on a miss."""
+    from orchestrator.runs import execute, zoo
+    from orchestrator.scenario import drivers
+
+    try:
+        z = zoo.load_zoo()
+    except zoo.ConfigError as e:
+        die(str(e))
+    out = Path(args.out) if args.out else execute.default_out().with_name(
+        execute.default_out().name.replace("run-", "zoo-"))
+    progress = Progress()
+    arts = artifacts(args, progress)
+    try:
+        drivers.resolve_driver("ktest_nic", arts, progress)
+    except Exception as e:  # BuildError
+        die_build(e, progress)
+    progress.done()
+    chosen = [b for b in z.bugs if not args.bug or b.name in args.bug]
+    print(f"ktest zoo: {len(chosen)} bug(s) on {args.machine or z.profile}, results in {out}")
+
+    def echo(r: zoo.BugResult) -> None:
+        print(f"  {'ok  ' if r.caught else 'MISS'} {r.bug.name:<26} {r.got[:110]} "
+              f"({r.seconds:.0f}s)", flush=True)
+
+    t0 = time.monotonic()
+    try:
+        results = zoo.run_zoo(z, out, args.bug, args.machine, pytest_extra(args), echo)
+    except zoo.ConfigError as e:
+        die(str(e))
+    print()
+    print(zoo.table(z, results))
+    caught = sum(r.caught for r in results)
+    print(f"\n{caught} of {len(results)} bugs caught with the expected verdict, "
+          f"{len(z.unobservable)} classes not observable here ({(time.monotonic() - t0) / 60:.1f}"
+          f" min); {out / 'zoo.json'}")
+    return 0 if caught == len(results) else EXIT_FAIL

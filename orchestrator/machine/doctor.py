@@ -44,6 +44,7 @@ CHECKS: tuple[Check, ...] = (
     Check("linux-source-6.1", "linux-source-6.1", path="/usr/src/linux-source-6.1.tar.xz",
           why="guest kernel 6.1 (--kernel 6.1; Debian 12 only)", optional=True),
     Check("mmdebstrap", "mmdebstrap", ("mmdebstrap", "--version"), why="guest image"),
+    Check("lcov", "lcov", ("lcov", "--version"), why="driver coverage (--coverage)"),
     Check("tar", "tar", ("tar", "--version")),
     Check("xz", "xz-utils", ("xz", "--version")),
     Check("cpio", "cpio", ("cpio", "--version"), why="inspecting initramfs archives"),

@@ -88,6 +88,30 @@ HANG_SIGNATURES = (
 )
 
 
+@dataclass(frozen=True)
+class QemuAbort:
+    """A known QEMU crash that is no fault of the guest: the boot is tried
+    again (up to `retries` times), each retry written into console.log."""
+
+    pattern: re.Pattern[str]
+    explanation: str
+    retries: int = 2
+
+
+QEMU_ABORTS = (
+    QemuAbort(re.compile(r"iotlb_to_section: Assertion .section_index < d->map.sections_nb"),
+              "QEMU's multi-threaded TCG raced with a memory map change (iotlb_to_section "
+              "assertion, seen while the guest programs PCI BARs)"),
+)
+
+
+def known_abort(qemu_log: str) -> QemuAbort | None:
+    for a in QEMU_ABORTS:
+        if a.pattern.search(qemu_log):
+            return a
+    return None
+
+
 def known_hang(tail: bytes, silent_for: float) -> HangSignature | None:
     """The known hang whose signature the console's last line shows."""
     lines = [ln for ln in tail.replace(b"\r", b"").split(b"\n") if ln.strip()]
@@ -191,6 +215,7 @@ class Machine:
         # save one for the next launch
         self.snapshots = snapshots
         self.restored_from: str | None = None
+        self.boot_retries: list[str] = []  # known QEMU crashes booted through
         self.kernel = kernel
         self.image = image
         self.qemu = qemu or qemu_mod.binary()
@@ -309,14 +334,48 @@ class Machine:
         if snap is not None:
             times = self._restore(base, snap)
         else:
-            self._start_qemu(base)
-            times = self._wait_ready()
+            times = self._boot(base)
             if self.snapshots:
                 self._save_snapshot(key)
         for s in self._qemu_ends:
             s.close()
         self._qemu_ends = []
         return times
+
+    def _boot(self, base: Resources) -> BootTimes:
+        """A cold boot; booted again when QEMU itself crashes in a known way."""
+        tries = 0
+        while True:
+            self._start_qemu(base)
+            try:
+                return self._wait_ready()
+            except BootError:
+                if self.alive():
+                    raise
+                self._reap(timeout=5)
+                qlog = (self.run_dir / "qemu.log").read_text(errors="replace")
+                abort = known_abort(qlog)
+                if abort is None or tries >= abort.retries:
+                    raise
+                tries += 1
+                log.warning("%s: %s; booting again", self.profile.name, abort.explanation)
+                self._note_console(f"ktest: QEMU crashed: {abort.explanation}; booting again "
+                                   f"(retry {tries} of {abort.retries})")
+                self.boot_retries.append(abort.explanation)
+                self._discard_qemu()
+
+    def _discard_qemu(self) -> None:
+        """Forget a dead QEMU's console and QMP before starting another."""
+        for part in (self.qmp, self.console):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        self.qmp = None
+        self.console = None
+        self.proc = None
+        for p in (self.qmp_socket, self.console_socket):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
     def _snapshot_key(self, base: Resources) -> str:
         assert self.qemu_version is not None
@@ -451,7 +510,12 @@ class Machine:
                     from None
             except ConsoleClosed:
                 self._reap(timeout=5)
-                what = "guest panicked during boot" if self.crashed else "QEMU exited during boot"
+                if self.crashed:
+                    what = "guest panicked during boot"
+                else:
+                    qlog = (self.run_dir / "qemu.log").read_text(errors="replace").strip()
+                    what = "QEMU exited during boot" + (
+                        f": {qlog.splitlines()[-1]}" if qlog else "")
                 raise self._error(BootError, what) from None
         if m.failed:
             raise self._error(BootError, f"boot failed: {m.text}")

@@ -24,6 +24,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ktest-driver", action="append", default=[], metavar="DRIVER",
                 help="ktest_nic, an in-tree driver (e1000e, virtio_net, igb, igbvf), a module "
                      "source directory or a .ko (repeatable)")
+    g.addoption("--ktest-driver-params", default="", metavar="PARAMS",
+                help="module parameters for every load of the driver under test "
+                     "(e.g. 'bugs=tx_unmap_missing' for ktest_nic's bug injections)")
     g.addoption("--ktest-viommu", choices=("profile", "on", "off"), default="profile",
                 help="force the Intel vIOMMU on or off for every profile")
     g.addoption("--ktest-accel", choices=("auto", "tcg", "kvm"), default=None,
@@ -48,6 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "after a crash or a wedged DUT (default), or for every test. Fresh "
                      "guests are restored from a snapshot of a booted guest (saved at the "
                      "first boot, cached)")
+    g.addoption("--ktest-coverage", action="store_true",
+                help="build the driver under test for gcov and write its line and branch "
+                     "coverage (lcov tracefiles under OUT/coverage/)")
     g.addoption("--ktest-no-snapshots", action="store_true",
                 help="always cold-boot guests (no snapshot is restored or saved)")
 

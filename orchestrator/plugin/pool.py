@@ -6,6 +6,7 @@ at once as ERROR with the first boot error)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ import pytest
 from orchestrator.builds.common import BuildError
 from orchestrator.machine import session
 from orchestrator.machine.vm import Machine, MachineError
-from orchestrator.scenario import drivers
+from orchestrator.scenario import coverage, drivers
 from orchestrator.scenario.dut import Dut
+
+log = logging.getLogger(__name__)
 
 
 class PairBroken(Exception):
@@ -39,8 +42,9 @@ class Pool:
         self.nic = checked.nic
         self.broken: str | None = None
         self.driver: drivers.Driver | None = None
+        self.coverage = bool(config.getoption("--ktest-coverage"))
         try:
-            self.driver = drivers.resolve_driver(pair.driver, arts)
+            self.driver = drivers.resolve_driver(pair.driver, arts, coverage=self.coverage)
         except (BuildError, FileNotFoundError) as e:
             self.broken = f"driver {pair.driver} could not be built: {e}"
         self.machine: Machine | None = None
@@ -68,7 +72,8 @@ class Pool:
                 raise PairBroken(self.broken) from e
             self.machine = m
             assert self.driver is not None
-            self.dut = Dut(m, self.nic, self.driver)
+            self.dut = Dut(m, self.nic, self.driver,
+                           params=self.config.getoption("--ktest-driver-params"))
         return self.machine
 
     def healthy(self) -> bool:
@@ -84,8 +89,23 @@ class Pool:
     def discard(self, why: str) -> None:
         if self.machine is not None:
             self.replaced.append(f"{self.machine.run_dir.name}: {why}")
+            self.collect_coverage()
             self.machine.shutdown()
         self.machine = self.dut = None
+
+    def collect_coverage(self) -> None:
+        """With --ktest-coverage: the driver's gcov counts of this guest into
+        an lcov tracefile, before the guest goes (a crashed one has none to
+        give)."""
+        m, drv = self.machine, self.driver
+        if not self.coverage or m is None or drv is None or drv.gcov_dir is None:
+            return
+        if m.crashed or not m.alive():
+            return
+        try:
+            coverage.collect(m.ssh(), drv.gcov_dir, self.out / "coverage", m.run_dir.name)
+        except Exception as e:  # coverage must never decide a verdict
+            log.warning("%s: coverage not collected: %s", self.pair.label, e)
 
     def close(self) -> None:
         self.discard("end of pair")

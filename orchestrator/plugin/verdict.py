@@ -94,6 +94,18 @@ def console_tail(st: TestState, lines: int = CONSOLE_LINES) -> str:
     return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 
 
+def qemu_death(m: Machine | None) -> str:
+    """"QEMU exited: <its last line>" when the guest's QEMU is gone without a
+    kernel panic (an emulator crash is not the driver's verdict)."""
+    if m is None or m.alive() or m.crashed or m.ended in ("poweroff", "quit", "kill"):
+        return ""
+    try:
+        lines = (m.run_dir / "qemu.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return f"QEMU exited: {lines[-1] if lines else 'no output'}"
+
+
 def describe(reports: list[Any]) -> str:
     parts = []
     for r in reports:
@@ -153,6 +165,9 @@ def apply(item: pytest.Item, rep: pytest.TestReport) -> None:
         last = st.faults.describe_last() if st.faults is not None else ""
         if last:
             step = f"{step}; {last}" if step else last
+        died = qemu_death(st.machine)
+        if died:
+            step = f"{died}; {step}" if step else died
         if step:
             rep.user_properties.append(("ktest_step", step))
         state = dut_state(st)

@@ -48,6 +48,7 @@ CAPABILITIES: dict[str, str] = {
     "coalesce_set": "interrupt coalescing can be changed (ethtool -C)",
     "rx_csum": "receive checksum offload is on",
     "tx_csum": "transmit checksum offload is on",
+    "ethtool_reset": "ethtool --reset resets the device",
 }
 FUNCTIONS = ("pf", "vf")
 # Every fault a driver may say it survives (faults: in its declaration), with
@@ -287,29 +288,32 @@ class Driver:
 
     info: DriverInfo
     ko: Path | None = None
+    gcov_dir: Path | None = None  # built for coverage: its kept build directory
 
     @property
     def name(self) -> str:
         return self.info.name
 
 
-def resolve_driver(spec: str, arts: Any, progress: Progress | None = None) -> Driver:
+def resolve_driver(spec: str, arts: Any, progress: Progress | None = None,
+                   coverage: bool = False) -> Driver:
     """A --driver/--load spec, built if it is a source: "ktest_nic" builds
     drivers/ktest_nic; a module source directory is built; a .ko is used as
     is; any other name is an in-tree module. BuildError or FileNotFoundError
-    if that fails."""
+    if that fails. `coverage`: a built module is built for gcov."""
     info = info_for(spec)
     path = Path(spec)
     if spec == "ktest_nic":
-        mod = module_mod.build_module(module_mod.DEFAULT_MODULE_DIR, arts.kernel, progress)
-        return Driver(info, mod.ko)
+        mod = module_mod.build_module(module_mod.DEFAULT_MODULE_DIR, arts.kernel, progress,
+                                      coverage)
+        return Driver(info, mod.ko, mod.gcov_dir)
     if spec.endswith(".ko"):
         if not path.is_file():
             raise FileNotFoundError(f"module file not found: {spec}")
         return Driver(info, path)
     if path.is_dir():
-        mod = module_mod.build_module(path, arts.kernel, progress)
-        return Driver(info, mod.ko)
+        mod = module_mod.build_module(path, arts.kernel, progress, coverage)
+        return Driver(info, mod.ko, mod.gcov_dir)
     if "/" in spec:
         raise FileNotFoundError(f"module source directory not found: {spec}")
     return Driver(info, None)

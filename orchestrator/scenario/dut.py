@@ -57,6 +57,7 @@ class Dut:
     bind_dev: str = ""
     bind_dir: str = ""
     pf_ifname: str = ""  # the PF's interface when the DUT is a VF
+    params: str = ""  # module parameters for every load
     current_step: str = ""  # what the test is doing now, for failure messages
 
     @property
@@ -84,9 +85,11 @@ class Dut:
         out = self.sh("cat /proc/modules", check=False)
         return any(line.split(" ", 1)[0] == self.driver.name for line in out.splitlines())
 
-    def load(self, params: str = "") -> None:
+    def load(self, params: str | None = None) -> None:
         """Load the driver (unloading other claimants of the NIC first) and
-        wait for its interface; addresses are not configured (see setup())."""
+        wait for its interface; addresses are not configured (see setup()).
+        `params`: module parameters (default: the Dut's own)."""
+        params = self.params if params is None else params
         g = self.guest
         for other in drivers.claimants(self.driver.info, self.nic):
             g.cmd(f"modprobe -r {other} 2>/dev/null || rmmod {other} 2>/dev/null || true",
@@ -372,6 +375,14 @@ def _rss_settable(d: Dut) -> bool:
     return d.guest.cmd(f"ethtool -X {d.ifname} hkey {cfg.key.hex(':')}", check=False).ok
 
 
+def _resettable(d: Dut) -> bool:
+    """ethtool --reset mac works (and the link comes back)."""
+    if not d.guest.cmd(f"ethtool --reset {d.ifname} mac", check=False).ok:
+        return False
+    d.wait_carrier(1)
+    return True
+
+
 def _coalesce_change(text: str) -> tuple[str, str] | None:
     import re
 
@@ -394,6 +405,7 @@ CAPS: dict[str, Callable[[Dut], bool]] = {
                                   _channels(d).get("max_combined", 0)) > 1,
     "ring_set": lambda d: _try_set(d, "-g", "-G", _ring_change),
     "coalesce_set": lambda d: _try_set(d, "-c", "-C", _coalesce_change),
+    "ethtool_reset": lambda d: _resettable(d),
     "rx_csum": lambda d: "rx-checksumming: on" in d.sh(f"ethtool -k {d.ifname}"),
     "tx_csum": lambda d: "tx-checksumming: on" in d.sh(f"ethtool -k {d.ifname}"),
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Fresh guests: a cold boot against a snapshot restore, side by side.
+
+Boots the default profile cold and restores it from its snapshot (saved
+once, first), N times each, interleaved, and prints the medians of QEMU
+start -> SSH ready and their ratio (goal: restore / cold <= 0.25). With
+--suite it also runs one pair's NIC suite twice, with a shared guest
+(--ktest-fresh-guest after-crash) and with a fresh guest per test
+(per-test), and prints the per-test overhead of the latter.
+
+    .venv/bin/python bench/fresh.py [--runs 5] [--suite [--pair e1000e:ktest_nic]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.machine import profiles, session  # noqa: E402
+from orchestrator.plugin.record import read_records  # noqa: E402
+
+
+def launch(arts: object, snapshots: bool, run_dir: Path, machine: str) -> tuple[float, bool]:
+    m = session.make_machine(profiles.load_profile(machine), arts,  # type: ignore[arg-type]
+                             run_dir=run_dir, snapshots=snapshots)
+    try:
+        t = m.launch()
+        return t.ready, m.restored_from is not None
+    finally:
+        m.shutdown()
+
+
+def suite(pair: str, mode: str, out: Path) -> tuple[float, int]:
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "nic"), "-q",
+                    "-p", "no:cacheprovider", "--rootdir", str(ROOT), "--ktest-pair", pair,
+                    "--ktest-out", str(out), "--ktest-fresh-guest", mode],
+                   cwd=ROOT, capture_output=True, text=True, check=False)
+    return time.monotonic() - t0, len(read_records(out))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--machine", default=profiles.DEFAULT_PROFILE)
+    ap.add_argument("--suite", action="store_true", help="also time the suite both ways")
+    ap.add_argument("--pair", default="e1000e:ktest_nic")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    arts = session.artifacts()
+    cold: list[float] = []
+    warm: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="ktest-fresh-") as tmp:
+        launch(arts, True, Path(tmp) / "seed", args.machine)  # the snapshot exists now
+        for i in range(args.runs):
+            cold.append(launch(arts, False, Path(tmp) / f"cold-{i}", args.machine)[0])
+            ready, restored = launch(arts, True, Path(tmp) / f"warm-{i}", args.machine)
+            assert restored, "the snapshot was not used"
+            warm.append(ready)
+            print(f"[{i + 1}/{args.runs}] cold {cold[-1]:.1f}s, restore {warm[-1]:.1f}s",
+                  file=sys.stderr)
+        result: dict[str, object] = {
+            "cold_ready_s": round(statistics.median(cold), 2),
+            "restore_ready_s": round(statistics.median(warm), 2),
+        }
+        result["ratio"] = round(statistics.median(warm) / statistics.median(cold), 3)
+        if args.suite:
+            shared, n1 = suite(args.pair, "after-crash", Path(tmp) / "shared")
+            fresh, n2 = suite(args.pair, "per-test", Path(tmp) / "fresh")
+            result.update({"suite_pair": args.pair, "suite_shared_s": round(shared, 1),
+                           "suite_per_test_s": round(fresh, 1), "tests": n2,
+                           "per_test_overhead_s": round((fresh - shared) / max(n2, 1), 2)})
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.machine}: cold boot to SSH {result['cold_ready_s']}s, restore to SSH "
+          f"{result['restore_ready_s']}s (medians of {args.runs}); restore/cold "
+          f"{result['ratio']} (goal <= 0.25)")
+    if args.suite:
+        print(f"suite on {args.pair}: shared guest {result['suite_shared_s']}s, a fresh guest "
+              f"per test {result['suite_per_test_s']}s for {result['tests']} tests: "
+              f"{result['per_test_overhead_s']}s per test")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

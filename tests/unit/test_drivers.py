@@ -1,0 +1,67 @@
+"""Driver declarations and (profile, driver) pairs, without a VM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.scenario import drivers, dut
+from orchestrator.yamlconf import ConfigError
+
+
+def test_every_capability_has_a_probe() -> None:
+    assert set(drivers.CAPABILITIES) == set(dut.CAPS)
+
+
+def test_shipped_declarations_load() -> None:
+    names = drivers.known()
+    assert {"ktest_nic", "e1000e", "virtio_net", "igb", "igbvf"} <= set(names)
+    for n in names:
+        info = drivers.info_for(n)
+        assert info.name == n and info.drives and info.capabilities <= set(drivers.CAPABILITIES)
+        assert set(info.faults) <= set(drivers.FAULTS)
+    assert drivers.info_for("igbvf").function == "vf"
+    assert drivers.info_for("virtio_net").load_first == ("virtio_pci",)
+    assert drivers.info_for("virtio_net").expectation("aer_fatal").startswith("fails:")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("drives: [e1000e]\n", ":1: name: missing"),
+    ("name: x\ndrives: [rtl8139]\n", ":2: drives: unknown NIC model 'rtl8139'"),
+    ("name: x\ncapabilities: [jumbo, warp]\n", ":2: capabilities: unknown capability 'warp'"),
+    ("name: x\nfaults:\n  aer_fatal: maybe\n", ":3: faults.aer_fatal: expected 'recovers'"),
+    ("name: x\nfaults:\n  meteor: recovers\n", ":3: faults.meteor: unknown fault"),
+    ("name: x\nfunction: gpu\n", ":2: function: expected one of pf, vf"),
+])
+def test_bad_declarations_name_file_line_and_key(tmp_path: Path, text: str, needle: str) -> None:
+    p = tmp_path / "ktest.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        drivers.load_declaration(p)
+    assert needle in str(e.value), str(e.value)
+
+
+def test_a_users_driver_declaration_beside_its_ko(tmp_path: Path) -> None:
+    ko = tmp_path / "mynic.ko"
+    ko.write_bytes(b"\x7fELF")
+    assert not drivers.info_for(str(ko)).declared  # no YAML: nothing declared
+    (tmp_path / "mynic.ktest.yaml").write_text("name: mynic\ndrives: [e1000e]\n"
+                                               "capabilities: [jumbo]\n")
+    info = drivers.info_for(str(ko))
+    assert info.declared and info.capabilities == {"jumbo"}
+    assert drivers.Pair("e1000e", str(ko)).label == "e1000e/mynic"
+
+
+def test_pairs() -> None:
+    ok = drivers.check_pair(drivers.Pair("igb-vf", "igbvf"))
+    assert ok.nic.vfs == 2 and ok.driver.function == "vf"
+    with pytest.raises(drivers.PairError, match="drives SR-IOV VFs"):
+        drivers.check_pair(drivers.Pair("igb", "igbvf"))
+    assert drivers.pairs_for(["e1000e", "virtio-net"], []) == [
+        drivers.Pair("e1000e", "e1000e"), drivers.Pair("virtio-net", "virtio_net")]
+    assert drivers.pairs_for(["e1000e", "igb"], ["ktest_nic", "igb"]) == [
+        drivers.Pair("e1000e", "ktest_nic"), drivers.Pair("igb", "igb")]
+    assert drivers.claimants(drivers.info_for("ktest_nic"),
+                             drivers.check_pair(drivers.Pair("e1000e", "ktest_nic")).nic) == [
+        "e1000e"]

@@ -1,0 +1,37 @@
+"""The zoo's data and its judging, without a VM."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from orchestrator.plugin.record import Record, ReportRef
+from orchestrator.runs import zoo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_zoo_bug_is_an_injection_of_ktest_nic() -> None:
+    source = (ROOT / "drivers" / "ktest_nic" / "ktnic_bugs.c").read_text()
+    names = set(re.findall(r'\]\s*=\s*"([a-z_]+)"', source))
+    z = zoo.load_zoo()
+    assert {b.name for b in z.bugs} == names
+    assert len(z.bugs) >= 15 and z.unobservable
+
+
+def test_judge() -> None:
+    bug = zoo.Bug("x", "c", "t::t", kind="KASAN", title="in ktnic_clean_tx")
+    hit = Record(test="t", outcome="failed", message="KASAN: use-after-free Read in ktnic_clean_tx",
+                 reports=[ReportRef("KASAN: use-after-free Read in ktnic_clean_tx", "KASAN")])
+    assert zoo.judge(bug, [hit]) == (True, "FAIL, KASAN: KASAN: use-after-free Read in "
+                                           "ktnic_clean_tx")
+    other = Record(test="t", outcome="failed", message="WARNING in foo",
+                   reports=[ReportRef("WARNING in foo", "WARNING")])
+    ok, got = zoo.judge(bug, [other])
+    assert not ok and "WARNING in foo" in got
+    ok, got = zoo.judge(bug, [Record(test="t")])
+    assert not ok and "unnoticed" in got
+    assert zoo.judge(bug, []) == (False, "no result (the scenario did not run)")
+    behaviour = zoo.Bug("y", "c", "t::t", message="corrupted")
+    assert zoo.judge(behaviour, [Record(test="t", outcome="failed",
+                                        message="flow 1: {'corrupted': 3}")])[0]
