@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="prove each bug class of ktest_nic's injections is caught "
                                    "with the right title")
     p.add_argument("--bug", action="append", metavar="NAME",
-                   help="only this bug (repeatable; default: all of qemu-configs/zoo.yaml)")
+                   help="only this bug (repeatable; default: all of qemu-configs/zoo/)")
     p.add_argument("--machine", "-m", metavar="PROFILE",
-                   help="the machine profile (default: zoo.yaml's, e1000e-viommu)")
+                   help="the machine profile (default: the zoo file's, e1000e-viommu)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: a new one in "
                                                 "the cache)")
     p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)

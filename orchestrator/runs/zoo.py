@@ -1,7 +1,7 @@
 """`ktest zoo`: prove that ktest turns each class of NIC driver bug into a
 failing test with the right title.
 
-qemu-configs/zoo.yaml lists ktest_nic's bug injections (its ``bugs=``
+qemu-configs/zoo/ktest_nic.yaml lists ktest_nic's bug injections (its ``bugs=``
 module parameter), the test that exposes each, and the verdict expected: the
 test fails with a kernel report of a given kind whose title matches a
 pattern (the guilty ktest_nic function), or, for bugs the kernel does not
@@ -27,7 +27,7 @@ from orchestrator.plugin.record import Record, read_records
 from orchestrator.runs.plan import suite_path
 from orchestrator.yamlconf import ConfigError, Reader
 
-ZOO_FILE = "zoo.yaml"
+ZOO_FILE = "zoo/ktest_nic.yaml"
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def ktest_artifacts():
 
 @pytest.fixture(autouse=True, scope="session")
 def _stand_in(tmp_path_factory):
-    def make(profile, arts, run_dir, accel=None):
+    def make(profile, arts, run_dir, accel=None, **kw):
         return Machine(run_dir, broken=profile.name == "e1000e-viommu")
     old = pool_mod.session.make_machine
     pool_mod.session.make_machine = make
