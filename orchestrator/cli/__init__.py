@@ -50,6 +50,12 @@ def _add_qemu_opt(p: argparse.ArgumentParser) -> None:
                         "qemu-system-x86_64; QEMU 7.2 or later)")
 
 
+def _add_known_opt(p: argparse.ArgumentParser, what: str = "more known issues") -> None:
+    p.add_argument("--known", action="append", metavar="FILE",
+                   help=f"{what} (YAML, like qemu-configs/known-issues/ktest.yaml): failures "
+                        "they explain are KNOWN (repeatable)")
+
+
 def _add_machine_opts(p: argparse.ArgumentParser) -> None:
     from orchestrator.machine.profiles import DEFAULT_PROFILE, available_profiles
 
@@ -129,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", "-d", action="append", metavar="DRIVER",
                    help="instead of the plan's pairs: this driver (repeatable): ktest_nic, "
                         "e1000e, virtio_net, igb, igbvf, a module source directory or a .ko")
+    p.add_argument("--test", action="append", metavar="TEST_ID",
+                   help="run just this test (path::name[params], as in results.jsonl; "
+                        "repeatable)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run shard K of N of the plan (the same split on every machine; "
+                        "`ktest merge` joins the shards' run directories)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="pairs to run at once (default: min(cores/2, memory GiB/3, pairs))")
+    p.add_argument("--reruns", type=int, default=0, metavar="N",
+                   help="run a failed test again, up to N times; one that then passes is "
+                        "FLAKY (never a plain pass)")
+    _add_known_opt(p)
+    p.add_argument("--baseline", metavar="RUN_DIR",
+                   help="an earlier run to compare with (summary and report.html)")
+    p.add_argument("--list", action="store_true",
+                   help="list the selected tests of each pair and stop (no guest)")
     p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
     p.add_argument("--no-pcap", action="store_true", help="do not save a pcap per test")
     p.add_argument("--dry-run", action="store_true",
@@ -136,6 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qemu_opt(p)
     _add_kernel_opts(p)
     p.set_defaults(func=runs.cmd_run)
+
+    p = sub.add_parser("compare", help="what changed between two runs: new failures, "
+                                       "fixed, still failing, known, flaky (exit 1 if new)")
+    p.add_argument("base", metavar="RUN_A", help="the baseline run directory")
+    p.add_argument("run", metavar="RUN_B", help="the run to judge")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_known_opt(p, "more known issues for both runs")
+    p.set_defaults(func=runs.cmd_compare)
+
+    p = sub.add_parser("report", help="write a run's report.html again")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--baseline", metavar="RUN_DIR", help="a run to compare with")
+    _add_known_opt(p)
+    p.set_defaults(func=runs.cmd_report)
 
     p = sub.add_parser("smoke", help="boot, load the NIC's in-tree driver, check the link, "
                                      "judge the console")

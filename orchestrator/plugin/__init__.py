@@ -74,8 +74,14 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Known emulator limitations of this QEMU become xfail with the reason;
-    fault tests follow what the pair's driver declares."""
+    """--ktest-tests FILE keeps the tests it lists; known emulator
+    limitations of this QEMU become xfail with the reason; fault tests
+    follow what the pair's driver declares."""
+    listed = config.getoption("--ktest-tests", None)
+    if listed:
+        keep = set(Path(listed).read_text().splitlines())
+        config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in keep])
+        items[:] = [i for i in items if i.nodeid in keep]
     try:
         v: qemu.QemuVersion | None = qemu.version()
     except qemu.QemuError:

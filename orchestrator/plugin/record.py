@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -134,6 +135,12 @@ class Record:
         nested = {"reports", "console", "attempts", "known"}
         return cls(**{k: v for k, v in d.items() if k in _fields(cls) - nested},
                    reports=reports, console=spans, attempts=attempts, known=known)
+
+
+def pcap_path(nodeid: str) -> str:
+    """Where a test's frames go with --ktest-pcap, relative to the run
+    directory."""
+    return f"pcap/{re.sub(r'[^A-Za-z0-9_.-]+', '_', nodeid)[-120:]}.pcap"
 
 
 def now_iso() -> str:
