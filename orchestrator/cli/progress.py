@@ -20,7 +20,8 @@ class RunProgress(Watcher):
 
     EVERY = 60.0
 
-    def __init__(self, pairs: Sequence[Any], stream: Any = sys.stdout) -> None:
+    def __init__(self, pairs: Sequence[Any], stream: Any = None) -> None:
+        stream = stream or sys.stdout
         self.tty = stream.isatty()
         self.stream = stream
         self.live = LiveLines(stream) if self.tty else None
