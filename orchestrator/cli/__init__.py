@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_known_opt(p, "more known issues for both runs")
     p.set_defaults(func=runs.cmd_compare)
 
+    p = sub.add_parser("merge", help="join run directories (shards of one run) into one")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="the runs to merge")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the merged run directory (new or empty)")
+    p.set_defaults(func=runs.cmd_merge)
+
     p = sub.add_parser("report", help="write a run's report.html again")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--baseline", metavar="RUN_DIR", help="a run to compare with")

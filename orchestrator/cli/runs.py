@@ -1,5 +1,5 @@
 """`ktest run` (a plan's suites on its (profile, driver) pairs) and what
-reads runs back: `ktest compare`, `ktest report`."""
+reads runs back: `ktest compare`, `ktest merge`, `ktest report`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(compare.table(c))
     return EXIT_FAIL if c.anything_new else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from orchestrator.runs import execute, merge
+    from orchestrator.runs.rundir import RunDirError
+    from orchestrator.yamlconf import ConfigError
+
+    try:
+        m = merge.merge([Path(d) for d in args.dirs], Path(args.out))
+    except (merge.MergeError, RunDirError, ConfigError) as e:
+        die(str(e))
+    run = load_run(args.out)
+    print(execute.matrix_table(run.records, run.pairs))
+    for w in m.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"\nmerged {len(args.dirs)} runs into {args.out} ({len(m.records)} results); "
+          f"report: {m.report}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
