@@ -179,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_known_opt(p)
     p.set_defaults(func=runs.cmd_report)
 
+    p = sub.add_parser("export", help="a run in another format (KernelCI KCIDB)")
+    p.add_argument("--kcidb", dest="run", required=True, metavar="RUN_DIR",
+                   help="print the run as KCIDB v5 JSON (checkouts, builds, tests)")
+    p.add_argument("--origin", default="ktest",
+                   help="the KCIDB origin (CI system name; default ktest)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    _add_known_opt(p)
+    p.set_defaults(func=runs.cmd_export)
+
     p = sub.add_parser("smoke", help="boot, load the NIC's in-tree driver, check the link, "
                                      "judge the console")
     _add_machine_opts(p)

@@ -1,5 +1,6 @@
 """`ktest run` (a plan's suites on its (profile, driver) pairs) and what
-reads runs back: `ktest compare`, `ktest merge`, `ktest report`."""
+reads runs back: `ktest compare`, `ktest merge`, `ktest report`, `ktest
+export`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -219,4 +221,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as e:
         die(f"{args.run}: cannot write the report: {e.strerror or e}")
     print(path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.runs import kcidb
+
+    if not re.fullmatch(r"[a-z0-9_]+", args.origin):
+        die(f"--origin {args.origin!r}: KCIDB origins are lower-case letters, digits and _")
+    run = load_run(args.run, extra_issues(args.known))
+    text = json.dumps(kcidb.export(run, origin=args.origin), indent=2) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text)
+        except OSError as e:
+            die(f"{args.output}: {e.strerror or e}")
+    else:
+        sys.stdout.write(text)
     return 0
