@@ -47,20 +47,23 @@ th { background: #f4f4f6; }
 table.matrix td { text-align: center; font-weight: 600; min-width: 4.5em; }
 td a, span.badge a { color: inherit; }
 .badge { display: inline-block; padding: 0 .45em; border-radius: .3em; font-weight: 600; }
-.PASS { background: #d5f5dc; color: #11602a; } .FAIL { background: #f9d0d0; color: #8a1111; }
-.ERROR { background: #fbe0c2; color: #8a4300; } .SKIP { background: #ececec; color: #555; }
-.XFAIL { background: #dde9f8; color: #1f4f8a; } .XPASS { background: #ead9f5; color: #5b1d86; }
-.FLAKY { background: #fff1b8; color: #6b5200; } .KNOWN { background: #d3efee; color: #0d5a57; }
 .none { color: #aaa; }
 pre { background: #f7f7f9; border: 1px solid #e2e2e6; padding: .6em; overflow-x: auto;
       white-space: pre-wrap; word-break: break-all; max-height: 40em; overflow-y: auto; }
-section.failure { border-left: 4px solid #d66; padding-left: 1em; margin: 1.5em 0; }
-section.failure.KNOWN { border-color: #3aa; } section.failure.FLAKY { border-color: #cb3; }
+section.failure { border-left: 4px solid; padding-left: 1em; margin: 1.5em 0; }
 p.title { font-family: monospace; font-size: 1.05em; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .1em 1em; }
 dt { font-weight: 600; color: #555; } dd { margin: 0; font-family: monospace; }
 details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
-"""
+""" + "".join(
+    f".badge.{st}, td.{st} {{ background: {bg}; color: {fg}; }} "
+    f"section.failure.{st} {{ border-color: {fg}; }}\n"
+    for st, (bg, fg) in {
+        "PASS": ("#d5f5dc", "#11602a"), "FAIL": ("#f9d0d0", "#8a1111"),
+        "ERROR": ("#fbe0c2", "#8a4300"), "SKIP": ("#ececec", "#555555"),
+        "XFAIL": ("#dde9f8", "#1f4f8a"), "XPASS": ("#ead9f5", "#5b1d86"),
+        "FLAKY": ("#fff1b8", "#6b5200"), "KNOWN": ("#d3efee", "#0d5a57"),
+    }.items())
 
 
 def esc(text: object) -> str:
