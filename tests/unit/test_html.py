@@ -203,3 +203,25 @@ def test_empty_run(tmp_path: Path) -> None:
     _, doc = render(run.path)
     assert "No test results." in doc.find("section", id="results").all_text()
     assert load_run(run.path).records == []
+
+
+def test_repro_for_code_and_for_people(tmp_path: Path) -> None:
+    """What `ktest repro` will use: the plan and options that run one
+    record's test again, with the run's choices."""
+    from orchestrator.runs import execute, repro
+    from orchestrator.runs import plan as plan_mod
+
+    run = sample_run(tmp_path / "run")
+    run.write()
+    loaded = load_run(run.path)
+    rec = next(r for r in loaded.records if r.outcome == "failed" and r.pair == E)
+    again = repro.rerun(loaded, rec)
+    plan = again.plan(plan_mod.load_plan("default"))
+    assert [p.label for p in plan.pairs] == [E]
+    opts = again.options(plan, reruns=2)
+    assert opts.tests == {E: [rec.test]} and opts.reruns == 2
+    assert opts.extra == ("--ktest-kernel", "6.12", "--ktest-accel", "tcg")
+    argv = execute.pytest_argv(plan, plan.pairs[0], tmp_path / "again", None, opts.extra,
+                               opts.tests[E] if opts.tests else None, opts.reruns)
+    assert "--ktest-tests" in argv and "--ktest-pair" in argv
+    assert repro.command(loaded, rec) == shlex.join(again.argv())
