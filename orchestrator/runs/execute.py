@@ -84,7 +84,8 @@ class RunResult:
     def failed(self) -> bool:
         bad = any(is_bad(r) for r in self.records)
         # pytest's 1 (tests failed) is judged by the records and known issues
-        broken = any(p.status not in (0, 1, None) for p in self.pairs)
+        broken = any(p.status not in (0, None) and not (p.status == 1 and p.done)
+                     for p in self.pairs)
         nothing = not self.records and self.selected != 0
         return bad or broken or bool(self.interrupted) or nothing
 
@@ -156,7 +157,7 @@ def pytest_argv(plan: Plan, pair: Pair, out: Path, k: str | None,
                 extra: Sequence[str], tests: Sequence[str] | None = None,
                 reruns: int = 0) -> list[str]:
     """The pair's pytest command: the plan's suites, all of them or just
-    `tests` (the ids go to a file; see write_selection)."""
+    `tests` (their ids go to out/tests-SLUG.txt, which the run writes)."""
     root = paths.data_root()
     suites = [str(suite_path(s)) + (f"::{s.split('::', 1)[1]}" if "::" in s else "")
               for s in plan.suites]

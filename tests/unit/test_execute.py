@@ -170,3 +170,12 @@ def test_record_tail_waits_for_whole_lines(tmp_path: Path) -> None:
     with open(path, "a") as fh:
         fh.write(one[10:] + "\n")
     assert [r.test for r in tail.new()] == ["t::a"] and tail.new() == []
+
+
+def test_a_pair_whose_pytest_broke_fails_the_run(tmp_path: Path) -> None:
+    pr = PairRun(A, status=1)
+    assert execute.RunResult(tmp_path, [pr], [Record(test="t", pair=A.label)]).failed
+    pr.done = 1  # exit 1 with records: the records decide
+    assert not execute.RunResult(tmp_path, [pr], [Record(test="t", pair=A.label)]).failed
+    broken = PairRun(B, status=4, done=3)  # a usage error is never fine
+    assert execute.RunResult(tmp_path, [pr, broken], [Record(test="t", pair=A.label)]).failed

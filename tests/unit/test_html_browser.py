@@ -10,9 +10,9 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import require
 from fakerun import sample_run
 from test_html import parse
 
@@ -21,10 +21,7 @@ from orchestrator.runs import html
 pytestmark = pytest.mark.browser
 
 
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    require(exe is not None, "chromium not installed (scripts/bootstrap installs it)")
-    assert exe is not None
+def chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [exe, "--headless", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--no-first-run", f"--user-data-dir={profile}", *args]
@@ -34,12 +31,15 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return r
 
 
-def test_report_in_headless_chromium(tmp_path: Path) -> None:
+def test_report_in_headless_chromium(tmp_path: Path, prerequisite: Any) -> None:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    prerequisite(exe is not None, "chromium not installed (scripts/bootstrap installs it)")
+    assert exe is not None
     run = sample_run(tmp_path / "run")
     run.write()
     page = html.write_report(run.path)
     url = page.resolve().as_uri()
-    dom = parse(chromium(tmp_path / "profile", "--dump-dom", url).stdout)
+    dom = parse(chromium(exe, tmp_path / "profile", "--dump-dom", url).stdout)
     matrix = dom.find("table", **{"class": "matrix"})
     assert [th.all_text() for th in matrix.find("thead").find_all("th")] == [
         "test", "e1000e/ktest_nic", "virtio-net/virtio_net"]
@@ -52,7 +52,7 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     assert "Read of size 8" in first.find("details", **{"class": "console"}).all_text()
     assert not dom.find_all("script")
     shot = run.path / "report.png"
-    chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,1000", url)
+    chromium(exe, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,1000", url)
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
