@@ -36,7 +36,7 @@ from orchestrator.runs.verdicts import STATUSES, is_bad, matrix, needs_a_look, s
 REPORT = "report.html"
 CONSOLE_LIMIT = 256 * 1024  # bytes of one console segment shown (its end is kept)
 MARKER = "ktest: test "
-ACTIONS = "actions.log"  # host actions (QMP, fault injection), one per line, host clock
+ACTIONS = "actions.log"  # host actions (fault injection, QMP), one a line, host clock
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1d1d1f; }
@@ -129,7 +129,10 @@ def _stamped_lines(path: Path) -> list[tuple[str, str]]:
 
 def timeline(run: Run, r: Record) -> list[Event]:
     """The test's begin/end markers from its guests' console.log, and the
-    host actions of actions.log between its first and last marker."""
+    host actions between its first and last marker, from actions.log in the
+    guest's run directory or in the run directory (same clock, HH:MM:SS.ffffff
+    then what, target and reply). The clock has no date: a test that spans
+    midnight loses its actions."""
     events: list[Event] = []
     dirs = list(dict.fromkeys(run.guest_dir(s) for s in _spans(r)))
     for d in dirs:
@@ -140,9 +143,10 @@ def timeline(run: Run, r: Record) -> list[Event]:
         if not marks:
             continue
         first, last = marks[0].time, marks[-1].time
-        events += [Event(t, "host", line) for t, line in _stamped_lines(d / ACTIONS)
-                   if first <= t <= last]
-    return sorted(events, key=lambda e: e.time)
+        for log in dict.fromkeys((d / ACTIONS, run.path / ACTIONS)):
+            events += [Event(t, "host", line) for t, line in _stamped_lines(log)
+                       if first <= t <= last]
+    return sorted(dict.fromkeys(events), key=lambda e: e.time)
 
 
 def _marks_test(marker: str, test: str) -> bool:
