@@ -4,12 +4,12 @@ A known-issues file (each ``qemu-configs/known-issues/*.yaml``, plus ``ktest
 run --known FILE``) is a YAML list; each entry says which failures it
 explains and why::
 
-    - title: "recovery failed"        # regex searched in the failure's title
-      test: "aer|fault"               # regex searched in the test id
-      pair: "/virtio_net$"            # regex searched in the pair label
-      kernel: "6.12"                  # kernel version condition
+    - title: "NETDEV WATCHDOG"        # regex searched in the failure's title
+      test: "test_mtu"                # regex searched in the test id
+      pair: "/e1000e$"                # regex searched in the pair label
+      kernel: ">=6.12, <6.13"         # kernel version condition
       qemu: "<8.1"                    # QEMU version condition
-      reason: virtio_net has no AER handlers
+      reason: why this failure is expected
       link: https://...
 
 `reason` and at least one of title/test/pair are required. A version
@@ -25,7 +25,9 @@ A matching failure keeps its outcome; :func:`annotate` sets
 ``Record.known``, and the summary, compare and the HTML report show it as
 KNOWN and do not count it against the run. The emulator limitations of old
 QEMU versions are read from their one table,
-``orchestrator.machine.qemu.LIMITATIONS``, not written here again.
+``orchestrator.machine.qemu.LIMITATIONS``, not written here again; the
+faults a driver declares it does not survive stay in its declaration (the
+plugin makes those tests strict xfail).
 """
 
 from __future__ import annotations

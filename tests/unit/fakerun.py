@@ -26,6 +26,13 @@ from orchestrator.plugin.record import (
     pcap_path,
     write_manifest,
 )
+from orchestrator.runs import known
+
+# The lab's own entry the fake runs are judged with, besides ktest's list.
+LAB_ISSUE = known.KnownIssue(
+    reason="virtio_net has no PCI error handlers (a lab entry of the fake runs)",
+    title="recovery failed", pair="/virtio_net$",
+    link="https://docs.kernel.org/PCI/pci-error-recovery.html", source="fakerun")
 
 PAIRS = {"e1000e/ktest_nic": "e1000e:ktest_nic", "virtio-net/virtio_net":
          "virtio-net:virtio_net", "e1000e/e1000e": "e1000e:e1000e"}
@@ -145,6 +152,7 @@ class FakeRun:
             "".join(r.to_json() + "\n" for r in self.records))
         write_manifest(self.path, manifest(self.pairs, **self.manifest_extra))
         (self.path / "plan.yaml").write_text("suites: [tests/nic]\npairs: []\n")
+        known.save_snapshot(self.path, [*known.load(), LAB_ISSUE])
         suites = ET.Element("testsuites")
         for pair in self.pairs:
             s = ET.SubElement(suites, "testsuite", name=pair)

@@ -122,9 +122,18 @@ def test_cli_test_option_runs_one_test(capsys: pytest.CaptureFixture[str]) -> No
 def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--list", "--plan", "quick", "-k", "mtu"]) == 0
     out = capsys.readouterr().out.splitlines()
-    heads = [ln for ln in out if not ln.startswith("  ")]
-    assert heads == ["e1000e/ktest_nic: 3 tests", "e1000e/e1000e: 3 tests",
-                     "virtio-net/virtio_net: 3 tests"]
+    listed: dict[str, list[str]] = {}
+    for ln in out:
+        if ln.startswith("  "):
+            listed[list(listed)[-1]].append(ln.strip())
+        else:
+            label, count = ln.split(": ")
+            listed[label] = []
+            assert count.endswith(" tests")
+    assert list(listed) == ["e1000e/ktest_nic", "e1000e/e1000e", "virtio-net/virtio_net"]
+    for label, ids in listed.items():
+        assert f"{label}: {len(ids)} tests" in out and ids
+        assert all("mtu" in t.lower() and label in t for t in ids)
 
 
 @pytest.mark.parametrize("args,needle", [
