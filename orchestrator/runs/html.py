@@ -35,6 +35,7 @@ from orchestrator.runs.verdicts import STATUSES, is_bad, matrix, needs_a_look, s
 
 REPORT = "report.html"
 CONSOLE_LIMIT = 256 * 1024  # bytes of one console segment shown (its end is kept)
+KTEST = "ktest: "  # how every line ktest puts on the console starts
 MARKER = "ktest: test "
 ACTIONS = "actions.log"  # host actions (fault injection, QMP), one a line, host clock
 
@@ -128,21 +129,28 @@ def _stamped_lines(path: Path) -> list[tuple[str, str]]:
 
 
 def timeline(run: Run, r: Record) -> list[Event]:
-    """The test's begin/end markers from its guests' console.log, and the
-    host actions between its first and last marker, from actions.log in the
+    """The test's begin/end markers from its guests' console.log, the other
+    ktest lines between them (fault markers, host notes), and the host
+    actions between its first and last marker, from actions.log in the
     guest's run directory or in the run directory (same clock, HH:MM:SS.ffffff
     then what, target and reply). The clock has no date: a test that spans
     midnight loses its actions."""
     events: list[Event] = []
     dirs = list(dict.fromkeys(run.guest_dir(s) for s in _spans(r)))
     for d in dirs:
-        marks = [Event(t, "guest", line[line.index(MARKER):])
-                 for t, line in _stamped_lines(d / "console.log")
+        lines = _stamped_lines(d / "console.log")
+        marks = [(t, line[line.index(MARKER):]) for t, line in lines
                  if MARKER in line and _marks_test(line[line.index(MARKER):], r.test)]
-        events += marks
         if not marks:
             continue
-        first, last = marks[0].time, marks[-1].time
+        first, last = marks[0][0], marks[-1][0]
+        # every ktest line in between: this test's markers, fault markers
+        # (ktest: fault: ...), and the host's own notes (no kernel stamp)
+        events += [Event(t, "guest" if line.startswith("[") else "host",
+                         line[line.index(KTEST):])
+                   for t, line in lines if first <= t <= last and KTEST in line
+                   and (not line[line.index(KTEST):].startswith(MARKER)
+                        or _marks_test(line[line.index(KTEST):], r.test))]
         for log in dict.fromkeys((d / ACTIONS, run.path / ACTIONS)):
             events += [Event(t, "host", line) for t, line in _stamped_lines(log)
                        if first <= t <= last]

@@ -190,7 +190,8 @@ def sample_run(path: Path, **manifest_extra: Any) -> FakeRun:
                                 "virtio-pci 0000:02:00.0: AER: can't recover (no "
                                 "error_detected callback)\npcieport 0000:00:05.0: AER: "
                                 "device recovery failed")],
-             console=b"ACTION pcie_aer_inject_error\nAER: device recovery failed",
+             console=b"ktest: fault: aer_fatal rp2\nACTION pcie_aer_inject_error\n"
+                     b"pcieport 0000:00:05.0: AER: device recovery failed",
              action="pcie_aer_inject_error rp2 POISON_TLP OK id: rp2")
     run.test(f"tests/nic/test_lifecycle.py::test_admin_down_up_under_traffic[{e}]", e, "flaky",
              message="failed 1 of 2 tries, then passed: cycle 2 of 3: Rx stalled",

@@ -150,9 +150,9 @@ def test_known_and_flaky_sections(tmp_path: Path) -> None:
     assert aer.find("p", **{"class": "known"}).find("a").attrs["href"].startswith("https://")
     events = [[td.all_text() for td in tr.find_all("td")]
               for tr in aer.find("table", **{"class": "timeline"}).find_all("tr")[1:]]
-    # the actions between the markers, on the host clock
-    assert [e[1] for e in events] == ["guest", "host", "host", "guest"]
-    assert [e[2] for e in events[1:3]] == ["device_del rp2 {}",
+    # the fault marker and the actions between the test's markers, on the host clock
+    assert [e[1] for e in events] == ["guest", "host", "guest", "host", "guest"]
+    assert [e[2] for e in events[1:4]] == ["device_del rp2 {}", "ktest: fault: aer_fatal rp2",
                                            "pcie_aer_inject_error rp2 POISON_TLP OK id: rp2"]
     assert [e[0] for e in events] == sorted(e[0] for e in events)
     flaky = doc.find("section", **{"class": "FLAKY"})
