@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,13 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"prerequisite missing in CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def prerequisite() -> Callable[[bool, str], None]:
+    """:func:`require` as a fixture, for test modules that cannot import this
+    conftest by name (another folder's conftest may be first on sys.path)."""
+    return require
 
 
 @pytest.fixture(scope="session")

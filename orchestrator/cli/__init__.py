@@ -50,6 +50,12 @@ def _add_qemu_opt(p: argparse.ArgumentParser) -> None:
                         "qemu-system-x86_64; QEMU 7.2 or later)")
 
 
+def _add_known_opt(p: argparse.ArgumentParser, what: str = "more known issues") -> None:
+    p.add_argument("--known", action="append", metavar="FILE",
+                   help=f"{what} (YAML, like qemu-configs/known-issues/ktest.yaml): failures "
+                        "they explain are KNOWN (repeatable)")
+
+
 def _add_machine_opts(p: argparse.ArgumentParser) -> None:
     from orchestrator.machine.profiles import DEFAULT_PROFILE, available_profiles
 
@@ -129,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", "-d", action="append", metavar="DRIVER",
                    help="instead of the plan's pairs: this driver (repeatable): ktest_nic, "
                         "e1000e, virtio_net, igb, igbvf, a module source directory or a .ko")
+    p.add_argument("--test", action="append", metavar="TEST_ID",
+                   help="run just this test (path::name[params], as in results.jsonl; "
+                        "repeatable)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run shard K of N of the plan (the same split on every machine; "
+                        "`ktest merge` joins the shards' run directories)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="pairs to run at once (default: min(cores/2, memory GiB/3, pairs))")
+    p.add_argument("--reruns", type=int, default=0, metavar="N",
+                   help="run a failed test again, up to N times; one that then passes is "
+                        "FLAKY (never a plain pass)")
+    _add_known_opt(p)
+    p.add_argument("--baseline", metavar="RUN_DIR",
+                   help="an earlier run to compare with (summary and report.html)")
+    p.add_argument("--list", action="store_true",
+                   help="list the selected tests of each pair and stop (no guest)")
     p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
     p.add_argument("--no-pcap", action="store_true", help="do not save a pcap per test")
     p.add_argument("--coverage", action="store_true",
@@ -152,6 +174,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qemu_opt(p)
     _add_kernel_opts(p)
     p.set_defaults(func=runs.cmd_zoo)
+
+    p = sub.add_parser("compare", help="what changed between two runs: new failures, "
+                                       "fixed, still failing, known, flaky (exit 1 if new)")
+    p.add_argument("base", metavar="RUN_A", help="the baseline run directory")
+    p.add_argument("run", metavar="RUN_B", help="the run to judge")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_known_opt(p, "more known issues for both runs")
+    p.set_defaults(func=runs.cmd_compare)
+
+    p = sub.add_parser("merge", help="join run directories (shards of one run) into one")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="the runs to merge")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the merged run directory (new or empty)")
+    p.set_defaults(func=runs.cmd_merge)
+
+    p = sub.add_parser("report", help="write a run's report.html again")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--baseline", metavar="RUN_DIR", help="a run to compare with")
+    _add_known_opt(p)
+    p.set_defaults(func=runs.cmd_report)
+
+    p = sub.add_parser("export", help="a run in another format (KernelCI KCIDB)")
+    p.add_argument("--kcidb", dest="run", required=True, metavar="RUN_DIR",
+                   help="print the run as KCIDB v5 JSON (checkouts, builds, tests)")
+    p.add_argument("--origin", default="ktest",
+                   help="the KCIDB origin (CI system name; default ktest)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    _add_known_opt(p)
+    p.set_defaults(func=runs.cmd_export)
 
     p = sub.add_parser("smoke", help="boot, load the NIC's in-tree driver, check the link, "
                                      "judge the console")

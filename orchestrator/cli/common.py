@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,49 @@ class Progress:
             self.stream.write("\r\033[K")
             self.stream.flush()
             self._open = False
+
+
+class LiveLines:
+    """A block of status lines kept at the bottom of a terminal and
+    redrawn in place, with ordinary lines printed above it. Only for a
+    terminal; callers print plain lines elsewhere."""
+
+    def __init__(self, stream: Any = sys.stdout) -> None:
+        self.stream = stream
+        self.shown: list[str] = []
+
+    def _erase(self) -> None:
+        if self.shown:
+            # to the start of the block's first line, then clear to the end
+            self.stream.write(f"\033[{len(self.shown)}F\033[J")
+
+    def _draw(self) -> None:
+        width = shutil.get_terminal_size((120, 24)).columns - 1
+        for line in self.shown:
+            self.stream.write(line[:width] + "\n")
+        self.stream.flush()
+
+    def show(self, lines: list[str]) -> None:
+        if lines == self.shown:
+            return
+        self._erase()
+        self.shown = list(lines)
+        self._draw()
+
+    def log(self, line: str) -> None:
+        self._erase()
+        self.stream.write(line + "\n")
+        self._draw()
+
+    def close(self) -> None:
+        """Leave the block's last state on the screen."""
+        self.shown = []
+
+
+def duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else \
+        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def die(msg: str, code: int = EXIT_ERROR) -> NoReturn:

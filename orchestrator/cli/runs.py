@@ -1,12 +1,19 @@
-"""`ktest run`: a plan's suites on its (profile, driver) pairs."""
+"""`ktest run` (a plan's suites on its (profile, driver) pairs) and what
+reads runs back: `ktest compare`, `ktest merge`, `ktest report`, `ktest
+export`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import re
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from orchestrator.cli.common import EXIT_FAIL, Progress, artifacts, die, die_build
 
@@ -26,24 +33,77 @@ def _plan(args: argparse.Namespace) -> object:
         die(str(e))
 
 
+def choices_of(args: argparse.Namespace) -> Any:
+    from orchestrator.runs.choices import Choices
+
+    return Choices.make(kernel=args.kernel_version, kernel_src=args.kernel_src,
+                        variant=args.variant, config=tuple(args.config or ()),
+                        accel=args.accel, qemu=os.environ.get("KTEST_QEMU") or None)
+
+
 def pytest_extra(args: argparse.Namespace) -> list[str]:
     """The plugin options that carry this command's kernel/QEMU choices."""
-    extra: list[str] = []
-    if args.kernel_src:
-        extra += ["--ktest-kernel-src", args.kernel_src]
-    if args.kernel_version:
-        extra += ["--ktest-kernel", args.kernel_version]
-    if args.variant != "debug":
-        extra += ["--ktest-kernel-variant", args.variant]
-    for frag in args.config or ():
-        extra += ["--ktest-kernel-config", frag]
-    if args.accel:
-        extra += ["--ktest-accel", args.accel]
-    if os.environ.get("KTEST_QEMU"):
-        extra += ["--ktest-qemu", os.environ["KTEST_QEMU"]]
+    extra = list(choices_of(args).plugin_args())
     if getattr(args, "coverage", False):
         extra.append("--ktest-coverage")
     return extra
+
+
+def known_issues(files: Sequence[str] | None) -> list[Any]:
+    """ktest's known issues and those of `files` (exits on a bad file)."""
+    from orchestrator.runs import known
+    from orchestrator.yamlconf import ConfigError
+
+    try:
+        return known.load([Path(f) for f in files or ()])
+    except ConfigError as e:
+        die(str(e))
+
+
+def extra_issues(files: Sequence[str] | None) -> list[Any]:
+    """The known issues of `files` alone (a run already has ktest's own)."""
+    from orchestrator.runs import known
+    from orchestrator.yamlconf import ConfigError
+
+    try:
+        return [i for f in files or () for i in known.load_issues(Path(f))]
+    except ConfigError as e:
+        die(str(e))
+
+
+def load_run(path: str, extra: Sequence[Any] = ()) -> Any:
+    """The run in `path` (exits with one line if it is not one)."""
+    from orchestrator.runs.rundir import RunDirError
+    from orchestrator.runs.rundir import load_run as load
+    from orchestrator.yamlconf import ConfigError
+
+    try:
+        return load(Path(path), extra)
+    except (RunDirError, ConfigError) as e:
+        die(str(e))
+
+
+def _selection(args: argparse.Namespace, plan: Any, extra: list[str]) -> Any:
+    """The tests per pair this command selects (None: not listed). Listing
+    needs no guest; a plain run goes on without it (and without totals in
+    its progress) if it fails."""
+    from orchestrator.runs import select
+
+    exact = bool(args.shard or args.test)
+    if not (exact or args.list) and args.dry_run:
+        return None
+    try:
+        shard = select.Shard.parse(args.shard) if args.shard else None
+        sel = select.collect(plan, args.k, extra, targets=args.test or None)
+        if args.test:
+            sel = select.by_ids(sel, args.test)
+        if shard is not None:
+            sel = select.shard(sel, shard)
+    except select.SelectError as e:
+        if exact or args.list:
+            die(str(e))
+        return None
+    return sel
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -55,31 +115,71 @@ def cmd_run(args: argparse.Namespace) -> int:
     assert isinstance(plan, Plan)
     if args.no_pcap:
         plan = dataclasses.replace(plan, pcap=False)
+    choices = choices_of(args)
     extra = pytest_extra(args)
     out = Path(args.out) if args.out else execute.default_out()
-    if args.dry_run:
-        for pair in plan.pairs:
-            print(" ".join(execute.pytest_argv(plan, pair, out, args.k, extra)))
+    issues = known_issues(args.known)
+    if args.baseline:
+        load_run(args.baseline, issues)  # a bad baseline stops us before any guest boots
+    sel = _selection(args, plan, extra)
+    if args.list:
+        for label, ids in (sel or {}).items():
+            print(f"{label}: {len(ids)} tests")
+            print("".join(f"  {t}\n" for t in ids), end="")
         return 0
-    # Build once up front, with progress, so every pair starts from the cache
-    # and a failed build is one clear error, not one per pair.
+    tests = sel if args.shard or args.test else None  # else: the plan's suites
+    totals = {label: len(ids) for label, ids in sel.items()} if sel is not None else None
+    pairs = [p for p in plan.pairs if tests is None or tests.get(p.label)]
+    jobs = args.jobs or execute.default_jobs(len(pairs))
+    if args.dry_run:
+        for pair in pairs:
+            selected = tests.get(pair.label) if tests else None
+            print(" ".join(execute.pytest_argv(plan, pair, out, args.k, extra, selected,
+                                               args.reruns)))
+            print("".join(f"#   {x}\n" for x in selected or ()), end="")
+        return 0
     progress = Progress()
-    arts = artifacts(args, progress)
-    try:
-        for drv in sorted({p.driver for p in plan.pairs}):
-            drivers.resolve_driver(drv, arts, progress, coverage=args.coverage)
-    except Exception as e:  # BuildError, missing file
-        die_build(e, progress)
+    if pairs:
+        # Build once up front, with progress, so every pair starts from the
+        # cache and a failed build is one clear error, not one per pair.
+        arts = artifacts(args, progress)
+        try:
+            for drv in sorted({p.driver for p in pairs}):
+                drivers.resolve_driver(drv, arts, progress,
+                                        coverage=args.coverage)
+        except Exception as e:  # BuildError, missing file
+            die_build(e, progress)
     progress.done()
-    print(f"ktest run: plan {plan.name} ({len(plan.pairs)} pairs), results in {out}")
-    result = execute.run_plan(plan, out, k=args.k, extra=extra, echo=print)
+    shard = f", shard {args.shard}" if args.shard else ""
+    print(f"ktest run: plan {plan.name} ({len(pairs)} pairs{shard}, {jobs} at a time), "
+          f"results in {out}")
+    options = execute.RunOptions(
+        k=args.k, extra=tuple(extra), jobs=jobs, reruns=args.reruns, tests=tests,
+        totals=totals, issues=issues, baseline=Path(args.baseline) if args.baseline else None,
+        manifest={"choices": choices.to_dict(), "shard": args.shard,
+                  "known_files": [str(Path(f).resolve()) for f in args.known or ()],
+                  "baseline": str(Path(args.baseline).resolve()) if args.baseline else None})
+    from orchestrator.cli.progress import RunProgress
+
+    watch = RunProgress(pairs)
+    try:
+        result = execute.run_plan(plan, out, options=options, watcher=watch)
+    finally:
+        watch.close()
     print()
     print(execute.summary_table(result))
     if args.coverage:
         _print_coverage(out)
+    if args.baseline:
+        from orchestrator.runs import compare
+
+        c = compare.compare(load_run(args.baseline, issues), load_run(str(out), issues))
+        print(f"\nagainst {args.baseline}: {compare.summary_line(c)}")
     state = "interrupted" if result.interrupted else "FAIL" if result.failed else "PASS"
     print(f"\nverdict: {state} ({result.seconds / 60:.1f} min); results: "
           f"{out / 'results.jsonl'}, {out / 'junit.xml'}")
+    if result.report is not None:
+        print(f"report: {result.report}")
     if result.interrupted:
         return result.interrupted
     return EXIT_FAIL if result.failed else 0
@@ -137,3 +237,66 @@ def cmd_zoo(args: argparse.Namespace) -> int:
           f"{len(z.unobservable)} classes not observable here ({(time.monotonic() - t0) / 60:.1f}"
           f" min); {out / 'zoo.json'}")
     return 0 if caught == len(results) else EXIT_FAIL
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from orchestrator.runs import compare
+
+    issues = extra_issues(args.known)
+    c = compare.compare(load_run(args.base, issues), load_run(args.run, issues))
+    if args.json:
+        print(json.dumps(c.to_json(), indent=2))
+    else:
+        print(compare.table(c))
+    return EXIT_FAIL if c.anything_new else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from orchestrator.runs import execute, merge
+    from orchestrator.runs.rundir import RunDirError
+    from orchestrator.yamlconf import ConfigError
+
+    try:
+        m = merge.merge([Path(d) for d in args.dirs], Path(args.out))
+    except (merge.MergeError, RunDirError, ConfigError) as e:
+        die(str(e))
+    run = load_run(args.out)
+    print(execute.matrix_table(run.records, run.pairs))
+    for w in m.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"\nmerged {len(args.dirs)} runs into {args.out} ({len(m.records)} results); "
+          f"report: {m.report}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator.runs import html
+
+    issues = extra_issues(args.known)
+    load_run(args.run, issues)
+    if args.baseline:
+        load_run(args.baseline, issues)
+    try:
+        path = html.write_report(Path(args.run), Path(args.baseline) if args.baseline else None,
+                                 issues)
+    except OSError as e:
+        die(f"{args.run}: cannot write the report: {e.strerror or e}")
+    print(path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.runs import kcidb
+
+    if not re.fullmatch(r"[a-z0-9_]+", args.origin):
+        die(f"--origin {args.origin!r}: KCIDB origins are lower-case letters, digits and _")
+    run = load_run(args.run, extra_issues(args.known))
+    text = json.dumps(kcidb.export(run, origin=args.origin), indent=2) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text)
+        except OSError as e:
+            die(f"{args.output}: {e.strerror or e}")
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -51,6 +51,8 @@ CHECKS: tuple[Check, ...] = (
     Check("ssh-keygen", "openssh-client", path="/usr/bin/ssh-keygen", why="`ktest ssh`"),
     Check("python3-venv", "python3-venv", ("python3", "-c", "import ensurepip, venv"),
           why="the virtual environment"),
+    Check("chromium", "chromium", ("chromium", "--version"),
+          why="the test that opens report.html in a browser", optional=True),
 )
 
 # QEMU comes from bookworm-backports on Debian 12 (scripts/bootstrap).

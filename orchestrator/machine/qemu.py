@@ -5,7 +5,9 @@ Everything in ktest that depends on the QEMU version is in one table,
 and what needs it. Profiles and tests ask :func:`require` for a feature and
 get one line naming the version and the reason when this QEMU is too old;
 :data:`LIMITATIONS` lists the emulator bugs of older versions that a test
-must not blame on a driver. (Measured facts: ../shared/QEMU-NOTES.md.)
+must not blame on a driver (the plugin marks those tests xfail, and
+orchestrator.runs.known reads the same table as known issues). (Measured
+facts: ../shared/QEMU-NOTES.md.)
 
 The binary is ``$KTEST_QEMU`` when set (a user's own build; ``ktest
 --qemu PATH`` sets it for everything it starts), else
@@ -77,6 +79,7 @@ class Limitation:
     drivers: tuple[str, ...]
     tests: tuple[str, ...]  # regexes searched in the test id
     reason: str
+    link: str = ""
 
 
 LIMITATIONS: tuple[Limitation, ...] = (
@@ -84,6 +87,8 @@ LIMITATIONS: tuple[Limitation, ...] = (
         "e1000e-msix-link", ("e1000e",), (r"test_link_down_up", r"link_flap"),
         "QEMU < 8.1: the e1000e model in MSI-X mode never raises a link change again "
         "while old causes sit in ICR, and the in-tree e1000e never clears them",
+        "https://lore.kernel.org/qemu-devel/?q=%22e1000e%3A+Add+ICR+clearing+by+"
+        "corresponding+IMS+bit%22",
     ),
 )
 

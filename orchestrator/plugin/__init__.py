@@ -15,7 +15,8 @@ that reason (orchestrator.machine.qemu.LIMITATIONS).
 With --ktest-out DIR: DIR/results.jsonl gets one record per test as it ends
 (orchestrator.plugin.record), DIR/run.json what went into the run, and the
 guests' run directories (console logs, QEMU command lines) and pcaps go
-under DIR.
+under DIR. With --ktest-reruns N a failed test runs again up to N times
+(orchestrator.plugin.reruns); one that then passes is recorded as flaky.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from orchestrator.plugin.fixtures import (  # noqa: F401 - fixtures and hooks py
 )
 from orchestrator.plugin.options import pytest_addoption  # noqa: F401
 from orchestrator.plugin.record import RESULTS
+from orchestrator.plugin.reruns import RerunHook
 from orchestrator.plugin.results import ResultsHook
 from orchestrator.scenario import drivers
 
@@ -58,6 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
     out = config.getoption("--ktest-out", None)
     if out:
         config.pluginmanager.register(ResultsHook(Path(out) / RESULTS), "ktest-results")
+    reruns = config.getoption("--ktest-reruns", 0) or 0
+    if reruns > 0:
+        config.pluginmanager.register(RerunHook(config, reruns), "ktest-reruns")
     if (signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
             and (out or config.getoption("--ktest-pair"))):
         # A terminated run tears its guests down like Ctrl-C does.
@@ -69,8 +74,14 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Known emulator limitations of this QEMU become xfail with the reason;
-    fault tests follow what the pair's driver declares."""
+    """--ktest-tests FILE keeps the tests it lists; known emulator
+    limitations of this QEMU become xfail with the reason; fault tests
+    follow what the pair's driver declares."""
+    listed = config.getoption("--ktest-tests", None)
+    if listed:
+        keep = set(Path(listed).read_text().splitlines())
+        config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in keep])
+        items[:] = [i for i in items if i.nodeid in keep]
     try:
         v: qemu.QemuVersion | None = qemu.version()
     except qemu.QemuError:

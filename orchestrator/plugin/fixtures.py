@@ -21,8 +21,8 @@ import pytest
 
 from orchestrator.machine import qemu, session
 from orchestrator.plugin import options, verdict
-from orchestrator.plugin.pool import PairBroken, Pool, slug
-from orchestrator.plugin.record import update_manifest
+from orchestrator.plugin.pool import PairBroken, Pool
+from orchestrator.plugin.record import pcap_path, update_manifest
 from orchestrator.scenario import drivers
 from orchestrator.scenario import dut as dut_mod
 from orchestrator.scenario import faults as faults_mod
@@ -162,7 +162,7 @@ def dut(request: pytest.FixtureRequest, machine: Any, ktest_pair: Pool) -> dut_m
 def traffic(request: pytest.FixtureRequest, dut: Any, ktest_out: Path) -> Iterator[Any]:
     pcap = None
     if request.config.getoption("--ktest-pcap"):
-        pcap = ktest_out / "pcap" / f"{slug(request.node.nodeid)[-120:]}.pcap"
+        pcap = ktest_out / pcap_path(request.node.nodeid)
         pcap.parent.mkdir(parents=True, exist_ok=True)
     sock = dut.machine.nic_sockets[dut.nic.id]
     peer = traffic_mod.Peer(sock, mac=dut_mod.PEER_MAC,

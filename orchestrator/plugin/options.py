@@ -56,6 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "coverage (lcov tracefiles under OUT/coverage/)")
     g.addoption("--ktest-no-snapshots", action="store_true",
                 help="always cold-boot guests (no snapshot is restored or saved)")
+    g.addoption("--ktest-tests", default=None, metavar="FILE",
+                help="run only the tests whose ids are listed in FILE, one a line (a shard, "
+                     "`ktest run --test`)")
+    g.addoption("--ktest-reruns", type=int, default=0, metavar="N",
+                help="run a failed test again, up to N more times; one that then passes is "
+                     "flaky (a failure decided by a kernel report is never run again)")
 
 
 def kernel_request(config: pytest.Config) -> KernelRequest:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,9 @@ import orchestrator
 from orchestrator import paths
 from orchestrator.builds import cache
 
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+# "flaky": failed, then passed when run again (--ktest-reruns); every try is
+# in Record.attempts.
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "flaky")
 PHASES = ("setup", "call", "teardown")
 RESULTS = "results.jsonl"
 MANIFEST = "run.json"
@@ -63,6 +66,40 @@ class ConsoleSpan:
 
 
 @dataclass
+class Attempt:
+    """One try of a test that was run more than once (--ktest-reruns)."""
+
+    outcome: str
+    phase: str = ""
+    message: str = ""
+    duration: float = 0.0
+    console: list[ConsoleSpan] = field(default_factory=list)
+    started: str = ""
+    ended: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Attempt:
+        spans = [ConsoleSpan(**c) for c in d.get("console") or []]
+        return cls(**{k: v for k, v in d.items() if k in _fields(cls) and k != "console"},
+                   console=spans)
+
+
+@dataclass
+class KnownMatch:
+    """The known issue a failure matched (orchestrator.runs.known sets it
+    when a run is read; the plugin never does). The record's outcome stays
+    what the test did."""
+
+    reason: str
+    link: str = ""
+    source: str = ""  # where the entry is: file:line, or the table it came from
+
+
+def _fields(cls: Any) -> set[str]:
+    return set(cls.__dataclass_fields__)
+
+
+@dataclass
 class Record:
     test: str
     pair: str | None = None
@@ -76,6 +113,8 @@ class Record:
     console: list[ConsoleSpan] = field(default_factory=list)
     started: str = ""
     ended: str = ""
+    attempts: list[Attempt] = field(default_factory=list)  # every try, when rerun
+    known: KnownMatch | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=False)
@@ -91,9 +130,17 @@ class Record:
             # records of earlier ktest versions held plain titles
             reports.append(ReportRef(r, "") if isinstance(r, str) else ReportRef(**r))
         spans = [ConsoleSpan(**c) for c in d.get("console") or []]
-        known = {f for f in cls.__dataclass_fields__} - {"reports", "console"}
-        return cls(**{k: v for k, v in d.items() if k in known}, reports=reports,
-                   console=spans)
+        attempts = [Attempt.from_dict(a) for a in d.get("attempts") or []]
+        known = KnownMatch(**d["known"]) if d.get("known") else None
+        nested = {"reports", "console", "attempts", "known"}
+        return cls(**{k: v for k, v in d.items() if k in _fields(cls) - nested},
+                   reports=reports, console=spans, attempts=attempts, known=known)
+
+
+def pcap_path(nodeid: str) -> str:
+    """Where a test's frames go with --ktest-pcap, relative to the run
+    directory."""
+    return f"pcap/{re.sub(r'[^A-Za-z0-9_.-]+', '_', nodeid)[-120:]}.pcap"
 
 
 def now_iso() -> str:
@@ -101,15 +148,24 @@ def now_iso() -> str:
 
 
 def append_record(path: Path, record: Record) -> None:
-    """Append one line and fsync it; ResultsWriteError if that fails."""
+    """Append one line with a single write(2) on an O_APPEND descriptor and
+    fsync it; ResultsWriteError if that fails. Pair processes of one run
+    (ktest run -j) append to the same file: one write per line keeps every
+    line whole."""
+    data = (record.to_json() + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fh.write(record.to_json() + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise ResultsWriteError(f"cannot write {path}: {e.strerror or e}") from e
+    if written != len(data):
+        raise ResultsWriteError(f"cannot write {path}: short write ({written} of "
+                                f"{len(data)} bytes)")
 
 
 def read_records(out: Path) -> list[Record]:

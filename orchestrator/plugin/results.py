@@ -2,8 +2,11 @@
 
 The outcome folds the three phases: a kernel report in any phase makes it
 "failed" (phase = where); a harness failure in setup or teardown without one
-is "error"; otherwise the call phase decides. A write that fails stops the
-run with a clear error (pytest.exit), so no result is ever lost silently.
+is "error"; otherwise the call phase decides. A test run more than once
+(orchestrator.plugin.reruns) keeps every try in Record.attempts, and one
+that failed and then passed is "flaky", never a plain pass. A write that
+fails stops the run with a clear error (pytest.exit), so no result is ever
+lost silently.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator.plugin.record import (
+    Attempt,
     ConsoleSpan,
     Record,
     ReportRef,
@@ -23,6 +27,7 @@ from orchestrator.plugin.record import (
 )
 
 _RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "error": 4, "failed": 5}
+FAILED = ("failed", "error", "xpassed")
 
 
 def phase_outcome(rep: pytest.TestReport) -> str | None:
@@ -56,9 +61,21 @@ class ResultsHook:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.pending: dict[str, Record] = {}
+        self.tries: dict[str, list[Attempt]] = {}  # earlier tries of a rerun test
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        rep = report
+        self.fold(report)
+
+    def attempt_done(self, nodeid: str, reports: list[pytest.TestReport]) -> None:
+        """A try of `nodeid` that will be run again: keep what it did."""
+        for rep in reports:
+            self.fold(rep)
+        rec = self.pending.pop(nodeid, None)
+        if rec is not None:
+            rec.ended = now_iso()
+            self.tries.setdefault(nodeid, []).append(_attempt(rec))
+
+    def fold(self, rep: pytest.TestReport) -> None:
         rec = self.pending.setdefault(rep.nodeid, Record(test=rep.nodeid, started=now_iso()))
         rec.duration = round(rec.duration + rep.duration, 3)
         props: dict[str, Any] = {}
@@ -87,7 +104,28 @@ class ResultsHook:
         if rec is None:
             return
         rec.ended = now_iso()
+        tries = self.tries.pop(nodeid, [])
+        if tries:
+            _fold_tries(rec, tries)
         try:
             append_record(self.path, rec)
         except ResultsWriteError as e:
             pytest.exit(f"ktest: {e}; stopping the run", returncode=3)
+
+
+def _attempt(rec: Record) -> Attempt:
+    return Attempt(rec.outcome, rec.phase, rec.message, rec.duration, rec.console,
+                   rec.started, rec.ended)
+
+
+def _fold_tries(rec: Record, tries: list[Attempt]) -> None:
+    """The final record of a test that ran len(tries) + 1 times."""
+    rec.attempts = [*tries, _attempt(rec)]
+    rec.started = tries[0].started
+    rec.duration = round(sum(a.duration for a in rec.attempts), 3)
+    failed = [a for a in tries if a.outcome in FAILED]
+    if rec.outcome == "passed" and failed:
+        rec.outcome = "flaky"
+        rec.phase = failed[0].phase
+        rec.message = (f"failed {len(failed)} of {len(rec.attempts)} tries, then passed: "
+                       f"{failed[0].message}")[:500]

@@ -1,0 +1,173 @@
+"""Known issues: the YAML list, version conditions, which failures an entry
+explains, and that the QEMU table's limitations and the known issues agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.machine import qemu
+from orchestrator.plugin.record import Record, ReportRef, read_records
+from orchestrator.runs import known
+from orchestrator.runs.known import Condition, Versions
+from orchestrator.runs.rundir import load_run
+from orchestrator.yamlconf import ConfigError
+
+NEW = Versions(kernel=(6, 12, 117), qemu=(10, 0, 2))
+OLD_QEMU = Versions(kernel=(6, 12, 117), qemu=(7, 2, 22))
+LINK_TEST = "tests/nic/test_lifecycle.py::test_link_down_up_under_traffic[e1000e/e1000e]"
+
+
+@pytest.mark.parametrize("cond,version,holds", [
+    ("<8.1", (7, 2, 22), True),
+    ("<8.1", (8, 0, 5), True),
+    ("<8.1", (8, 1, 0), False),
+    ("<8.1", (10, 0, 2), False),
+    ("6.12", (6, 12, 117), True),
+    ("6.12", (6, 1, 119), False),
+    ("==6.12", (6, 12, 0), True),
+    (">=6.12, <6.13", (6, 12, 5), True),
+    (">=6.12, <6.13", (6, 13, 0), False),
+    ("<=6.12", (6, 12, 117), True),
+    (">6.12", (6, 12, 117), False),
+    ("!=10", (10, 0, 2), False),
+    ("<8.1", None, False),  # a version the run did not record never matches
+])
+def test_conditions(cond: str, version: tuple[int, ...] | None, holds: bool) -> None:
+    assert Condition.parse(cond).holds(version) is holds
+
+
+def test_versions_from_a_manifest() -> None:
+    v = Versions.of_manifest({"kernel": {"release": "6.12.117-ktest"},
+                              "qemu": {"version": "7.2.22"}})
+    assert v == Versions((6, 12, 117), (7, 2, 22))
+    assert Versions.of_manifest({}) == Versions(None, None)
+
+
+def failed(test: str, pair: str, message: str, *, report: str | None = None,
+           outcome: str = "failed") -> Record:
+    reports = [ReportRef(report, "AER")] if report else []
+    return Record(test=test, pair=pair, outcome=outcome, message=message, reports=reports)
+
+
+def explained(r: Record, versions: Versions = NEW) -> str | None:
+    known.annotate([r], known.load(), versions)
+    return r.known.reason if r.known else None
+
+
+def test_shipped_issues_explain_what_they_say() -> None:
+    csum = failed("selftests/drivers/net/hw/csum.py::test_receive[e1000e/e1000e]",
+                  "e1000e/e1000e", "AttributeError: 'NetDrvEpEnv' object has no attribute "
+                  "'remote_ifname'", outcome="error")
+    assert "remote_ifname" in (explained(csum) or "")
+    on_61 = failed(csum.test, csum.pair or "", csum.message, outcome="error")
+    assert explained(on_61, Versions((6, 1, 119), (10, 0, 2))) is None
+
+
+def test_driver_fault_expectations_are_not_repeated() -> None:
+    """virtio_net failing AER recovery is its declaration's (faults:), which
+    the plugin turns into a strict xfail; the known issues leave it alone, so
+    a surprise recovery (a strict XPASS, a failure) is not called known."""
+    from orchestrator.scenario import drivers
+
+    declared = drivers.info_for("virtio_net").expectation("aer_fatal") or ""
+    assert declared.startswith("fails:") and "device recovery failed" in declared
+    aer = failed("tests/nic/test_faults.py::test_aer_fatal_under_traffic[virtio-net/virtio_net]",
+                 "virtio-net/virtio_net", "[XPASS(strict)] known limitation of virtio_net")
+    assert explained(aer) is None
+
+
+def test_qemu_limitation_is_a_known_issue_on_old_qemu_only() -> None:
+    r = failed(LINK_TEST, "e1000e/e1000e", "cycle 1 of 5: cable in: no carrier after 15s")
+    assert "QEMU < 8.1" in (explained(r, OLD_QEMU) or "")
+    assert explained(failed(r.test, "e1000e/e1000e", r.message)) is None  # QEMU 10
+    ktnic = LINK_TEST.replace("e1000e/e1000e", "e1000e/ktest_nic")
+    assert explained(failed(ktnic, "e1000e/ktest_nic", r.message), OLD_QEMU) is None
+    # an entry without a title never hides a kernel report
+    warned = failed(LINK_TEST, "e1000e/e1000e", "WARNING in e1000_watchdog",
+                    report="WARNING in e1000_watchdog")
+    assert explained(warned, OLD_QEMU) is None
+
+
+@pytest.mark.parametrize("version", [(7, 2, 22), (8, 0, 0), (8, 1, 0), (10, 0, 2)])
+@pytest.mark.parametrize("driver,test", [
+    ("e1000e", LINK_TEST),
+    ("e1000e", "tests/nic/test_x.py::test_link_flap_storm[e1000e-viommu/e1000e]"),
+    ("ktest_nic", LINK_TEST.replace("e1000e/e1000e", "e1000e/ktest_nic")),
+    ("e1000e", "tests/nic/test_mtu.py::test_jumbo_9000[e1000e/e1000e]"),
+])
+def test_plugin_xfail_and_known_issues_agree(version: tuple[int, int, int], driver: str,
+                                             test: str) -> None:
+    """One owner: the QEMU table. Where the plugin marks a test xfail, the
+    known issues explain its failure, and nowhere else."""
+    v = qemu.QemuVersion(*version)
+    pair = test.split("[")[1].rstrip("]").split("-v4")[0]
+    r = failed(test, pair, "no carrier after 15s")
+    known.annotate([r], known.from_limitations(), Versions(None, version))
+    assert (qemu.limitation_for(v, driver, test) is not None) == (r.known is not None)
+
+
+def test_annotate_keeps_outcome_and_only_explains_failures() -> None:
+    r = failed(LINK_TEST, "e1000e/e1000e", "no carrier")
+    passed = Record(test=LINK_TEST, pair="e1000e/e1000e", outcome="passed")
+    xpassed = Record(test=LINK_TEST, pair="e1000e/e1000e", outcome="xpassed")
+    assert known.annotate([r, passed, xpassed], known.load(), OLD_QEMU) == 1
+    assert r.outcome == "failed" and r.known is not None
+    assert passed.known is None and xpassed.known is None
+    back = Record.from_dict(json.loads(r.to_json()))
+    assert back == r and back.known is not None and back.known.source.startswith(
+        "orchestrator/machine/qemu.py")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("title: x\n", ":1: top level: expected a list of known issues, got a mapping"),
+    ("- {title: x}\n", ":1: [0].reason: missing"),
+    ("- {reason: r}\n", ":1: [0]: needs at least one of title, test, pair"),
+    ("- title: ok\n  reason: r\n- title: '('\n  reason: r\n", ":3: [1].title: bad regular"),
+    ("- {test: t, qemu: 'before 8.1', reason: r}\n", ":1: [0].qemu: 'before 8.1' is not a"),
+    ("- {test: t, reason: r, colour: red}\n", ":1: [0].colour: unknown key"),
+    ("- {test: [a, b], reason: r}\n", ":1: [0].test: expected a regular expression"),
+    ("- {test: t\n", ":2: malformed YAML"),
+])
+def test_bad_known_files_name_file_line_and_key(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "known.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        known.load_issues(path)
+    assert str(e.value).startswith(str(path)) and needle in str(e.value), str(e.value)
+
+
+def test_bad_known_file_stops_ktest_run_with_one_line(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator import cli
+
+    bad = tmp_path / "known.yaml"
+    bad.write_text("- {reason: r}\n")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--known", str(bad), "--out", str(out)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs at least one of title, test, pair" in err[0]
+    assert not out.exists()
+
+
+def test_a_run_is_judged_with_its_snapshot_and_extra_files(tmp_path: Path) -> None:
+    from fakerun import FakeRun
+
+    run = FakeRun(tmp_path / "run")
+    rec = run.test("tests/nic/test_mtu.py::test_mtu_changes[e1000e/ktest_nic]",
+                   "e1000e/ktest_nic", "failed", message="RTNETLINK answers: Invalid argument")
+    run.write()
+    assert load_run(run.path).records[0].known is None
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("- test: test_mtu_changes\n  title: RTNETLINK\n  reason: ours\n")
+    got = load_run(run.path, known.load_issues(extra)).records[0]
+    assert got.known is not None and got.known.reason == "ours"
+    assert got.known.source == f"{extra}:1" and got.outcome == rec.outcome
+    # the run keeps the list it was judged with, whatever ktest ships later
+    known.save_snapshot(run.path, known.load_issues(extra))
+    assert load_run(run.path).records[0].known is not None
+    assert read_records(run.path)[0].known is None  # results.jsonl is not rewritten
