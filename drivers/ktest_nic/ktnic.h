@@ -38,6 +38,8 @@
  *   NAPI poll                  softirq; owns its rings' consumer state
  *   reset_task, link_work      process (system workqueue); reset takes rtnl
  *                              then cfg_lock
+ *   service_task               process (system workqueue); no lock, only
+ *                              register reads while KTNIC_S_UP
  *   PCI error handlers,        process, device lock held; take rtnl, then
  *   reset_prepare/reset_done   cfg_lock
  *   debugfs show               process; takes cfg_lock only
@@ -83,6 +85,7 @@
 
 /* At most one full reset per interval; a Tx timeout first only kicks. */
 #define KTNIC_RESET_INTERVAL	(5 * HZ)
+#define KTNIC_SERVICE_INTERVAL	(2 * HZ)
 
 /* Named bug injections (ktnic_bugs.c); none is on unless asked for. */
 enum ktnic_bug {
@@ -300,6 +303,10 @@ struct ktnic_priv {
 	unsigned long last_reset;	/* jiffies, written under rtnl */
 	unsigned long tx_kicked[KTNIC_MAX_TXQ]; /* jiffies, xmit locks */
 	struct work_struct link_work;	/* carrier from STATUS.LU */
+	/* every KTNIC_SERVICE_INTERVAL while up: is the device still there
+	 * (all ones), and the clear-on-read counters folded before they wrap
+	 */
+	struct delayed_work service_task;
 
 	struct ktnic_txq_xmit_stats txq_xstats[KTNIC_MAX_TXQ];
 	struct ktnic_txq_clean_stats txq_cstats[KTNIC_MAX_TXQ];
@@ -385,6 +392,7 @@ void ktnic_detach(struct ktnic_priv *priv);
 void ktnic_attach(struct ktnic_priv *priv);
 void ktnic_count_rtnl_event(struct ktnic_priv *priv, u64_stats_t *counter);
 void ktnic_link_work(struct work_struct *work);
+void ktnic_service_task(struct work_struct *work);
 void ktnic_set_coalesce_hw(struct ktnic_priv *priv);
 
 /* ktnic_txrx.c */

@@ -215,6 +215,7 @@ void ktnic_up(struct ktnic_priv *priv)
 	      test_bit(KTNIC_S_RESETTING, &priv->state)))
 		netif_tx_start_all_queues(priv->netdev);
 	schedule_work(&priv->link_work);
+	schedule_delayed_work(&priv->service_task, KTNIC_SERVICE_INTERVAL);
 }
 
 /*
@@ -231,6 +232,8 @@ void ktnic_down(struct ktnic_priv *priv)
 	if (!test_and_clear_bit(KTNIC_S_UP, &priv->state))
 		return;
 	netif_carrier_off(priv->netdev);
+	/* a run already started sees UP clear and does not come back */
+	cancel_delayed_work(&priv->service_task);
 
 	/* no poll runs after this, so nothing wakes a Tx queue again */
 	for (i = 0; i < priv->num_vectors; i++) {
@@ -610,6 +613,27 @@ void ktnic_link_work(struct work_struct *work)
 	}
 out_unlock:
 	mutex_unlock(&priv->cfg_lock);
+}
+
+/*
+ * Periodic while up.  Nothing else reads the device when no interrupt
+ * comes: this notices a device that stopped answering (reads of all ones),
+ * a link change whose interrupt was lost (or a device whose registers read
+ * as zeros: no link), and folds the clear-on-read counters.
+ */
+void ktnic_service_task(struct work_struct *work)
+{
+	struct ktnic_priv *priv = container_of(to_delayed_work(work),
+					       struct ktnic_priv, service_task);
+	u32 status;
+
+	if (!test_bit(KTNIC_S_UP, &priv->state) || ktnic_check_gone(priv))
+		return;
+	status = ktnic_rd32(priv, KTNIC_STATUS);
+	if (!!(status & KTNIC_STATUS_LU) != netif_carrier_ok(priv->netdev))
+		schedule_work(&priv->link_work);
+	ktnic_hw_update_stats(priv);
+	schedule_delayed_work(&priv->service_task, KTNIC_SERVICE_INTERVAL);
 }
 
 static void ktnic_get_stats64(struct net_device *netdev,

@@ -143,6 +143,7 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_init(&priv->cfg_lock);
 	spin_lock_init(&priv->hw_lock);
 	INIT_DELAYED_WORK(&priv->reset_task, ktnic_reset_task);
+	INIT_DELAYED_WORK(&priv->service_task, ktnic_service_task);
 	if (!ktnic_bug(OPEN_RACES_PROBE))
 		INIT_WORK(&priv->link_work, ktnic_link_work);
 	ktnic_init_stats(priv);
@@ -252,6 +253,7 @@ static void ktnic_remove(struct pci_dev *pdev)
 	if (!ktnic_bug(WORK_AFTER_REMOVE))
 		cancel_delayed_work_sync(&priv->reset_task);
 	cancel_work_sync(&priv->link_work);
+	cancel_delayed_work_sync(&priv->service_task);
 	ktnic_debugfs_remove(priv);
 
 	if (!ktnic_gone(priv)) {

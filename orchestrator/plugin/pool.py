@@ -51,12 +51,15 @@ class Pool:
         self.dut: Dut | None = None
         self.boots = 0
         self.replaced: list[str] = []
+        self.tainted = ""  # the title of a kernel report the guest made
 
     def get(self) -> Machine:
         """The pair's healthy guest, booted if needed; PairBroken if the pair
         could not boot before (or cannot now)."""
         if self.broken is not None:
             raise PairBroken(self.broken)
+        if self.machine is not None and self.tainted:
+            self.discard(f"after a kernel report: {self.tainted}")
         if self.machine is not None and not self.healthy():
             self.discard("unhealthy")
         if self.machine is None:
@@ -92,6 +95,7 @@ class Pool:
             self.collect_coverage()
             self.machine.shutdown()
         self.machine = self.dut = None
+        self.tainted = ""
 
     def collect_coverage(self) -> None:
         """With --ktest-coverage: the driver's gcov counts of this guest into

@@ -80,6 +80,10 @@ def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None
     verdict = report.judge(segment, allow=st.allow)
     st.failing += verdict.failing
     st.allowed += verdict.allowed
+    if verdict.failing or verdict.allowed:
+        # a guest that reported a bug is no clean witness any more (lockdep,
+        # for one, turns itself off after its first report)
+        st.pool.tainted = (verdict.failing or verdict.allowed)[0].title
     if verdict.failing and not st.decided:
         st.decided = phase
     return verdict

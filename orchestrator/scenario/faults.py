@@ -15,8 +15,9 @@ cleanup queue.
   (secondary bus reset) for every NIC behind a root port.
 * Hot-unplug and re-plug through QMP (device_del, DEVICE_DELETED,
   device_add with the properties the profile produced).
-* A device that stops answering MMIO (memory decoding turned off): what a
-  driver sees of a surprise removal, which QEMU does not offer.
+* A device that stops answering MMIO (memory decoding turned off; under
+  QEMU its registers then read as zeros): the stand-in for a surprise
+  removal, which QEMU does not offer.
 * SR-IOV: the PF's VF count.
 * Allocation failures: one operation with the N-th injectable call of the
   task failing (``ktest-fault``, a guest tool), swept over N.
@@ -303,8 +304,10 @@ class Faults:
 
     # ------------------------------------------------------------ dead device
     def mmio_off(self) -> str:
-        """Memory decoding off: every MMIO read returns all ones, as after a
-        surprise removal. Undone (decoding back on) in cleanup."""
+        """Memory decoding off: the BARs are gone from the address space, the
+        closest QEMU comes to a surprise removal (measured here: reads then
+        return zeros, not the all ones of real hardware; writes vanish).
+        Undone (decoding back on) in cleanup."""
         self._undo(self.mmio_on)
         return self.record("MMIO off", self.bdf, lambda: self._setpci("COMMAND=0:2"))
 

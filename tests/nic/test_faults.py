@@ -122,6 +122,11 @@ def test_flr_under_traffic(dut: Any, traffic: Any, agent: Any, faults: Any,
     _reset_test(dut, traffic, agent, faults, configured, "flr")
 
 
+# Linux 6.12's pciehp takes reset_lock inside pci_rescan_remove_lock when it
+# removes a device, the reverse of its reset path: lockdep reports it on every
+# hot-unplug, whatever the driver. It is the PCI core's, not the driver's, and
+# the guest is replaced after it (lockdep is off from then on).
+@pytest.mark.allow_reports(r"^possible deadlock in pciehp_unconfigure_device$")
 @pytest.mark.fault("hot_unplug")
 def test_hot_unplug_and_replug_under_traffic(dut: Any, traffic: Any, agent: Any,
                                              faults: Any) -> None:
@@ -142,9 +147,10 @@ def test_hot_unplug_and_replug_under_traffic(dut: Any, traffic: Any, agent: Any,
 @pytest.mark.fault("dead_device")
 def test_dead_device_is_noticed_and_released(dut: Any, traffic: Any, agent: Any,
                                              faults: Any) -> None:
-    """Memory decoding off: reads return all ones. The driver must notice
-    (carrier off), not hang, let go of the device on unbind, and bind again
-    once the device answers."""
+    """Memory decoding off (under QEMU the registers then read as zeros, and
+    writes vanish). The driver must notice (carrier off) before its Tx
+    watchdog fires, not hang, let go of the device on unbind, and bind
+    again once the device answers."""
     with background_rx(dut, traffic, agent):
         faults.mmio_off()
         with dut.step("the driver notices the dead device"):
