@@ -32,6 +32,15 @@ static inline void ethtool_puts(u8 **data, const char *str)
 }
 #endif
 
+#ifndef KTNIC_HAVE_RXFH_PARAM
+/* Before 6.8 the key, table and hash function came as separate arguments. */
+struct ethtool_rxfh_param {
+	u8 hfunc;
+	u32 *indir;
+	u8 *key;
+};
+#endif
+
 /* ktnic_ethtool.c: RSS key and table, in the 6.8 form. */
 int ktnic_get_rxfh(struct net_device *netdev,
 		   struct ethtool_rxfh_param *rxfh);
@@ -42,13 +51,6 @@ int ktnic_set_rxfh(struct net_device *netdev, struct ethtool_rxfh_param *rxfh,
 #define ktnic_get_rxfh_op	ktnic_get_rxfh
 #define ktnic_set_rxfh_op	ktnic_set_rxfh
 #else
-/* Before 6.8 the key, table and hash function came as separate arguments. */
-struct ethtool_rxfh_param {
-	u8 hfunc;
-	u32 *indir;
-	u8 *key;
-};
-
 static inline int ktnic_get_rxfh_op(struct net_device *netdev, u32 *indir,
 				    u8 *key, u8 *hfunc)
 {
