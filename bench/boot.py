@@ -34,8 +34,8 @@ class BzImageKernel(Kernel):
     """The same kernel, booted from bzImage."""
 
     @property
-    def boot_image(self) -> Path:
-        return self.bzimage
+    def has_pvh(self) -> bool:
+        return False
 
 
 def boot(arts: Any, variant: str, run_dir: Path, machine: str) -> dict[str, float]:

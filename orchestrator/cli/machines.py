@@ -51,7 +51,7 @@ def dry_run(args: argparse.Namespace) -> int:
     except BuildError as e:
         die(str(e))
     built = kernel_mod.Kernel.load(entry)
-    kernel = built.boot_image if built else entry / "bzImage"
+    kernel = accel_mod.boot_image(built) if built else entry / "bzImage"
     wanted = args.accel or prof.accel
     if wanted == "auto":
         accel = accel_mod.probe(built.bzimage if built else None).accel

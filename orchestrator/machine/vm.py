@@ -297,7 +297,8 @@ class Machine:
         (self.run_dir / "qemu-version.txt").write_text(
             f"{self.qemu}: {self.qemu_version.text if self.qemu_version else 'unknown'}\n")
         return Resources(
-            kernel=self.kernel.boot_image, initrd=initrd, qmp_socket=self.qmp_socket,
+            kernel=accel_mod.boot_image(self.kernel, self.qemu), initrd=initrd,
+            qmp_socket=self.qmp_socket,
             console_socket=self.console_socket, ssh_port=self.ssh_port, nic_fds=fds,
             accel=accel,
         )
