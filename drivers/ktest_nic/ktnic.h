@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * ktest_nic: a driver for the Intel 82574L as QEMU 7.2 emulates it.
+ * ktest_nic: a driver for the Intel 82574L as QEMU emulates it.
  *
  * Files, all with the ktnic_ prefix:
  *   ktnic_pci.c      module init, probe/remove, hardware identity and reset
@@ -47,12 +47,15 @@
 #ifndef _KTNIC_H_
 #define _KTNIC_H_
 
+#include <linux/bpf.h>
+#include <linux/filter.h>
+#include <linux/mutex.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>
+#include <linux/spinlock.h>
 #include <linux/u64_stats_sync.h>
 #include <linux/workqueue.h>
-#include <linux/mutex.h>
-#include <linux/spinlock.h>
+#include <net/xdp.h>
 
 #include "ktnic_compat.h"
 #include "ktnic_regs.h"
@@ -71,13 +74,33 @@
 #define KTNIC_TX_DEFAULT	256
 #define KTNIC_RX_DEFAULT	256
 
-/* Worst-case descriptors for one skb: context + linear + every fragment. */
-#define KTNIC_TX_WORST		(MAX_SKB_FRAGS + 2)
+/* A data descriptor carries at most this much (as the in-tree e1000e has
+ * it for this part); longer buffers are split over several.
+ */
+#define KTNIC_TXD_MAX_LEN	8192
+#define KTNIC_TSO_MAX		65536	/* the largest skb the stack sends */
+#define KTNIC_TSO_MAX_HDR	255	/* context descriptor: HDRLEN is 8 bits */
+/* Worst-case descriptors for one skb: the context descriptor, the linear
+ * part and every fragment, plus the splits a 64 KiB TSO skb can need.
+ */
+#define KTNIC_TX_WORST		(1 + 1 + MAX_SKB_FRAGS + \
+				 DIV_ROUND_UP(KTNIC_TSO_MAX, KTNIC_TXD_MAX_LEN))
 /* Stop a queue when fewer than this many are free; leaves one slot unused. */
 #define KTNIC_TX_STOP_THRESH	(KTNIC_TX_WORST + 1)
 
-#define KTNIC_RX_BUF_SIZE	4096	/* one page, RCTL.BSEX|SZ_4096 */
-#define KTNIC_RX_COPYBREAK	256
+/* Rx buffers: one page each from the ring's page_pool, the device writing
+ * KTNIC_RX_BUF_LEN bytes after XDP's headroom; the tail of the page holds
+ * skb_shared_info when the page becomes an skb head.  Longer frames chain
+ * buffers (multi-buffer XDP, skb fragments).
+ */
+#define KTNIC_RX_HEADROOM	XDP_PACKET_HEADROOM
+#define KTNIC_RX_BUF_LEN	2048	/* RCTL SZ_2048 */
+/* XDP_TX sends from the Rx page itself: mapped both ways */
+#define KTNIC_RX_DMA_DIR	DMA_BIDIRECTIONAL
+/* Rx buffers given back to the device every this many during a poll */
+#define KTNIC_RX_REFILL_BATCH	32
+/* the largest MTU whose frames fit one buffer (XDP without frags) */
+#define KTNIC_XDP_MAX_MTU	(KTNIC_RX_BUF_LEN - ETH_HLEN - VLAN_HLEN)
 
 #define KTNIC_MAX_MTU		9000
 #define KTNIC_COAL_MAX_USECS	16000
@@ -112,6 +135,10 @@ enum ktnic_bug {
 	KTNIC_BUG_NO_STATE_RESTORE,
 	KTNIC_BUG_RX_PAGE_REUSE,
 	KTNIC_BUG_JUMBO_FRAG_DROPPED,
+	KTNIC_BUG_TSO_BQL_MISMATCH,
+	KTNIC_BUG_TSO_MSS_FROM_MTU,
+	KTNIC_BUG_XDP_NO_FLUSH,
+	KTNIC_BUG_XDP_FRAGS_UNCHECKED,
 	KTNIC_BUG_COUNT
 };
 
@@ -136,14 +163,18 @@ struct ktnic_txq_xmit_stats {
 	u64_stats_t csum_hw;	/* packets with Tx checksum offload */
 	u64_stats_t timeouts;	/* ndo_tx_timeout on this queue */
 	u64_stats_t kicks;	/* timeouts answered by a doorbell and an irq */
+	u64_stats_t tso;	/* TSO skbs (the device cuts them in segments) */
+	u64_stats_t xdp_xmit;	/* XDP frames queued (XDP_TX and redirects in) */
+	u64_stats_t xdp_xmit_err; /* XDP frames dropped: no room, multi-buffer */
 };
 
 /* Transmit counters written only by the owning NAPI context. */
 struct ktnic_txq_clean_stats {
 	struct u64_stats_sync syncp;
-	u64_stats_t packets;
+	u64_stats_t packets;	/* on the wire: TSO segments count one each */
 	u64_stats_t bytes;
 	u64_stats_t wake;	/* queue woken after reclaim */
+	u64_stats_t xdp_done;	/* XDP frames sent and returned */
 };
 
 /* Receive counters written only by the owning NAPI context. */
@@ -156,6 +187,11 @@ struct ktnic_rxq_stats {
 	u64_stats_t csum_ok;	/* CHECKSUM_UNNECESSARY given */
 	u64_stats_t frame_err;	/* CRC/symbol/sequence errors, dropped */
 	u64_stats_t dropped;	/* other drops (no skb, too many frags) */
+	u64_stats_t xdp_pass;
+	u64_stats_t xdp_drop;
+	u64_stats_t xdp_tx;
+	u64_stats_t xdp_redirect;
+	u64_stats_t xdp_aborted; /* XDP_ABORTED, unknown verdicts, failures */
 };
 
 /* Counters outside the queues.  Each group has a single writer context. */
@@ -175,14 +211,25 @@ struct ktnic_dev_stats {
 	u64 rx_no_buffer;		/* RNBC */
 };
 
+enum ktnic_tx_type {
+	KTNIC_TX_SKB,			/* from the stack: BQL counts it */
+	KTNIC_TX_XDP_TX,		/* XDP_TX: our page_pool's page, no unmap */
+	KTNIC_TX_XDP_XMIT,		/* redirected in: mapped here */
+};
+
 struct ktnic_tx_buf {
-	struct sk_buff *skb;		/* set on the first buffer of a packet */
+	union {				/* set on the first buffer of a packet */
+		struct sk_buff *skb;
+		struct xdp_frame *xdpf;
+	};
 	struct ktnic_tx_desc *eop_desc;	/* first buffer: NULL until published */
 	dma_addr_t dma;			/* 0: nothing mapped here */
 	u32 len;
 	bool is_page;			/* dma_map_page (fragment) vs single */
-	unsigned int bytes;		/* first buffer: bytes for BQL/stats */
+	u8 type;			/* first buffer: enum ktnic_tx_type */
 	u16 eop;			/* first buffer: index of the last one */
+	u16 segs;			/* first buffer: packets on the wire */
+	unsigned int bytes;		/* first buffer: bytes on the wire (BQL) */
 };
 
 struct ktnic_rx_buf {
@@ -218,7 +265,13 @@ struct ktnic_ring {
 		struct ktnic_rx_buf *rx_buf;
 	};
 	struct page_pool *pool;		/* Rx only */
-	struct sk_buff *rx_skb;		/* Rx: frame spanning descriptors */
+	/* Rx: the frame being assembled (head buffer seen, EOP not yet):
+	 * its pages are in xdp (and its shared info), owned by NAPI
+	 */
+	struct xdp_buff xdp;
+	bool xdp_open;
+	bool rx_discard;		/* drop the open frame at its EOP */
+	struct xdp_rxq_info xdp_rxq;	/* Rx: registered with the pool */
 
 	/* statistics live in ktnic_priv so they survive reconfiguration */
 	struct ktnic_txq_xmit_stats *xstats;
@@ -246,6 +299,7 @@ struct ktnic_vector {
 	bool irq_requested;
 	u32 ims;			/* causes this vector re-enables */
 	u32 eitr;			/* throttle, 256 ns units */
+	bool xdp_redirected;		/* this poll redirected: flush at its end */
 	char name[IFNAMSIZ + 16];
 };
 
@@ -293,6 +347,7 @@ struct ktnic_priv {
 	u8 max_txq;			/* channel limits for the irq mode */
 	u8 max_rxq;
 
+	struct bpf_prog *xdp_prog;	/* written under rtnl, read in NAPI */
 	u32 rx_usecs;			/* coalescing, cfg_lock */
 	u32 tx_usecs;
 	/* RSS: key and indirection table (queue per entry), cfg_lock */
@@ -408,7 +463,11 @@ void ktnic_rx_refill(struct ktnic_ring *ring, u16 count);
 u16 ktnic_tx_in_flight(const struct ktnic_ring *ring);
 u16 ktnic_rx_posted(const struct ktnic_ring *ring);
 netdev_tx_t ktnic_start_xmit(struct sk_buff *skb, struct net_device *netdev);
+int ktnic_xdp_xmit(struct net_device *netdev, int n, struct xdp_frame **frames,
+		   u32 flags);
 int ktnic_poll(struct napi_struct *napi, int budget);
+void ktnic_pool_stats(struct ktnic_priv *priv, u64 *data);
+int ktnic_pool_stats_count(void);
 
 /* ktnic_irq.c */
 int ktnic_irq_alloc_vectors(struct ktnic_priv *priv);
@@ -416,6 +475,7 @@ void ktnic_irq_free_vectors(struct ktnic_priv *priv);
 int ktnic_irq_request(struct ktnic_priv *priv);
 void ktnic_irq_release(struct ktnic_priv *priv);
 void ktnic_irq_map_rings(struct ktnic_priv *priv);
+struct ktnic_vector *ktnic_irq_rx_vector(struct ktnic_priv *priv, u16 qid);
 void ktnic_irq_hw_enable(struct ktnic_priv *priv);
 void ktnic_irq_set_throttle(struct ktnic_priv *priv, bool write_hw);
 void ktnic_irq_hw_disable(struct ktnic_priv *priv);

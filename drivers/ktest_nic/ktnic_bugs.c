@@ -39,11 +39,15 @@ static const char * const ktnic_bug_names[KTNIC_BUG_COUNT] = {
 	[KTNIC_BUG_NO_STATE_RESTORE]	= "no_state_restore",
 	[KTNIC_BUG_RX_PAGE_REUSE]	= "rx_page_reuse",
 	[KTNIC_BUG_JUMBO_FRAG_DROPPED]	= "jumbo_frag_dropped",
+	[KTNIC_BUG_TSO_BQL_MISMATCH]	= "tso_bql_mismatch",
+	[KTNIC_BUG_TSO_MSS_FROM_MTU]	= "tso_mss_from_mtu",
+	[KTNIC_BUG_XDP_NO_FLUSH]	= "xdp_no_flush",
+	[KTNIC_BUG_XDP_FRAGS_UNCHECKED]	= "xdp_frags_unchecked",
 };
 
 static char *bugs;
 module_param(bugs, charp, 0444);
-MODULE_PARM_DESC(bugs, "comma-separated bug injections (see ktnic_bugs.c); none by default");
+MODULE_PARM_DESC(bugs, "comma-separated bug injections (names in README.md); none by default");
 
 /* Module init: an unknown name fails the load, so a typo never passes as a
  * clean run.

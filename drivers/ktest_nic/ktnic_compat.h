@@ -24,6 +24,16 @@
 #define PCI_IRQ_INTX	PCI_IRQ_LEGACY
 #endif
 
+/* 6.3 added the XDP feature flags that netlink reports. */
+static inline void ktnic_set_xdp_features(struct net_device *netdev)
+{
+#ifdef KTNIC_HAVE_XDP_FEATURES
+	netdev->xdp_features = NETDEV_XDP_ACT_BASIC | NETDEV_XDP_ACT_REDIRECT |
+			       NETDEV_XDP_ACT_NDO_XMIT | NETDEV_XDP_ACT_RX_SG |
+			       NETDEV_XDP_ACT_NDO_XMIT_SG;
+#endif
+}
+
 #ifndef KTNIC_HAVE_ETHTOOL_PUTS
 static inline void ethtool_puts(u8 **data, const char *str)
 {

@@ -5,10 +5,12 @@
  *
  * Statistic names (ethtool -S) are stable: per queue q in 0..1,
  *   tx<q>_{packets,bytes,stop,wake,restart,busy,map_fail,csum_hw,timeouts,
- *         kicks}
- *   rx<q>_{packets,bytes,alloc_fail,csum_err,csum_ok,frame_err,dropped}
+ *         kicks,tso,xdp_xmit,xdp_xmit_err,xdp_done}
+ *   rx<q>_{packets,bytes,alloc_fail,csum_err,csum_ok,frame_err,dropped,
+ *         xdp_pass,xdp_drop,xdp_tx,xdp_redirect,xdp_aborted}
  * then rx_missed, rx_no_buffer, rx_overrun_irq, link_irq, resets,
- * pci_errors, slot_resets, function_resets.
+ * pci_errors, slot_resets, function_resets, and the page_pool counters of
+ * the Rx rings (rx_pp_*, summed; present with CONFIG_PAGE_POOL_STATS).
  * Queues that are not in use report zeros (or their earlier totals).
  */
 #include <linux/bitfield.h>
@@ -19,12 +21,14 @@
 
 static const char ktnic_txq_names[][ETH_GSTRING_LEN] = {
 	"packets", "bytes", "stop", "wake", "restart", "busy", "map_fail",
-	"csum_hw", "timeouts", "kicks",
+	"csum_hw", "timeouts", "kicks", "tso", "xdp_xmit", "xdp_xmit_err",
+	"xdp_done",
 };
 
 static const char ktnic_rxq_names[][ETH_GSTRING_LEN] = {
 	"packets", "bytes", "alloc_fail", "csum_err", "csum_ok", "frame_err",
-	"dropped",
+	"dropped", "xdp_pass", "xdp_drop", "xdp_tx", "xdp_redirect",
+	"xdp_aborted",
 };
 
 static const char ktnic_dev_names[][ETH_GSTRING_LEN] = {
@@ -36,7 +40,7 @@ static const char ktnic_dev_names[][ETH_GSTRING_LEN] = {
 #define KTNIC_N_RXQ_STATS	ARRAY_SIZE(ktnic_rxq_names)
 #define KTNIC_N_STATS	(KTNIC_MAX_TXQ * KTNIC_N_TXQ_STATS + \
 			 KTNIC_MAX_RXQ * KTNIC_N_RXQ_STATS + \
-			 ARRAY_SIZE(ktnic_dev_names))
+			 ARRAY_SIZE(ktnic_dev_names) + ktnic_pool_stats_count())
 
 static void ktnic_get_drvinfo(struct net_device *netdev,
 			      struct ethtool_drvinfo *info)
@@ -233,6 +237,7 @@ static void ktnic_get_strings(struct net_device *netdev, u32 sset, u8 *data)
 					ktnic_rxq_names[i]);
 	for (i = 0; i < ARRAY_SIZE(ktnic_dev_names); i++)
 		ethtool_puts(&data, ktnic_dev_names[i]);
+	page_pool_ethtool_stats_get_strings(data);
 }
 
 static int ktnic_get_sset_count(struct net_device *netdev, int sset)
@@ -258,6 +263,7 @@ static void ktnic_get_ethtool_stats(struct net_device *netdev,
 			v[0] = u64_stats_read(&c->packets);
 			v[1] = u64_stats_read(&c->bytes);
 			v[3] = u64_stats_read(&c->wake);
+			v[13] = u64_stats_read(&c->xdp_done);
 		} while (u64_stats_fetch_retry(&c->syncp, start));
 		do {
 			start = u64_stats_fetch_begin(&x->syncp);
@@ -268,6 +274,9 @@ static void ktnic_get_ethtool_stats(struct net_device *netdev,
 			v[7] = u64_stats_read(&x->csum_hw);
 			v[8] = u64_stats_read(&x->timeouts);
 			v[9] = u64_stats_read(&x->kicks);
+			v[10] = u64_stats_read(&x->tso);
+			v[11] = u64_stats_read(&x->xdp_xmit);
+			v[12] = u64_stats_read(&x->xdp_xmit_err);
 		} while (u64_stats_fetch_retry(&x->syncp, start));
 		memcpy(data, v, sizeof(v));
 		data += KTNIC_N_TXQ_STATS;
@@ -285,6 +294,11 @@ static void ktnic_get_ethtool_stats(struct net_device *netdev,
 			v[4] = u64_stats_read(&r->csum_ok);
 			v[5] = u64_stats_read(&r->frame_err);
 			v[6] = u64_stats_read(&r->dropped);
+			v[7] = u64_stats_read(&r->xdp_pass);
+			v[8] = u64_stats_read(&r->xdp_drop);
+			v[9] = u64_stats_read(&r->xdp_tx);
+			v[10] = u64_stats_read(&r->xdp_redirect);
+			v[11] = u64_stats_read(&r->xdp_aborted);
 		} while (u64_stats_fetch_retry(&r->syncp, start));
 		memcpy(data, v, sizeof(v));
 		data += KTNIC_N_RXQ_STATS;
@@ -307,6 +321,7 @@ static void ktnic_get_ethtool_stats(struct net_device *netdev,
 		data[4] = u64_stats_read(&ds->slot_resets);
 		data[5] = u64_stats_read(&ds->function_resets);
 	} while (u64_stats_fetch_retry(&ds->rtnl_syncp, start));
+	ktnic_pool_stats(priv, data + 6);
 }
 
 /*

@@ -184,6 +184,12 @@ void ktnic_irq_free_vectors(struct ktnic_priv *priv)
 }
 
 /* Assign the current rings to vectors.  Interface down, cfg_lock held. */
+/* The vector whose NAPI serves Rx queue qid (fixed at probe per irq mode). */
+struct ktnic_vector *ktnic_irq_rx_vector(struct ktnic_priv *priv, u16 qid)
+{
+	return &priv->vectors[priv->irq_mode == KTNIC_IRQ_MSIX ? qid : 0];
+}
+
 void ktnic_irq_map_rings(struct ktnic_priv *priv)
 {
 	struct ktnic_ring_set *set = &priv->rings;
@@ -201,7 +207,7 @@ void ktnic_irq_map_rings(struct ktnic_priv *priv)
 
 	if (priv->irq_mode == KTNIC_IRQ_MSIX) {
 		for (i = 0; i < set->cfg.num_rxq; i++) {
-			struct ktnic_vector *v = &priv->vectors[i];
+			struct ktnic_vector *v = ktnic_irq_rx_vector(priv, i);
 
 			v->rxr[v->num_rxr++] = set->rx[i];
 			set->rx[i]->vector = v;
@@ -221,8 +227,10 @@ void ktnic_irq_map_rings(struct ktnic_priv *priv)
 	}
 
 	for (i = 0; i < set->cfg.num_rxq; i++) {
-		priv->vectors[0].rxr[priv->vectors[0].num_rxr++] = set->rx[i];
-		set->rx[i]->vector = &priv->vectors[0];
+		struct ktnic_vector *v = ktnic_irq_rx_vector(priv, i);
+
+		v->rxr[v->num_rxr++] = set->rx[i];
+		set->rx[i]->vector = v;
 	}
 	for (i = 0; i < set->cfg.num_txq; i++) {
 		priv->vectors[0].txr[priv->vectors[0].num_txr++] = set->tx[i];

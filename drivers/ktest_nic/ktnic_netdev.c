@@ -11,6 +11,7 @@
 #include <linux/etherdevice.h>
 #include <linux/ethtool.h>
 #include <linux/rtnetlink.h>
+#include <linux/tcp.h>
 
 #include "ktnic.h"
 
@@ -157,9 +158,10 @@ static void ktnic_hw_configure(struct ktnic_priv *priv)
 	for (i = 0; i < set->cfg.num_rxq; i++)
 		ktnic_ring_hw_init_rx(priv, set->rx[i]);
 
-	/* Rx stays off until interrupts are on: see ktnic_up() */
-	rctl = KTNIC_RCTL_BAM | KTNIC_RCTL_SECRC |
-	       KTNIC_RCTL_BSEX | KTNIC_RCTL_SZ_4096;
+	/* Rx stays off until interrupts are on: see ktnic_up().  Buffers
+	 * of KTNIC_RX_BUF_LEN; a longer frame takes several.
+	 */
+	rctl = KTNIC_RCTL_BAM | KTNIC_RCTL_SECRC | KTNIC_RCTL_SZ_2048;
 	if (netdev->mtu > ETH_DATA_LEN)
 		rctl |= KTNIC_RCTL_LPE;
 	spin_lock_irqsave(&priv->hw_lock, flags);
@@ -231,6 +233,8 @@ void ktnic_down(struct ktnic_priv *priv)
 
 	if (!test_and_clear_bit(KTNIC_S_UP, &priv->state))
 		return;
+	/* ndo_xdp_xmit callers that saw UP set are done after this */
+	synchronize_net();
 	netif_carrier_off(priv->netdev);
 	/* a run already started sees UP clear and does not come back */
 	cancel_delayed_work(&priv->service_task);
@@ -375,13 +379,28 @@ void ktnic_set_coalesce_hw(struct ktnic_priv *priv)
 	ktnic_irq_set_throttle(priv, test_bit(KTNIC_S_UP, &priv->state));
 }
 
+/* Can the program see whole frames of this MTU?  Without multi-buffer
+ * support (xdp.frags) a frame must fit one Rx buffer.
+ */
+static bool ktnic_xdp_mtu_ok(const struct bpf_prog *prog, int mtu)
+{
+	if (ktnic_bug(XDP_FRAGS_UNCHECKED))
+		return true;
+	return !prog || prog->aux->xdp_has_frags || mtu <= KTNIC_XDP_MAX_MTU;
+}
+
 static int ktnic_change_mtu(struct net_device *netdev, int new_mtu)
 {
 	struct ktnic_priv *priv = netdev_priv(netdev);
 	bool live;
 
-	/* Rx buffers are whole pages chained per frame, so no reallocation;
-	 * only RCTL.LPE changes.
+	if (!ktnic_xdp_mtu_ok(priv->xdp_prog, new_mtu)) {
+		netdev_warn(netdev, "MTU %d needs an XDP program that handles multi-buffer frames (xdp.frags); the attached one does not\n",
+			    new_mtu);
+		return -EINVAL;
+	}
+	/* Rx buffers have a fixed size and long frames chain them, so no
+	 * reallocation; only RCTL.LPE changes.
 	 */
 	mutex_lock(&priv->cfg_lock);
 	live = ktnic_live(priv);
@@ -691,6 +710,49 @@ static void ktnic_get_stats64(struct net_device *netdev,
 	spin_unlock_irqrestore(&priv->hw_lock, flags);
 }
 
+/* rtnl held.  No ring changes: every Rx buffer already has XDP's headroom
+ * and XDP_TX shares the stack's Tx rings, so the program is only swapped.
+ */
+static int ktnic_xdp_setup(struct net_device *netdev, struct bpf_prog *prog,
+			   struct netlink_ext_ack *extack)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	struct bpf_prog *old;
+
+	if (!ktnic_xdp_mtu_ok(prog, netdev->mtu)) {
+		NL_SET_ERR_MSG_MOD(extack,
+				   "MTU too large for one Rx buffer: the program must handle multi-buffer frames (xdp.frags)");
+		return -EOPNOTSUPP;
+	}
+	/* NAPI reads the pointer once per poll; the old program is freed
+	 * after an RCU grace period, when no poll can be using it
+	 */
+	old = xchg(&priv->xdp_prog, prog);
+	if (old)
+		bpf_prog_put(old);
+	return 0;
+}
+
+static int ktnic_bpf(struct net_device *netdev, struct netdev_bpf *bpf)
+{
+	switch (bpf->command) {
+	case XDP_SETUP_PROG:
+		return ktnic_xdp_setup(netdev, bpf->prog, bpf->extack);
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+/* What the context descriptor cannot describe goes to software GSO. */
+static netdev_features_t ktnic_features_check(struct sk_buff *skb,
+					      struct net_device *netdev,
+					      netdev_features_t features)
+{
+	if (skb_is_gso(skb) && skb_tcp_all_headers(skb) > KTNIC_TSO_MAX_HDR)
+		features &= ~NETIF_F_GSO_MASK;
+	return features;
+}
+
 const struct net_device_ops ktnic_netdev_ops = {
 	.ndo_open		= ktnic_open,
 	.ndo_stop		= ktnic_stop,
@@ -701,4 +763,7 @@ const struct net_device_ops ktnic_netdev_ops = {
 	.ndo_change_mtu		= ktnic_change_mtu,
 	.ndo_tx_timeout		= ktnic_tx_timeout,
 	.ndo_get_stats64	= ktnic_get_stats64,
+	.ndo_features_check	= ktnic_features_check,
+	.ndo_bpf		= ktnic_bpf,
+	.ndo_xdp_xmit		= ktnic_xdp_xmit,
 };

@@ -176,8 +176,8 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	netdev->ethtool_ops = &ktnic_ethtool_ops;
 	netdev->watchdog_timeo = 5 * HZ;
 	netdev->hw_features = NETIF_F_SG | NETIF_F_IP_CSUM |
-			      NETIF_F_IPV6_CSUM | NETIF_F_RXCSUM |
-			      NETIF_F_RXHASH;
+			      NETIF_F_IPV6_CSUM | NETIF_F_TSO | NETIF_F_TSO6 |
+			      NETIF_F_RXCSUM | NETIF_F_RXHASH;
 	netdev->features = netdev->hw_features;
 	if (dma64)
 		netdev->features |= NETIF_F_HIGHDMA;
@@ -186,6 +186,7 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 						    NETIF_F_HIGHDMA);
 	netdev->min_mtu = ETH_MIN_MTU;
 	netdev->max_mtu = KTNIC_MAX_MTU;
+	ktnic_set_xdp_features(netdev);
 
 	ktnic_hw_read_mac(priv, mac);
 	if (is_valid_ether_addr(mac)) {

@@ -61,6 +61,7 @@
 #define  KTNIC_RCTL_MPE		BIT(4)	/* multicast promiscuous */
 #define  KTNIC_RCTL_LPE		BIT(5)	/* long packets */
 #define  KTNIC_RCTL_BAM		BIT(15)	/* accept broadcast */
+#define  KTNIC_RCTL_SZ_2048	(0x0 << 16)	/* without BSEX */
 #define  KTNIC_RCTL_SZ_4096	(0x3 << 16)	/* with BSEX */
 #define  KTNIC_RCTL_BSEX	BIT(25)
 #define  KTNIC_RCTL_SECRC	BIT(26)	/* strip CRC */
@@ -170,6 +171,12 @@ struct ktnic_tx_ctx_desc {
 #define KTNIC_TXD_CMD_RS	BIT(27)
 #define KTNIC_TXD_CMD_DEXT	BIT(29)
 #define KTNIC_TXD_STAT_DD	BIT(0)
+#define KTNIC_TXD_CMD_TSE	BIT(26)	/* TCP segmentation: context and data */
+#define KTNIC_TXD_POPTS_IXSM	BIT(8)	/* insert the IPv4 header checksum */
 #define KTNIC_TXD_POPTS_TXSM	BIT(9)	/* insert the L4 checksum */
+/* context descriptor for TSO: cmd 19:0 payload length, seg MSS and header */
+#define KTNIC_TXD_PAYLEN_MASK	GENMASK(19, 0)
+#define KTNIC_TXD_SEG_MSS	GENMASK(31, 16)
+#define KTNIC_TXD_SEG_HDRLEN	GENMASK(15, 8)
 
 #endif /* _KTNIC_REGS_H_ */
