@@ -49,6 +49,9 @@ CAPABILITIES: dict[str, str] = {
     "rx_csum": "receive checksum offload is on",
     "tx_csum": "transmit checksum offload is on",
     "ethtool_reset": "ethtool --reset resets the device",
+    "tso": "TCP segmentation offload is on (tcp-segmentation-offload: on)",
+    "xdp": "a native XDP program attaches (ip link set DEV xdpdrv)",
+    "xdp_frags": "a multi-buffer XDP program (xdp.frags) attaches at MTU 9000",
 }
 FUNCTIONS = ("pf", "vf")
 # Every fault a driver may say it survives (faults: in its declaration), with

@@ -23,7 +23,7 @@ from typing import Any
 from orchestrator.machine.guest import Guest
 from orchestrator.machine.profiles import NicSpec
 from orchestrator.machine.vm import Machine
-from orchestrator.scenario import drivers, rss
+from orchestrator.scenario import drivers, rss, xdp
 from orchestrator.scenario.drivers import Driver
 from orchestrator.waiting import WaitTimeout, wait_until
 
@@ -300,6 +300,24 @@ class Dut:
             return
         self.sh(f"ethtool -X {self.ifname} {table or ''}{hkey}")
 
+    # -- reconfiguration --
+    def ring_change(self) -> tuple[str, str] | None:
+        """`ethtool -G` arguments that change the Rx ring size, and the ones
+        that restore it (None if the driver reports no ring sizes)."""
+        return _ring_change(self.sh(f"ethtool -g {self.ifname}", check=False))
+
+    def channel_change(self) -> tuple[str, str] | None:
+        """`ethtool -L` arguments that go to one queue (pair), and the ones
+        that restore the current count (None if it cannot change)."""
+        ch = _channels(self)
+        for kind in ("combined", "rx"):
+            cur = ch.get(f"cur_{kind}", 0)
+            if cur > 1:
+                if kind == "rx":
+                    return "rx 1 tx 1", f"rx {cur} tx {ch.get('cur_tx', cur)}"
+                return "combined 1", f"combined {cur}"
+        return None
+
     # -- capabilities --
     def has(self, cap: str) -> bool:
         if cap not in self._caps:
@@ -408,4 +426,7 @@ CAPS: dict[str, Callable[[Dut], bool]] = {
     "ethtool_reset": lambda d: _resettable(d),
     "rx_csum": lambda d: "rx-checksumming: on" in d.sh(f"ethtool -k {d.ifname}"),
     "tx_csum": lambda d: "tx-checksumming: on" in d.sh(f"ethtool -k {d.ifname}"),
+    "tso": lambda d: "tcp-segmentation-offload: on" in d.sh(f"ethtool -k {d.ifname}"),
+    "xdp": lambda d: xdp.probe(d),
+    "xdp_frags": lambda d: _max_mtu(d) >= 9000 and xdp.probe(d, frags=True),
 }
