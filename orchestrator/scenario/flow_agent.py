@@ -128,6 +128,21 @@ def check_payload(data: bytes | bytearray) -> tuple[int, int, bool] | None:
     return flow, seq, crc == want and data.endswith(body)
 
 
+# TCP streams (tcp-send): byte k of every stream is STREAM_BLOCK[k % len]; the
+# length is prime, so segment and buffer boundaries never line up with it.
+STREAM_PERIOD = 65521
+_STREAM: list[bytes] = []
+
+
+def stream_block() -> bytes:
+    """Two periods of the TCP stream pattern (a slice of any length up to one
+    period can start at any offset)."""
+    if not _STREAM:
+        one = bytes(((i * 131) ^ (i >> 7) ^ 0xA5) & 0xFF for i in range(STREAM_PERIOD))
+        _STREAM.append(one + one)
+    return _STREAM[0]
+
+
 def payload_len_for(size: int, family: int, vlan: bool = False) -> int:
     """UDP payload length that makes an Ethernet frame (no FCS) of ``size`` bytes."""
     if family not in IP_HLEN:
@@ -450,12 +465,18 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.sport:
         sock.bind(("::" if family == 6 else "0.0.0.0", args.sport))
     sock.connect(addr)
+    stop = _Stop()
+    sys.stderr.write("READY\n")  # for a background run (see GuestAgent.send_background)
+    sys.stderr.flush()
     buf = bytearray(make_payload(args.flow, 0, plen - HEADER_LEN))
     sent = errors = failed = 0
     pacer = Pacer(args.rate)
-    deadline = time.monotonic() + args.timeout
+    limit = args.timeout if args.duration is None else min(args.timeout, args.duration)
+    deadline = time.monotonic() + limit
     pack_seq = struct.Struct("!I").pack_into
     for seq in range(args.count):
+        if stop.flag:
+            break
         pacer.wait(seq)
         pack_seq(buf, SEQ_OFFSET, seq)
         backoff = 0.0001
@@ -481,6 +502,35 @@ def cmd_send(args: argparse.Namespace) -> int:
     sys.stdout.write(to_json(out) + "\n")
     sys.stdout.flush()
     return 0 if sent == args.count else 1
+
+
+def cmd_tcp_send(args: argparse.Namespace) -> int:
+    """Connect, send ``--bytes`` of the stream pattern in writes of ``--chunk``
+    bytes (large writes: the stack hands TSO/GSO skbs to the driver), close the
+    sending side and wait for the peer's FIN."""
+    block = memoryview(stream_block())
+    chunk = max(1, min(args.chunk, STREAM_PERIOD))
+    start = time.monotonic()
+    sent = 0
+    try:
+        sock = socket.create_connection((args.dst, args.port), timeout=args.timeout)
+        sock.settimeout(max(1.0, args.timeout - (time.monotonic() - start)))
+        while sent < args.bytes:
+            off = sent % STREAM_PERIOD
+            n = min(chunk, args.bytes - sent)
+            sent += sock.send(block[off:off + n])
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(4096):
+            pass
+        sock.close()
+    except OSError as e:
+        out = {"sent": sent, "seconds": time.monotonic() - start, "error": str(e)}
+        sys.stdout.write(to_json(out) + "\n")
+        return 1
+    out = {"sent": sent, "seconds": time.monotonic() - start}
+    sys.stdout.write(to_json(out) + "\n")
+    sys.stdout.flush()
+    return 0
 
 
 def _port(text: str) -> int:
@@ -523,7 +573,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--vlan", action="store_true", help="frames carry an 802.1Q tag")
     sp.add_argument("--timeout", type=_seconds, default=300.0,
                     help="stop sending after this many seconds (default 300)")
+    sp.add_argument("--duration", type=_seconds, default=None,
+                    help="the same, for a background run (the lower of the two counts)")
     sp.add_argument("--sndbuf", type=int, default=4 << 20)
+    sp = sub.add_parser("tcp-send")
+    sp.add_argument("--dst", required=True)
+    sp.add_argument("--port", type=_port, required=True)
+    sp.add_argument("--bytes", type=int, required=True)
+    sp.add_argument("--chunk", type=int, default=65536, help="bytes per send() call")
+    sp.add_argument("--timeout", type=_seconds, default=300.0)
     return p
 
 
@@ -533,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_sink(args)
     if args.mode == "echo":
         return cmd_echo(args)
+    if args.mode == "tcp-send":
+        return cmd_tcp_send(args)
     return cmd_send(args)
 
 

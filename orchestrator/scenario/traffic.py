@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from orchestrator.scenario import flow_agent
+from orchestrator.scenario.checksum import internet_checksum, pseudo_header, sum_ok
 from orchestrator.scenario.flow_agent import (
     HEADER_LEN,
     MAGIC,
@@ -51,6 +52,7 @@ from orchestrator.scenario.flow_agent import (
     make_payload,
     payload_len_for,
 )
+from orchestrator.scenario.tcp_peer import TcpSink
 
 log = logging.getLogger(__name__)
 
@@ -82,33 +84,6 @@ def mac_str(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def internet_checksum(data: bytes | bytearray, start: int = 0) -> int:
-    """The 16-bit one's-complement checksum (RFC 1071) of ``data``.
-
-    ``start`` is the integer value of an even-length prefix (e.g. a pseudo
-    header) taken into the sum. The big-endian integer value of a byte string
-    is congruent to the sum of its 16-bit words modulo 0xffff, which turns the
-    word loop into one C-level conversion.
-    """
-    v = int.from_bytes(data, "big")
-    if len(data) & 1:
-        v <<= 8
-    v += start
-    if v == 0:
-        return 0xFFFF
-    s = v % 0xFFFF
-    return 0xFFFF - s if s else 0
-
-
-def _sum_ok(data: bytes | bytearray, start: int) -> bool:
-    """True when ``data`` (checksum field included) plus ``start`` sums to -0."""
-    v = int.from_bytes(data, "big")
-    if len(data) & 1:
-        v <<= 8
-    v += start
-    return v != 0 and v % 0xFFFF == 0
-
-
 _BODY_SUMS: dict[tuple[int, int], int] = {}
 
 
@@ -123,12 +98,6 @@ def _body_sum(flow: int, body_len: int) -> int:
             _BODY_SUMS.clear()
         _BODY_SUMS[key] = v
     return v
-
-
-def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> int:
-    if len(src) == 4:
-        return int.from_bytes(src + dst + struct.pack("!BBH", 0, proto, length), "big")
-    return int.from_bytes(src + dst + struct.pack("!IxxxB", length, proto), "big")
 
 
 @dataclass(frozen=True)
@@ -286,6 +255,7 @@ class Peer:
         self._guest_v6: set[bytes] = set()
         self._neigh: dict[bytes, bytes] = {}  # guest address -> the MAC it came from
         self._flows: dict[int, FlowRx] = {}
+        self._tcp: dict[int, TcpSink] = {}  # by the peer's port
         self._zero_counters()
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
@@ -369,6 +339,37 @@ class Peer:
         with self._lock:
             self._flows = {}
             self._zero_counters()
+
+    def tcp_sink(self, port: int, mss: int | None = None, mtu: int = 1500) -> TcpSink:
+        """Accept TCP connections from the guest to ``port`` of the peer's
+        addresses from now on (see :mod:`orchestrator.scenario.tcp_peer`)."""
+        sink = TcpSink(port, self._tcp_reply, mss, mtu)
+        with self._lock:
+            self._tcp[port] = sink
+        return sink
+
+    def _tcp_reply(self, src: bytes, dst: bytes, seg: bytes) -> None:
+        mac = self._neigh.get(dst) or self._guest_mac
+        if mac is None:
+            return
+        if len(src) == 4:
+            iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 0, 0x4000,
+                                        64, 6, 0, src, dst))
+            struct.pack_into("!H", iph, 10, internet_checksum(iph))
+            self._reply(mac, None, _ET_IPV4, bytes(iph) + seg)
+        else:
+            ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(seg), 6, 64, src, dst)
+            self._reply(mac, None, _ET_IPV6, ip6 + seg)
+
+    def _tcp_in(self, frame: bytes, l4: int, end: int, src: bytes, dst: bytes,
+                ip_ok: bool, ip_len: int) -> None:
+        sink = None
+        if end - l4 >= 4:
+            sink = self._tcp.get(struct.unpack_from("!H", frame, l4 + 2)[0])
+        if sink is None:
+            self.other_in += 1
+            return
+        sink.handle(frame, l4, end, src, dst, ip_ok, ip_len)
 
     # ---------------------------------------------------------------- sending
 
@@ -529,7 +530,7 @@ class Peer:
             dmac = b"\x33\x33" + sn[12:]
             icmp = bytearray(struct.pack("!BBHI16sBB6s", 135, 0, 0, 0, addr.packed, 1, 1,
                                          self._mac))
-            struct.pack_into("!H", icmp, 2, internet_checksum(icmp, _pseudo(src, sn, 58, 32)))
+            struct.pack_into("!H", icmp, 2, internet_checksum(icmp, pseudo_header(src, sn, 58, 32)))
             ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(icmp), 58, 255, src, sn)
             frame = dmac + self._mac + tag + _ET_IPV6 + ip6 + bytes(icmp)
         deadline = time.monotonic() + timeout
@@ -659,12 +660,14 @@ class Peer:
         l4, end = off + ihl, off + tot
         if proto == 17:
             self._udp(frame, l4, end, src, dst, 4)
+        elif proto == 6:
+            self._tcp_in(frame, l4, end, src, dst, sum_ok(frame[off:l4], 0), tot)
         elif proto == 1 and end - l4 >= 8 and frame[l4] == 8 and frame[l4 + 1] == 0:
             if not self._v4.answers(dst, self._guest_v4):
                 self.other_in += 1
                 return
             icmp = bytearray(frame[l4:end])
-            if not _sum_ok(icmp, 0):
+            if not sum_ok(icmp, 0):
                 self.malformed += 1
                 return
             icmp[0] = 0
@@ -696,6 +699,9 @@ class Peer:
         if nh == 17:
             self._udp(frame, l4, end, src, dst, 6)
             return
+        if nh == 6:
+            self._tcp_in(frame, l4, end, src, dst, True, 40 + plen)
+            return
         if nh != 58 or plen < 8:
             self.other_in += 1
             return
@@ -704,7 +710,7 @@ class Peer:
         if typ not in (128, 135) or code != 0:
             self.other_in += 1
             return
-        if not _sum_ok(icmp, _pseudo(src, dst, 58, plen)):
+        if not sum_ok(icmp, pseudo_header(src, dst, 58, plen)):
             self.malformed += 1
             return
         if typ == 135:  # Neighbor Solicitation
@@ -716,7 +722,7 @@ class Peer:
                 return  # DAD probe, or not ours to answer
             na = bytearray(struct.pack("!BBHI16sBB6s", 136, 0, 0, 0x60000000, target, 2, 1,
                                        self._mac))
-            struct.pack_into("!H", na, 2, internet_checksum(na, _pseudo(target, src, 58, 32)))
+            struct.pack_into("!H", na, 2, internet_checksum(na, pseudo_header(target, src, 58, 32)))
             ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(na), 58, 255, target, src)
             self.nd_replies += 1  # before the reply: a reader may see it at once
             self._reply(frame[6:12], tci, _ET_IPV6, ip6 + na)
@@ -728,7 +734,8 @@ class Peer:
         reply = bytearray(icmp)
         reply[0] = 129
         reply[2:4] = b"\0\0"
-        struct.pack_into("!H", reply, 2, internet_checksum(reply, _pseudo(dst, src, 58, plen)))
+        csum = internet_checksum(reply, pseudo_header(dst, src, 58, plen))
+        struct.pack_into("!H", reply, 2, csum)
         ip6 = struct.pack("!IHBB16s16s", 0x60000000, plen, 58, 64, dst, src)
         self.echo_replies += 1  # before the reply: a reader may see it at once
         self._reply(frame[6:12], tci, _ET_IPV6, ip6 + reply)
@@ -753,8 +760,8 @@ class Peer:
             if ok and (csum != 0 or family == 6):
                 # The body is the flow's known body (checked above), so its share
                 # of the checksum is cached; only the first 24 bytes are summed here.
-                start = _pseudo(src, dst, 17, ulen) + _body_sum(flow, len(data) - HEADER_LEN)
-                ok = _sum_ok(frame[l4:l4 + UDP_HLEN + HEADER_LEN], start)
+                start = pseudo_header(src, dst, 17, ulen) + _body_sum(flow, len(data) - HEADER_LEN)
+                ok = sum_ok(frame[l4:l4 + UDP_HLEN + HEADER_LEN], start)
         with self._lock:
             rx = self._flows.get(flow)
             if rx is None:
@@ -959,6 +966,28 @@ class GuestAgent:
             raise AgentError(f"flow agent send exited {res.exit_status}: "
                              f"{res.stderr.strip()[-500:]}")
         return self._parse(res, "send")
+
+    def send_background(self, dst: str, port: int, flow: int, count: int, size: int,
+                        rate: float, max_seconds: float, name: str | None = None,
+                        ready_timeout: float = 20.0) -> AgentJob:
+        """Start sending ``count`` datagrams of ``flow`` (at most ``max_seconds``)
+        in the background; :meth:`result` (with ``stop=True`` to end it early)
+        gives the send dict."""
+        return self._start(name or f"send-{flow}", "send", max_seconds, ready_timeout,
+                           dst=dst, port=port, flow=flow, count=count, size=size, rate=rate)
+
+    def tcp_send(self, dst: str, port: int, nbytes: int, chunk: int = 65536,
+                 timeout: float = 300.0) -> dict[str, Any]:
+        """Send ``nbytes`` of the stream pattern over one TCP connection from
+        the guest (see :class:`orchestrator.scenario.tcp_peer.TcpSink`)."""
+        self.install()
+        argv = self._argv("tcp-send", dst=dst, port=port, bytes=nbytes, chunk=chunk,
+                          timeout=timeout)
+        res = self.guest.cmd(argv, check=False, timeout=timeout + 30)
+        if res.exit_status not in (0, 1):
+            raise AgentError(f"flow agent tcp-send exited {res.exit_status}: "
+                             f"{res.stderr.strip()[-500:]}")
+        return self._parse(res, "tcp-send")
 
     @staticmethod
     def _parse(res: _CmdResult, what: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import rdpcap
+from wire import udp_pair
 
 from orchestrator.machine.guest import CmdResult
 from orchestrator.scenario import flow_agent, traffic
@@ -48,31 +48,6 @@ AGENT = ROOT / "orchestrator" / "scenario" / "flow_agent.py"
 GMAC = "52:54:00:12:34:56"
 PMAC = "52:54:00:99:00:01"
 BCAST = "ff:ff:ff:ff:ff:ff"
-
-
-def udp_pair() -> tuple[socket.socket, socket.socket]:
-    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    a.bind(("127.0.0.1", 0))
-    b.bind(("127.0.0.1", 0))
-    a.connect(b.getsockname())
-    b.connect(a.getsockname())
-    for s in (a, b):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    return a, b
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Iterator[tuple[Peer, socket.socket]]:
-    host, guest = udp_pair()
-    guest.settimeout(2.0)
-    peer = Peer(host, mac=PMAC, pcap=tmp_path / "peer.pcap")
-    try:
-        yield peer, guest
-    finally:
-        peer.close()
-        host.close()
-        guest.close()
 
 
 def xchg(guest: socket.socket, *frames: Packet | bytes) -> Ether:
