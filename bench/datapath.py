@@ -11,6 +11,9 @@ the same host load. For each driver and round:
   tx  the guest's flow agent sends --tx-count 590-byte frames as fast as it
       can; the host peer counts what arrived;
       tx rate = frames arrived / the agent's send time
+  tcp the guest sends --tcp-bytes over one TCP connection in 64 KiB writes
+      (TSO where the driver has it) to the peer's TCP receiver, which checks
+      every segment; tcp rate = bytes / the connection's time (SYN to FIN)
 
 and prints the medians and the ratios ktest_nic / e1000e (target >= 1.0).
 
@@ -37,6 +40,19 @@ from orchestrator.scenario import traffic  # noqa: E402
 TARGET = 1.0
 SIZE = 590
 SINK, PEER_PORT = 7000, 7001
+TCP_PORT = 5201
+
+
+def measure_tcp(peer: traffic.Peer, agent: traffic.GuestAgent, nbytes: int) -> float:
+    sink = peer.tcp_sink(TCP_PORT)
+    res = agent.tcp_send(dut_mod.PEER_IP4, TCP_PORT, nbytes, timeout=600)
+    conns = sink.wait_closed(1, timeout=60)
+    if "error" in res or not conns or conns[-1].faults or conns[-1].bytes != nbytes:
+        raise SystemExit(f"datapath: the TCP stream went wrong: {res} "
+                         f"{conns[-1].as_dict() if conns else 'no connection closed'}")
+    c = conns[-1]
+    assert c.closed is not None
+    return c.bytes / (c.closed - c.opened)
 
 
 def measure(d: dut_mod.Dut, peer: traffic.Peer, agent: traffic.GuestAgent, flow_id: int,
@@ -64,13 +80,15 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0, help="Rx offer duration per round")
     ap.add_argument("--offer", type=int, default=40000, help="Rx offered frames/s")
     ap.add_argument("--tx-count", type=int, default=20000)
+    ap.add_argument("--tcp-bytes", type=int, default=32 << 20)
     ap.add_argument("--machine", default="e1000e")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     arts = session.artifacts()
     drivers = {name: drivers_mod.resolve_driver(name, arts) for name in ("e1000e", "ktest_nic")}
-    rates: dict[str, dict[str, list[float]]] = {k: {"rx": [], "tx": []} for k in drivers}
+    rates: dict[str, dict[str, list[float]]] = {k: {"rx": [], "tx": [], "tcp": []}
+                                                for k in drivers}
     with tempfile.TemporaryDirectory(prefix="ktest-bench-") as tmp:
         m = session.make_machine(args.machine, arts, run_dir=Path(tmp) / "run")
         try:
@@ -92,11 +110,14 @@ def main() -> int:
                         d.sh(f"ping -c 2 -i 0.2 -W 3 {dut_mod.PEER_IP4}", check=False)
                         rx, tx = measure(d, peer, agent, fid, args.offer, args.seconds,
                                          args.tx_count)
+                        tcp = measure_tcp(peer, agent, args.tcp_bytes)
                         fid += 1
                         rates[name]["rx"].append(rx)
                         rates[name]["tx"].append(tx)
+                        rates[name]["tcp"].append(tcp)
                         print(f"round {rnd + 1}/{args.rounds} {name:<9}: rx {rx:8.0f} "
-                              f"frames/s, tx {tx:8.0f} frames/s", file=sys.stderr)
+                              f"frames/s, tx {tx:8.0f} frames/s, tcp {tcp / 1e6:7.1f} MB/s",
+                              file=sys.stderr)
                         agent.stop()
                         d.unload(check_leaks=False)
         finally:
@@ -104,11 +125,12 @@ def main() -> int:
             m.shutdown()
     med = {k: {d: statistics.median(v) for d, v in r.items()} for k, r in rates.items()}
     ratio = {d: med["ktest_nic"][d] / med["e1000e"][d] if med["e1000e"][d] else 0.0
-             for d in ("rx", "tx")}
+             for d in ("rx", "tx", "tcp")}
     result = {
         "machine": args.machine, "accel": accel, "rounds": args.rounds, "frame_size": SIZE,
-        "rx_offer_fps": args.offer,
-        "median_fps": {k: {d: round(v) for d, v in r.items()} for k, r in med.items()},
+        "rx_offer_fps": args.offer, "tcp_bytes": args.tcp_bytes,
+        "median": {k: {("tcp_bytes_per_s" if d == "tcp" else f"{d}_fps"): round(v)
+                       for d, v in r.items()} for k, r in med.items()},
         "ratio_ktest_nic_over_e1000e": {d: round(v, 3) for d, v in ratio.items()},
         "target": TARGET, "met": all(v >= TARGET for v in ratio.values()),
     }
@@ -119,8 +141,9 @@ def main() -> int:
               f"{args.rounds} rounds (medians)")
         for name in drivers:
             print(f"  {name:<9} rx {med[name]['rx']:8.0f} frames/s   "
-                  f"tx {med[name]['tx']:8.0f} frames/s")
-        print(f"  ratio ktest_nic/e1000e: rx {ratio['rx']:.3f}, tx {ratio['tx']:.3f} "
+                  f"tx {med[name]['tx']:8.0f} frames/s   tcp {med[name]['tcp'] / 1e6:7.1f} MB/s")
+        print(f"  ratio ktest_nic/e1000e: rx {ratio['rx']:.3f}, tx {ratio['tx']:.3f}, "
+              f"tcp {ratio['tcp']:.3f} "
               f"(target >= {TARGET}: {'met' if result['met'] else 'NOT met'})")
     return 0
 

@@ -135,8 +135,12 @@ def run_bug(bug: Bug, profile: str, out: Path, extra: list[str] | None = None) -
     bug_out = out / bug.name
     node = bug.scenario
     file_part, _, test_part = node.partition("::")
-    target = str(suite_path(file_part)) + (f"::{test_part}" if test_part else "")
-    argv = [sys.executable, "-m", "pytest", target, "-p", "no:cacheprovider", "-q",
+    # the pair is the first parameter of every suite test (name[pair-params]):
+    # select the function, then its own parameters by their tail
+    name, _, params = test_part.partition("[")
+    target = str(suite_path(file_part)) + (f"::{name}" if name else "")
+    select = ["-k", params] if params else []
+    argv = [sys.executable, "-m", "pytest", target, *select, "-p", "no:cacheprovider", "-q",
             "--rootdir", str(paths.data_root()), "--ktest-pair", f"{profile}:ktest_nic",
             "--ktest-driver-params", f"bugs={bug.name}", "--ktest-out", str(bug_out),
             *(extra or [])]

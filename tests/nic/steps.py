@@ -75,13 +75,13 @@ def queue_rx_packets(stats: dict[str, int]) -> dict[int, int]:
 
 @contextlib.contextmanager
 def background_rx(dut: Any, traffic: Any, agent: Any, rate: int = 500,
-                  max_seconds: float = 900) -> Iterator[Any]:
+                  max_seconds: float = 900, size: int = 590) -> Iterator[Any]:
     """The peer sends a sequence-numbered flow to a sink in the guest while
     the block runs (bounded by `max_seconds`), so the Rx path is busy
     whatever the block does to the driver. Afterwards the sink's count is
     checked: frames were lost while the driver was down, but none may
     arrive corrupted or twice, and some must have arrived."""
-    flow = flow_in(BG_FLOW, sport=5100, dport=BG_PORT)
+    flow = flow_in(BG_FLOW, size, sport=5100, dport=BG_PORT)
     job = agent.sink(port=BG_PORT, duration=max_seconds + 60, name="background")
     with traffic.background(flow, rate, dst_mac=dut.mac, max_seconds=max_seconds) as bg:
         yield bg
