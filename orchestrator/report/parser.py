@@ -609,6 +609,13 @@ def _link_same_caller(log: Log, hits: list[Hit]) -> None:
 
 
 def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
+    """Every report of the log, in log order, repeats of a title folded into the
+    first one (see ``_drop_redundant``)."""
+    return _drop_redundant(all_reports(data))
+
+
+def all_reports(data: bytes | bytearray | memoryview | str) -> list[Report]:
+    """``parse_log`` before folding: every report, repeats included."""
     if isinstance(data, str):
         raw = data.encode("utf-8", "surrogateescape")
     else:
@@ -682,7 +689,7 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
                 severity=severity,
             )
         )
-    return _drop_redundant(reports)
+    return reports
 
 
 def _drop_redundant(reports: list[Report]) -> list[Report]:
