@@ -238,28 +238,31 @@ def _window_lines(
     a = bisect_right(all_starts, pos)
     b = min(bisect_left(all_starts, endpos, a), a + limit)
     contents, starts = all_contents[a:b], all_starts[a:b]
-    if any(NMI_BACKTRACE in c for c in contents):
-        # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
+    # (one scan of the joined lines instead of one test per line: the marker
+    # holds no newline)
+    if NMI_BACKTRACE in "\n".join(contents):
         for k, c in enumerate(contents):
             if NMI_BACKTRACE in c and not questionable(c):
+                # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong
+                # too: the next ``more`` lines of this caller or of a CPU, in log order.
                 more = max(limit - k - 1, 0)
-                own = _lines_after(all_contents, all_starts, starts[k], endpos, more)
+                merged = _lines_after(all_contents, all_starts, starts[k], endpos, more)
                 cpu_contents, cpu_starts = log.caller_lines(ANY_CPU, pos)
-                cpus = _lines_after(cpu_contents, cpu_starts, starts[k], endpos, more)
-                rest = sorted({*own, *cpus})[:more]
-                contents[k + 1 :] = [c for _, c in rest]
-                starts[k + 1 :] = [o for o, _ in rest]
+                merged.update(_lines_after(cpu_contents, cpu_starts, starts[k], endpos, more))
+                after = sorted(merged)[:more]
+                contents[k + 1 :] = map(merged.__getitem__, after)
+                starts[k + 1 :] = after
                 break
     return contents, starts
 
 
 def _lines_after(
     contents: list[str], starts: list[int], after: int, endpos: int, n: int
-) -> list[tuple[int, str]]:
-    """(start, content) of the first ``n`` lines starting in ``(after, endpos)``."""
+) -> dict[int, str]:
+    """{start: content} of the first ``n`` lines starting in ``(after, endpos)``."""
     a = bisect_right(starts, after)
     b = min(bisect_left(starts, endpos, a), a + n)
-    return list(zip(starts[a:b], contents[a:b], strict=True))
+    return dict(zip(starts[a:b], contents[a:b], strict=True))
 
 
 def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
