@@ -19,6 +19,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import compress
 from operator import itemgetter
 
 from . import nic
@@ -212,8 +213,8 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 # ---------------------------------------------------------------------------
 # Window analysis (syzkaller-compatible semantics)
 # ---------------------------------------------------------------------------
+_GROUP0 = itemgetter(0)
 _GROUP1 = itemgetter(1)
-_ONE = 1
 
 
 def _window_lines(
@@ -221,19 +222,13 @@ def _window_lines(
 ) -> tuple[list[str], list[int]]:
     """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``
     (with caller ids: the first ``limit`` of them)."""
-    s = log.s
     if not by_caller:
-        rx = context_line_regex(ctx, False, log.host)
-        # Usually every line of the range belongs: then the line starts are known.
-        contents = rx.findall(s, pos, endpos)
-        starts = log.starts
-        k = (bisect_right if ctx == "" else bisect_left)(starts, endpos, i + 1)
-        if len(contents) == k - i - 1:
-            return contents, starts[i + 1 : k]
-    if not by_caller:
-        ms = list(rx.finditer(s, pos, endpos))
-        # (each match starts at the newline before its line)
-        return list(map(_GROUP1, ms)), list(map(_ONE.__add__, map(re.Match.start, ms)))
+        # One match per line of the range (see context_line_regex), so the line
+        # starts are the log's; the lines of the context are those marked in group 1.
+        found = context_line_regex(ctx, log.host).findall(log.s, pos, endpos)
+        mine = list(map(_GROUP0, found))
+        contents = list(compress(map(_GROUP1, found), mine))
+        return contents, list(compress(log.starts[i + 1 : i + 1 + len(found)], mine))
     all_contents, all_starts = log.caller_lines(ctx, pos)
     a = bisect_right(all_starts, pos)
     b = min(bisect_left(all_starts, endpos, a), a + limit)
