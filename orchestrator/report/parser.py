@@ -342,85 +342,47 @@ def _format(template: str, args: Sequence[str]) -> str:
 
 def describe(text: str, group: Group, header: str) -> Description:
     """Title of the report ``text`` by the group's formats: the format whose title
-    matches earliest wins (ties: table order)."""
-    # The winning match nearly always starts in the first line: looking there
-    # first spares the search of every other format's prefix through the whole
-    # window. (A match starting in the first line starts before any other, so
-    # the outcome is the same.)
-    line_end = text.find("\n")
-    if line_end >= 0:
-        got = _describe(text, group, header, line_end)
-        if got is not None:
-            return got
-    got = _describe(text, group, header, len(text))
-    assert got is not None
-    return got
+    matches earliest wins (ties: table order); a format whose ``report`` pattern
+    does not match leaves the place to the next one tied with it, if any."""
+    m = group.titles.search(text) if group.titles is not None else None
+    if m is not None:
+        at = m.start()
+        first = int(str(m.lastgroup)[1:])  # (see Group.titles)
+        for f in group.formats[first:]:
+            got = _apply(f, text, at)
+            if got is not None:
+                return got
+    # No title, or none whose report pattern matched: the header line.
+    corrupted = "" if m is None else "matched title but not report regexp"
+    pos = text.find(header)
+    if pos < 0:
+        return Description("", corrupted, None, None)
+    end = text.find("\n", pos)
+    return Description(text[pos : end if end >= 0 else len(text)], corrupted, None, None)
 
 
-def _describe(text: str, group: Group, header: str, bound: int) -> Description | None:
-    """``describe`` among the title matches that start at or before ``bound``
-    (``None`` if there is none and ``bound`` is not the end of ``text``)."""
-    best = bound
-    desc = ""
-    used: Fmt | None = None
-    corrupted = ""
-    matched_title = False
-    frame: str | None = None
-    first: dict[str, int] = {}  # first occurrence of each literal prefix
-    for f in group.formats:
-        prefix = f.prefix
-        if prefix:
-            # No match can start before the first occurrence of the literal prefix.
-            at = first.get(prefix)
-            if at is None:
-                # (best only decreases: a miss below a larger bound stays a miss)
-                at = first[prefix] = text.find(prefix, 0, best + len(prefix))
-            # Every match starts with the prefix: try the occurrences up to ``best``
-            # (instead of searching the whole text).
-            match = f.title.match
-            m = None
-            while 0 <= at <= best:
-                m = match(text, at)
-                if m is not None:
-                    break
-                at = text.find(prefix, at + 1, best + len(prefix))
-        else:
-            m = f.title.search(text)
-        if m is None or m.start() > best:
-            continue
-        if m.start() == best and desc:
-            continue
-        if m.start() < best:
-            desc, used, best = "", None, m.start()
-        matched_title = True
-        if f.report is not None:
-            m = f.report.search(text)
-            if m is None:
-                continue
-        args = [g or "" for g in m.groups()]
-        corrupted = ""
-        frame = None
-        if f.stack is not None:
-            res = extract_frames(text[m.start() :], f.stack)
-            if not res.ok:
-                corrupted = CORRUPT_NO_FRAMES
-            args.extend(res.frames)
-            frame = res.frames[0] if res.frames else None
-        desc = _format(f.fmt, args)
-        used = f
-    if not desc:
-        if matched_title:
-            corrupted = "matched title but not report regexp"
-        elif bound < len(text):
+def _apply(f: Fmt, text: str, at: int) -> Description | None:
+    """The title by format ``f`` if its title matches at ``at`` (and its report
+    pattern somewhere in ``text``), else None."""
+    m = f.title.match(text, at)
+    if m is None:
+        return None
+    if f.report is not None:
+        m = f.report.search(text)
+        if m is None:
             return None
-        pos = text.find(header)
-        if pos < 0:
-            return Description("", corrupted, None, None)
-        end = text.find("\n", pos)
-        desc = text[pos : end if end >= 0 else len(text)]
-    if not corrupted and used is not None and used.corrupted:
+    args = [g or "" for g in m.groups()]
+    corrupted = ""
+    frame = None
+    if f.stack is not None:
+        res = extract_frames(text[m.start() :], f.stack)
+        if not res.ok:
+            corrupted = CORRUPT_NO_FRAMES
+        args.extend(res.frames)
+        frame = res.frames[0] if res.frames else None
+    if not corrupted and f.corrupted:
         corrupted = "report format is marked as corrupted"
-    return Description(desc, corrupted, used, frame)
+    return Description(_format(f.fmt, args), corrupted, f, frame)
 
 
 # Each trace-start pattern with a literal that must be present for it to match.
