@@ -69,65 +69,18 @@ TRACE_STARTS: tuple[re.Pattern[str], ...] = (
     RISCV_TRACE_START,
 )
 # All trace starts in one regex, factored so that each alternative begins with a
-# literal (fast to scan for); "status: ... badaddr" (riscv) is checked separately.
+# literal; "status: ... badaddr" (riscv) is checked separately.
 _TRACE_START_ANY = re.compile(
     r"Call [Tt]race|Allocated(?: by task \d+)?:|Freed(?: by task \d+)?:|Backtrace:"
     r"|Uninit was stored to memory at|b(?<=[^k] b)acktrace(?: \(crc [0-9a-fA-F]*\))?:"
 )
 
 
-# Literal strings every match of a pattern starts with (one of them, at the match
-# start): such patterns are searched with str.find for the literals and a regex
-# match at each hit, much faster than the regex engine's scan for a set of first
-# characters. Keyed by pattern string.
-_NEEDLES: dict[str, tuple[str, ...]] = {
-    CALL_TRACE.pattern: ("Call Trace:", "Call trace:", "Backtrace:"),
-    RIP.pattern: ("IP", "NIP", "pc ", "PC is at"),
-    _TRACE_START_ANY.pattern: (
-        "Call Trace",
-        "Call trace",
-        "Allocated",
-        "Freed",
-        "Backtrace:",
-        "Uninit was stored to memory at",
-        "backtrace",
-    ),
-}
 WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
-_NEEDLES[WARN_TRAP.pattern] = (*_NEEDLES[RIP.pattern], "--- interrupt: ")
-
-
-def search(
-    rx: re.Pattern[str], text: str, pos: int = 0, endpos: int | None = None
-) -> re.Match[str] | None:
-    """``rx.search(text, pos, endpos)``, faster for patterns in ``_NEEDLES``."""
-    if endpos is None:
-        endpos = len(text)
-    needles = _NEEDLES.get(rx.pattern)
-    if needles is None:
-        return rx.search(text, pos, endpos)
-    find = text.find
-    nxt = [find(n, pos, endpos) for n in needles]
-    match = rx.match
-    while True:
-        best = -1
-        for k, p in enumerate(nxt):
-            if p >= 0 and (best < 0 or p < nxt[best]):
-                best = k
-        if best < 0:
-            return None
-        p = nxt[best]
-        m = match(text, p, endpos)
-        if m is not None:
-            # An earlier needle position was tried already (they go in order).
-            return m
-        for k, q in enumerate(nxt):
-            if q == p:
-                nxt[k] = find(needles[k], p + 1, endpos)
 
 
 def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
-    m = search(_TRACE_START_ANY, text, pos)
+    m = _TRACE_START_ANY.search(text, pos)
     if "badaddr: " in text:
         r = RISCV_TRACE_START.search(text, pos)
         if r is not None and (m is None or r.start() < m.start()):
@@ -136,7 +89,6 @@ def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
 
 
 def is_trace_start(line: str) -> bool:
-    # (one line: the plain regex search is cheaper than the literal searches)
     if _TRACE_START_ANY.search(line) is not None:
         return True
     return "badaddr: " in line and RISCV_TRACE_START.search(line) is not None
@@ -500,7 +452,7 @@ def module_stall_frame(text: str) -> str | None:
     rip = _MODULE_RIP.search(text)
     if rip is not None:
         return canonical_frame(rip.group(1))
-    trace = search(CALL_TRACE, text)
+    trace = CALL_TRACE.search(text)
     if trace is None:
         return None
     end = text.find("</TASK>", trace.end())
@@ -756,7 +708,7 @@ def _run(
             ts_at = trace_at
             stop = min(bad_at, ts_at)
             lookahead = steps[i + 1] if i + 1 < nsteps else None
-            la = search(lookahead, text, pos, stop) if lookahead is not None else None
+            la = lookahead.search(text, pos, stop) if lookahead is not None else None
             frames_end = _line_start(text, la.start()) if la is not None else stop
             if chooser is not None or not raw:
                 _frames_in(text, pos, frames_end, skip, raw, chooser is None)
@@ -769,7 +721,7 @@ def _run(
                     result.ok = False
                 pos = _line_end(text, stop) + 1 if stop < n else n
         else:
-            m = search(step, text, pos)
+            m = step.search(text, pos)
             m_at = _line_start(text, m.start()) if m is not None else n
             if bad_at <= m_at and bad_at < n:
                 result.ok = False
