@@ -424,17 +424,11 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
         m = key.search(text, max(at - offset, 0))
         if m is None:
             continue
-        # (the report text of each line ends with a newline, as syzkaller counts;
-        # only the first 17 lines matter)
-        start = m.start()
-        end = start - 1
-        for _ in range(17):
-            end = text.find("\n", end + 1)
-            if end < 0:
-                end = len(text)
-                break
-        following = (text[start:end] + "\n").split("\n", 17)
-        if len(following) < 4:
+        # The trace start's line and the next ones: syzkaller counts at least
+        # three lines (each ending with a newline) up to 17 lines on, and looks
+        # for a frame in the 15 lines after the first.
+        following = text[m.start() :].split("\n", 17)
+        if len(following) < 3:
             return "call trace is missed"
         ok = False
         for line in following[1:16]:
