@@ -489,10 +489,21 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
     there (corrupted, or its body running to the end of those lines) is analysed
     again in its full window. So the cost of a complete report does not depend
     on what follows it."""
-    a = _analyze(log, h, stop, False)
-    if not a.truncated or (not a.corrupted and a.closed):
+    if h.group.custom is not None and h.group.custom != "reboot":
+        a = nic.build(log, h, build_window(log, h, stop, False), stop)
+        if a.truncated and (a.corrupted or not a.closed):
+            a = nic.build(log, h, build_window(log, h, stop, True), stop)
         return a
-    return _analyze(log, h, stop, True)
+    win = build_window(log, h, stop, False)
+    end = body_end(log, win)
+    # (A body running to the end of the short window needs the full one whatever
+    # the title: the end is found first.)
+    if not win.truncated or win.closed:
+        a = _analyze(log, h, stop, win, end)
+        if not a.truncated or not a.corrupted:
+            return a
+    win = build_window(log, h, stop, True)
+    return _analyze(log, h, stop, win, body_end(log, win))
 
 
 # Stalls titled after the module function the CPU is stuck in (when there is one).
@@ -512,10 +523,9 @@ def _stuck_in_module(desc: Description, text: str) -> Description:
     return Description(prefix + fn, corrupted, desc.fmt, fn)
 
 
-def _analyze(log: Log, h: Hit, stop: int, full: bool) -> Analysis:
-    win = build_window(log, h, stop, full)
-    if h.group.custom is not None and h.group.custom != "reboot":
-        return nic.build(log, h, win, stop)
+def _analyze(log: Log, h: Hit, stop: int, win: Window, end: int) -> Analysis:
+    """Title and frame of the report at ``h`` by the formats of its group, in the
+    window ``win`` (whose body ends at ``end``)."""
     text = win.text
     desc = describe(text, h.group, h.header)
     if not desc.title:
@@ -538,7 +548,7 @@ def _analyze(log: Log, h: Hit, stop: int, full: bool) -> Analysis:
         desc.title,
         corrupted,
         desc.frame,
-        body_end(log, win),
+        end,
         window_text=text,
         window_lines=win.lines,
         window_offsets=win.offsets,
