@@ -90,7 +90,7 @@ def _frame_or_corrupted(text: str, stack: Stack) -> tuple[str, str]:
 
 
 def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
-    line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.lines[i]), "")
+    line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.line(i)), "")
     m = _DMA_MSG.search(line)
     msg = m.group(3) if m else line
     msg = _BRACKETS.sub("", msg).strip().rstrip(".")
@@ -114,7 +114,7 @@ _WD_NEW = re.compile(r"^(?:(\S+) (\S+) )?(\S+): NETDEV WATCHDOG: ")
 
 
 def netdev_watchdog(log: Log, h: Hit, win: Window) -> Analysis:
-    line = next((log.info(i)[1] for i in h.members if "NETDEV WATCHDOG" in log.lines[i]), "")
+    line = next((log.info(i)[1] for i in h.members if "NETDEV WATCHDOG" in log.line(i)), "")
     driver = None
     m = _WD_OLD.search(line)
     if m:
@@ -170,7 +170,7 @@ def ref_tracker(log: Log, h: Hit, win: Window) -> Analysis:
     frame, corrupted = _frame_or_corrupted(text.split("\n", 1)[1] if "\n" in text else "", stack)
     netdev = (
         bool(re.search(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice", text))
-        or "netdev" in log.lines[h.index]
+        or "netdev" in log.line(h.index)
     )
     what = "net device leaked reference" if netdev else "leaked reference"
     title = f"ref_tracker: {what} in {frame}" if frame != "corrupted" else f"ref_tracker: {what}"
@@ -251,7 +251,7 @@ _DEV_PREFIX = re.compile(r"^([A-Za-z][\w\-]*) ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{
 def closed(log: Log, h: Hit) -> bool:
     """Whether a folded multi-line event has reached its final line."""
     if h.group.name == "AER":
-        return _AER_OUTCOME.search(log.lines[h.members[-1]]) is not None
+        return _AER_OUTCOME.search(log.line(h.members[-1])) is not None
     return False
 
 
@@ -468,13 +468,13 @@ def is_real_reboot(log: Log, h: Hit) -> bool:
     boot = h.index
     for pattern in _BOOT_MARKERS:
         found = next(
-            (i for i in range(h.index, max(h.index - 200, -1), -1) if pattern.search(log.lines[i])),
+            (i for i in range(h.index, max(h.index - 200, -1), -1) if pattern.search(log.line(i))),
             None,
         )
         if found is not None:
             boot = found
             break
-    return any(_ALNUM.search(log.lines[i]) for i in range(boot))
+    return _ALNUM.search(log.s, 0, log.starts[boot]) is not None  # (in lines before boot)
 
 
 _BOOT_MARKERS = (

@@ -122,7 +122,7 @@ def scan(log: Log) -> list[Hit]:
             continue
         last_line = ls
         i = log.index(ls)
-        line = log.lines[i]
+        line = log.line(i)
         if (
             not log.host
             and (line[:1].isdigit() or line[:2] == "[+" or line[5:6] == "-")
@@ -171,7 +171,7 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
                     if nxt.index - h.index > limit:
                         break
                     if nxt.group.name == "WARNING":
-                        if name != "REF_TRACKER" or "ref_tracker" in log.lines[nxt.index]:
+                        if name != "REF_TRACKER" or "ref_tracker" in log.line(nxt.index):
                             drop.add(j)
                             h.paired_warning = nxt.index
                         break
@@ -198,7 +198,7 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
             if (
                 name == "KMEMLEAK"
                 and prev.group.name != "KMEMLEAK_SUMMARY"
-                and "memory leak" in log.lines[prev.index]
+                and "memory leak" in log.line(prev.index)
                 and (h.index - prev.index <= 3)
             ):
                 continue
@@ -271,7 +271,7 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
     """
     ctx, head = log.info(h.index)
     s = log.s
-    nlines = len(log.lines)
+    nlines = log.nlines
     by_caller = ctx not in ("", CONSOLE)
     last = min(nlines if by_caller else stop, h.index + MAX_WINDOW_LINES, nlines)
     truncated = False
@@ -529,7 +529,7 @@ def _analyze(log: Log, h: Hit, stop: int, win: Window, end: int) -> Analysis:
     text = win.text
     desc = describe(text, h.group, h.header)
     if not desc.title:
-        raw = "\n".join(log.lines[h.index : max(stop, h.index + 1)])
+        raw = log.s[log.starts[h.index] : log.starts[max(stop, h.index + 1)] - 1]
         desc = describe(raw, h.group, h.header)
         if not desc.title:
             desc = Description(log.info(h.index)[1], "", None, None)
@@ -538,10 +538,10 @@ def _analyze(log: Log, h: Hit, stop: int, win: Window, end: int) -> Analysis:
     corrupted = desc.corrupted
     if not corrupted:
         corrupted = check_corrupted(desc.title, text, desc.fmt)
-        if corrupted and stop < len(log.lines) and log.info(h.index)[0] in ("", CONSOLE):
+        if corrupted and stop < log.nlines and log.info(h.index)[0] in ("", CONSOLE):
             # Like syzkaller, look for the trace in the rest of the log too (here:
             # in the lines of the short window, past the next report).
-            rest = build_window(log, h, len(log.lines), full=False)
+            rest = build_window(log, h, log.nlines, full=False)
             corrupted = check_corrupted(desc.title, "\n".join(rest.lines), desc.fmt)
     return Analysis(
         h,
@@ -600,7 +600,7 @@ def all_reports(data: bytes | bytearray | memoryview | str) -> list[Report]:
             continue
         k = bisect_right(terminators, h.start)
         stop_pos = terminators[k] if k < len(terminators) else len(s)
-        stop = log.index(stop_pos) if stop_pos < len(s) else len(log.lines)
+        stop = log.index(stop_pos) if stop_pos < len(s) else log.nlines
         a = analyze(log, h, stop)
         analyses.append(a)
         if h.role != "quiet":

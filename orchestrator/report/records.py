@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
-from operator import add
+from functools import cached_property
 
 from .formats import Group
 from .lines import ascii_digits, caller_line_regex, has_host_prefixes, split_prefix
@@ -19,6 +18,8 @@ from .model import Kind
 from .stack import FRAME_ANY
 
 _NO_LINES: tuple[list[str], list[int]] = ([], [])
+_NEWLINE = re.compile("\n")
+_END = re.Match.end
 ANY_CPU = "C*"  # (see Log.caller_lines)
 BODY_GAP = 25  # a report body ends after this many lines that do not look like report text
 
@@ -29,13 +30,12 @@ def questionable(content: str) -> bool:
 
 
 class Log:
-    """A console log with lazily computed per-line prefix information."""
+    """A console log with lazily computed line offsets and per-line prefix
+    information."""
 
     def __init__(self, s: str) -> None:
         self.s = s
-        self.lines = s.split("\n")
-        self.starts = list(accumulate(map(add, map(len, self.lines), repeat(1)), initial=0))
-        self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
+        self._info: dict[int, tuple[str, str]] = {}
         self.host = has_host_prefixes(s)
         self.has_cr = "\r" in s
         # caller id -> (contents, line starts) of that caller's lines from _callers_from on
@@ -46,14 +46,28 @@ class Log:
         # the callers whose lines caller_lines() is asked for (the callers of reports)
         self.report_callers: set[str] = set()
 
+    @cached_property
+    def starts(self) -> list[int]:
+        """Start offset of every line, then ``len(s) + 1`` (one past the end of the
+        last line, as if the log ended with a newline)."""
+        return [0, *map(_END, _NEWLINE.finditer(self.s)), len(self.s) + 1]
+
+    @property
+    def nlines(self) -> int:
+        return len(self.starts) - 1
+
+    def line(self, i: int) -> str:
+        """Line ``i`` (without its newline)."""
+        starts = self.starts
+        return self.s[starts[i] : starts[i + 1] - 1]
+
     def index(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
 
     def info(self, i: int) -> tuple[str, str]:
-        got = self._info[i]
+        got = self._info.get(i)
         if got is None:
-            got = split_prefix(self.lines[i])
-            self._info[i] = got
+            got = self._info[i] = split_prefix(self.line(i))
         return got
 
     def caller_lines(self, ctx: str, pos: int) -> tuple[list[str], list[int]]:
@@ -95,10 +109,7 @@ class Log:
         return self._callers.get(ctx, _NO_LINES)
 
     def line_end(self, i: int) -> int:
-        return self.starts[i] + len(self.lines[i])
-
-    def nlines_between(self, a: int, b: int) -> int:
-        return self.s.count("\n", a, b)
+        return self.starts[i + 1] - 1
 
 
 @dataclass
