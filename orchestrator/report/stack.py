@@ -530,6 +530,9 @@ _HANG_SKIP = (
 )
 
 
+_HANG_SKIP_RE = re.compile("|".join(map(re.escape, _HANG_SKIP)))
+
+
 def hang_chooser(frames: Sequence[str]) -> int | tuple[int, str]:
     """Hung tasks are bucketed on rtnl_lock / synchronize_rcu, else the first
     frame that is not a sleeping primitive."""
@@ -538,7 +541,7 @@ def hang_chooser(frames: Sequence[str]) -> int | tuple[int, str]:
             if needle in frame:
                 return (i, bucket) if bucket else i
     for i, frame in enumerate(frames):
-        if not any(s in frame for s in _HANG_SKIP):
+        if _HANG_SKIP_RE.search(frame) is None:
             return i
     return -1
 
@@ -568,34 +571,36 @@ class Stack:
 _META = re.compile(r"[\\.^$*+?{}\[\]|()]")
 
 
-class SkipMatcher:
-    """Matches function names against a skip list of regexes (searched, i.e. a
-    plain word matches anywhere in the name). Plain words are checked with one
-    prefix-tree regex, which is much faster than a long alternation."""
+class SkipMatcher(dict[str, bool]):
+    """Whether function names are to be skipped: ``matcher[name]``, by a skip list
+    of regexes (searched, i.e. a plain word matches anywhere in the name). Plain
+    words are checked with one prefix-tree regex, which is much faster than a long
+    alternation. The mapping holds the names looked up so far (a name seen before
+    costs one dict lookup)."""
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
+        super().__init__()
         words = [p for p in patterns if not _META.search(p)]
         others = [p for p in patterns if _META.search(p)]
         self.key = "|".join(patterns)
         self._words = re.compile(trie_pattern(words)) if words else None
         self._others = re.compile("|".join(others)) if others else None
-        self._cache: dict[str, bool] = {}
+
+    def __missing__(self, name: str) -> bool:
+        # (a Rust symbol is matched demangled: ``core::panicking::panic_fmt``)
+        target = demangle(name) if name.startswith(("_R", "_ZN")) else name
+        got = bool(
+            (self._words is not None and self._words.search(target))
+            or (self._others is not None and self._others.search(target))
+        )
+        if len(self) > 50_000:
+            self.clear()
+        self[name] = got
+        return got
 
     def search(self, name: str) -> bool:
-        """Whether ``name`` is to be skipped (a Rust symbol is matched demangled:
-        ``core::panicking::panic_fmt``)."""
-        got = self._cache.get(name)
-        if got is None:
-            if name.startswith(("_R", "_ZN")):
-                name = demangle(name)
-            got = bool(
-                (self._words is not None and self._words.search(name))
-                or (self._others is not None and self._others.search(name))
-            )
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[name] = got
-        return got
+        """Whether ``name`` is to be skipped."""
+        return self[name]
 
 
 def trie_pattern(words: Sequence[str]) -> str:
@@ -637,7 +642,7 @@ class FrameResult:
 
 def _collect(match: re.Match[str], skip: SkipMatcher, out: list[str]) -> None:
     for name in match.groups():
-        if name is not None and not skip.search(name):
+        if name is not None and not skip[name]:
             out.append(name)
 
 
@@ -646,7 +651,7 @@ def _choose(raw: list[str], chooser: Chooser | None) -> tuple[str, str] | None:
         return None
     if chooser is None:
         return canonical_frame(raw[0]), raw[0]
-    canon = [canonical_frame(f) for f in raw]
+    canon = list(map(canonical_frame, raw))
     res = chooser(canon)
     if isinstance(res, tuple):
         return res[1], raw[res[0]]
@@ -669,6 +674,7 @@ def _line_start(text: str, p: int) -> int:
 _FRAMES_ONE = re.compile("|".join(p.pattern for p in FRAME_LINES))
 _FRAMES_NL = re.compile(r"\n(?:" + "|".join(p.pattern[1:] for p in FRAME_LINES) + ")")
 assert all(p.pattern.startswith("^") for p in FRAME_LINES)
+assert _FRAMES_NL.groups > 1  # (findall gives a tuple of names per line)
 
 
 def _frames_in(
@@ -681,10 +687,18 @@ def _frames_in(
             _collect(m, skip, out)
             if first_only and out:
                 return
-    for m in _FRAMES_NL.finditer(text, max(pos - 1, 0), end):
-        _collect(m, skip, out)
-        if first_only and out:
-            return
+    if first_only:
+        for m in _FRAMES_NL.finditer(text, max(pos - 1, 0), end):
+            _collect(m, skip, out)
+            if out:
+                return
+        return
+    # Every frame: the names of all lines at once (an empty string where a
+    # pattern's group did not take part).
+    for names in _FRAMES_NL.findall(text, max(pos - 1, 0), end):
+        for name in names:
+            if name and not skip[name]:
+                out.append(name)
 
 
 def _next_trace_line(text: str, pos: int) -> int:
