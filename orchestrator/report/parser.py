@@ -38,7 +38,6 @@ from .stack import (
     RISCV_TRACE_START,
     TRACE_STARTS,
     extract_frames,
-    first_trace_starts,
     is_frame_line,
     is_trace_start,
     module_stall_frame,
@@ -386,6 +385,26 @@ def _apply(f: Fmt, text: str, at: int) -> Description | None:
     return Description(_format(f.fmt, args), corrupted, f, frame)
 
 
+# Each trace-start pattern with a literal that must be present for it to match.
+# Each trace-start pattern with a literal that every match contains, and the
+# literal's offset from the match start (so a search can start near it).
+_TRACE_KEYS = tuple(
+    zip(
+        TRACE_STARTS,
+        (
+            ("race", 6),
+            ("Allocated", 0),
+            ("Allocated", 0),
+            ("Freed", 0),
+            ("Freed", 0),
+            ("backtrace", 2),
+            ("Backtrace", 0),
+            ("Uninit", 0),
+            ("badaddr", 25),
+        ),
+        strict=True,
+    )
+)
 _TS_IN_TITLE = re.compile(ascii_digits(r"\[ *\d+\.\d+\]"))
 
 
@@ -395,13 +414,20 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
     if fmt is None or fmt.no_stack_trace:
         return ""
     have_trace = False
-    for key, at in zip(TRACE_STARTS, first_trace_starts(text), strict=True):
+    first: dict[str, int] = {}
+    for key, (needle, offset) in _TRACE_KEYS:
+        at = first.get(needle)
+        if at is None:
+            at = first[needle] = text.find(needle)
         if at < 0:
+            continue
+        m = key.search(text, max(at - offset, 0))
+        if m is None:
             continue
         # The trace start's line and the next ones: syzkaller counts at least
         # three lines (each ending with a newline) up to 17 lines on, and looks
         # for a frame in the 15 lines after the first.
-        following = text[at:].split("\n", 17)
+        following = text[m.start() :].split("\n", 17)
         if len(following) < 3:
             return "call trace is missed"
         ok = False

@@ -79,36 +79,6 @@ _TRACE_START_ANY = re.compile(
 WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
 
 
-# The pattern of TRACE_STARTS that a _TRACE_START_ANY match is a match of, by its
-# first character ("Allocated"/"Freed": the next pattern for "... by task N:").
-_TRACE_START_OF = {"C": 0, "A": 1, "F": 3, "b": 5, "B": 6, "U": 7}
-
-
-def first_trace_starts(text: str) -> list[int]:
-    """The start of the first match in ``text`` of each pattern of TRACE_STARTS
-    (-1: none), found by one scan."""
-    firsts = [-1] * len(TRACE_STARTS)
-    missing = len(_TRACE_START_OF) + 2
-    for m in _TRACE_START_ANY.finditer(text):
-        at = m.start()
-        c = text[at]
-        k = _TRACE_START_OF[c]
-        if c in "AF" and text[m.end() - 2].isdigit():
-            k += 1
-        elif c == "b":
-            at -= 2  # ("[^k] backtrace")
-        if firsts[k] < 0:
-            firsts[k] = at
-            missing -= 1
-            if not missing:
-                break
-    if "badaddr" in text:
-        r = RISCV_TRACE_START.search(text)
-        if r is not None:
-            firsts[-1] = r.start()
-    return firsts
-
-
 def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
     m = _TRACE_START_ANY.search(text, pos)
     if "badaddr: " in text:
