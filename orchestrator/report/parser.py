@@ -64,14 +64,19 @@ def _anchor_regexes(headers: Sequence[str]) -> tuple[re.Pattern[str], ...]:
         groups.setdefault(a, {}).setdefault(h[j - 1] if j else "", []).append(alt)
     out = []
     for a, by_prev in groups.items():
+        first = "|".join(sorted(by_prev.pop("", [])))  # headers starting with the anchor
         alts = []
         for prev, hs in sorted(by_prev.items()):
             inner = "|".join(sorted(hs))
-            if prev and len(hs) > 1:
+            if len(hs) > 1:
                 # Headers sharing the character before the anchor: check it once.
                 inner = f"(?<={re.escape(prev + a)})(?:{inner})"
             alts.append(inner)
-        out.append(re.compile(re.escape(a) + "(?:" + "|".join(alts) + ")"))
+        # The others: one test of the character before the anchor rules out most
+        # occurrences of the anchor (":" is frequent).
+        prevs = re.escape("".join(sorted(by_prev)))
+        rest = f"(?<=[{prevs}]{re.escape(a)})(?:{'|'.join(alts)})" if alts else ""
+        out.append(re.compile(re.escape(a) + "(?:" + "|".join(filter(None, (first, rest))) + ")"))
     return tuple(out)
 
 
