@@ -302,13 +302,10 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
     if ctx == CONSOLE and (" ? " in joined or " (unreliable)" in joined):
         # (the lines of a caller come without them: see Log.caller_lines)
         keep = [
-            k
-            for k, c in enumerate(contents)
-            if (" ? " not in c and c[-13:] != " (unreliable)") or "<EOI>" in c
+            (" ? " not in c and c[-13:] != " (unreliable)") or "<EOI>" in c for c in contents
         ]  # (not questionable(c), inlined)
-        if len(keep) < len(contents):
-            contents = [contents[k] for k in keep]
-            starts = [starts[k] for k in keep]
+        contents = list(compress(contents, keep))
+        starts = list(compress(starts, keep))
     # Past the first lines of the report, a panic or a lockdep splat caused by
     # the report is cut off.
     min_lines = 16 if "BUG: KMSAN:" in head else 22
