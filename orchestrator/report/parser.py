@@ -20,14 +20,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import compress
-from operator import itemgetter
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
 from .lines import (
     CONSOLE,
     ascii_digits,
-    context_line_regex,
     has_host_prefixes,
     split_prefix,
     strip_all_prefixes,
@@ -218,22 +216,19 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 # ---------------------------------------------------------------------------
 # Window analysis (syzkaller-compatible semantics)
 # ---------------------------------------------------------------------------
-_GROUP0 = itemgetter(0)
-_GROUP1 = itemgetter(1)
-
-
 def _window_lines(
     log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
 ) -> tuple[list[str], list[int]]:
     """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``
     (with caller ids: the first ``limit`` of them)."""
     if not by_caller:
-        # One match per line of the range (see context_line_regex), so the line
-        # starts are the log's; the lines of the context are those marked in group 1.
-        found = context_line_regex(ctx, log.host).findall(log.s, pos, endpos)
-        mine = list(map(_GROUP0, found))
-        contents = list(compress(map(_GROUP1, found), mine))
-        return contents, list(compress(log.starts[i + 1 : i + 1 + len(found)], mine))
+        contents, starts = log.context_lines(ctx, pos, endpos)
+        if ctx == "" and pos < endpos and log.s[endpos - 1 : endpos] == "\n":
+            # The line at ``endpos``, empty: a line without timestamp as seen by a
+            # regex search that ends at ``endpos`` (how windows were first cut).
+            contents.append("")
+            starts.append(endpos)
+        return contents, starts
     all_contents, all_starts = log.caller_lines(ctx, pos)
     a = bisect_right(all_starts, pos)
     b = min(bisect_left(all_starts, endpos, a), a + limit)

@@ -8,17 +8,27 @@ Both parser.py and nic.py import this module; it imports neither.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import compress
+from operator import itemgetter
 
 from .formats import Group
-from .lines import ascii_digits, caller_line_regex, has_host_prefixes, split_prefix
+from .lines import (
+    ascii_digits,
+    caller_line_regex,
+    context_line_regex,
+    has_host_prefixes,
+    split_prefix,
+)
 from .model import Kind
 from .stack import FRAME_ANY
 
 _NO_LINES: tuple[list[str], list[int]] = ([], [])
 _NEWLINE = re.compile("\n")
+_GROUP0 = itemgetter(0)
+_GROUP1 = itemgetter(1)
 _END = re.Match.end
 ANY_CPU = "C*"  # (see Log.caller_lines)
 BODY_GAP = 25  # a report body ends after this many lines that do not look like report text
@@ -38,6 +48,9 @@ class Log:
         self._info: dict[int, tuple[str, str]] = {}
         self.host = has_host_prefixes(s)
         self.has_cr = "\r" in s
+        # context ("" or CONSOLE) -> (contents, line starts) of its lines whose newline
+        # before is in [from, to), and (from, to)
+        self._contexts: dict[str, tuple[list[str], list[int], list[int]]] = {}
         # caller id -> (contents, line starts) of that caller's lines from _callers_from on
         self._callers: dict[str, tuple[list[str], list[int]]] = {}
         self._callers_from = -1
@@ -69,6 +82,37 @@ class Log:
         if got is None:
             got = self._info[i] = split_prefix(self.line(i))
         return got
+
+    def context_lines(self, ctx: str, pos: int, endpos: int) -> tuple[list[str], list[int]]:
+        """Contents and line starts of the lines of context ``ctx`` (``""`` or
+        ``CONSOLE``, see ``split_prefix``) that start in ``(pos, endpos)``; ``pos``
+        is a line end, ``endpos`` a line start or the end of the log.
+
+        The lines of a context are indexed as windows ask for them: windows come
+        in log order and overlap (a report's short, full and rest windows, the
+        next report's), and a line is read once however many windows hold it."""
+        s = self.s
+        got = self._contexts.get(ctx)
+        if got is None or not got[2][0] <= pos <= got[2][1]:
+            # (a new index where this one cannot grow to: no line is read twice
+            # for windows asked for in log order, and none between far windows)
+            got = self._contexts[ctx] = ([], [], [pos, pos])
+        contents, starts, span = got
+        # (the index holds the lines whose newline before lies in span; the window
+        # needs them up to the newline before ``endpos``)
+        to = endpos - 1 if endpos < len(s) else len(s)
+        if span[1] < to:
+            # One match per newline (see context_line_regex): the line starts are
+            # the log's, the context's lines those marked in group 1.
+            found = context_line_regex(ctx, self.host).findall(s, span[1], to)
+            mine = list(map(_GROUP0, found))
+            contents.extend(compress(map(_GROUP1, found), mine))
+            first = self.index(span[1] + 1)
+            starts.extend(compress(self.starts[first : first + len(found)], mine))
+            span[1] = to
+        a = bisect_right(starts, pos)
+        b = bisect_left(starts, endpos, a)
+        return contents[a:b], starts[a:b]
 
     def caller_lines(self, ctx: str, pos: int) -> tuple[list[str], list[int]]:
         """Contents and line starts of the lines printed by caller ``ctx``
