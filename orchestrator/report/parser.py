@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
 from itertools import compress
 
@@ -478,8 +478,10 @@ def _recode(text: str) -> str:
     return text.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
-def analyze(log: Log, h: Hit, stop: int) -> Analysis:
-    """Title, frame and body of the report at ``h``.
+def analyze(log: Log, h: Hit, stop: int, seen: Container[str] = ()) -> Analysis:
+    """Title (normalised), frame and body of the report at ``h``; a title in
+    ``seen`` (reported before) makes a ``repeat`` analysis, without the fields
+    that folding throws away.
 
     The report is first analysed in a short window (see ``build_window``: its
     first lines, up to its caller's next report); only a report found incomplete
@@ -496,11 +498,11 @@ def analyze(log: Log, h: Hit, stop: int) -> Analysis:
     # (A body running to the end of the short window needs the full one whatever
     # the title: the end is found first.)
     if not win.truncated or win.closed:
-        a = _analyze(log, h, stop, win, end)
+        a = _analyze(log, h, stop, win, end, seen, short=True)
         if not a.truncated or not a.corrupted:
             return a
     win = build_window(log, h, stop, True)
-    return _analyze(log, h, stop, win, body_end(log, win))
+    return _analyze(log, h, stop, win, body_end(log, win), seen, short=False)
 
 
 # Stalls titled after the module function the CPU is stuck in (when there is one).
@@ -520,9 +522,11 @@ def _stuck_in_module(desc: Description, text: str) -> Description:
     return Description(prefix + fn, corrupted, desc.fmt, fn)
 
 
-def _analyze(log: Log, h: Hit, stop: int, win: Window, end: int) -> Analysis:
+def _analyze(
+    log: Log, h: Hit, stop: int, win: Window, end: int, seen: Container[str], short: bool
+) -> Analysis:
     """Title and frame of the report at ``h`` by the formats of its group, in the
-    window ``win`` (whose body ends at ``end``)."""
+    window ``win`` (whose body ends at ``end``; ``short``: the first window)."""
     text = win.text
     desc = describe(text, h.group, h.header)
     if not desc.title:
@@ -532,6 +536,10 @@ def _analyze(log: Log, h: Hit, stop: int, win: Window, end: int) -> Analysis:
             desc = Description(log.info(h.index)[1], "", None, None)
     if desc.title.startswith(_MODULE_STALLS):
         desc = _stuck_in_module(desc, text)
+    title = normalize_title(desc.title)
+    if title in seen and not (short and win.truncated):
+        # Folded into an earlier report, and no full window to decide on.
+        return Analysis(h, title, desc.corrupted, None, end, repeat=True)
     corrupted = desc.corrupted
     if not corrupted:
         corrupted = check_corrupted(desc.title, text, desc.fmt)
@@ -542,7 +550,7 @@ def _analyze(log: Log, h: Hit, stop: int, win: Window, end: int) -> Analysis:
             corrupted = check_corrupted(desc.title, "\n".join(rest.lines), desc.fmt)
     return Analysis(
         h,
-        desc.title,
+        title,
         corrupted,
         desc.frame,
         end,
@@ -551,6 +559,7 @@ def _analyze(log: Log, h: Hit, stop: int, win: Window, end: int) -> Analysis:
         window_offsets=win.offsets,
         closed=win.closed,
         truncated=win.truncated,
+        repeat=title in seen,
     )
 
 
@@ -572,23 +581,36 @@ def _link_same_caller(log: Log, hits: list[Hit]) -> None:
 def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
     """Every report of the log, in log order, repeats of a title folded into the
     first one (see ``_drop_redundant``)."""
-    return _drop_redundant(all_reports(data))
+    log, analyses, cuts = _analyses(data, fold=True)
+    return _drop_redundant([a.title if a.repeat else _report(log, a, cuts) for a in analyses])
 
 
 def all_reports(data: bytes | bytearray | memoryview | str) -> list[Report]:
     """``parse_log`` before folding: every report, repeats included."""
+    log, analyses, cuts = _analyses(data, fold=False)
+    return [_report(log, a, cuts) for a in analyses]
+
+
+def _analyses(
+    data: bytes | bytearray | memoryview | str, fold: bool
+) -> tuple[Log, list[Analysis], list[int]]:
+    """The log, the analysis of each of its reports (in log order) and where
+    report texts end (the starts of the non-quiet reports and of the window
+    boundaries). With ``fold``, a report whose title an earlier one has is a
+    ``repeat``."""
     if isinstance(data, str):
         raw = data.encode("utf-8", "surrogateescape")
     else:
         raw = bytes(data)
     s = raw.decode("latin-1")
     log = Log(s)
+    analyses: list[Analysis] = []
     hits = _combine(log, scan(log))
     if not hits:
-        return []
+        return log, analyses, []
     terminators = [h.start for h in hits if h.role in ("oops", "boundary")]
     _link_same_caller(log, hits)
-    analyses: list[Analysis] = []
+    seen: set[str] = set()
     last_body = -1
     for h in hits:
         if not IS_REPORT[h.group.name]:
@@ -598,75 +620,84 @@ def all_reports(data: bytes | bytearray | memoryview | str) -> list[Report]:
         k = bisect_right(terminators, h.start)
         stop_pos = terminators[k] if k < len(terminators) else len(s)
         stop = log.index(stop_pos) if stop_pos < len(s) else log.nlines
-        a = analyze(log, h, stop)
+        a = analyze(log, h, stop, seen)
         analyses.append(a)
+        if fold and not a.title.startswith(KMEMLEAK_SUMMARY):
+            seen.add(a.title)  # (never a dropped summary: see _drop_redundant)
         if h.role != "quiet":
             last_body = max(last_body, a.body_end)
-    reports: list[Report] = []
-    # A report's text ends where the next non-quiet report (or window boundary) starts.
-    cut_points = sorted({a.hit.start for a in analyses if a.hit.role != "quiet"} | set(terminators))
-    for a in analyses:
-        start = a.hit.start
-        k = bisect_right(cut_points, start)
-        end = a.body_end
-        if k < len(cut_points):
-            end = min(end, max(cut_points[k] - 1, start))
-        end = max(min(end, len(s)), start)
-        ls = s.rfind("\n", start, end) + 1
-        if ls > start and "[ cut here ]" in s[ls:end]:
-            end = ls - 1  # that line introduces the next report
-        if end < len(s) and s[end : end + 1] == "\n":
-            end += 1  # include the newline of the last line
-        title = normalize_title(a.title) if a.kind is None else a.title
-        kind = a.kind if a.kind is not None else kind_of(title)
-        if kind is Kind.PANIC and "Hard LOCKUP" in title:
-            kind = Kind.HARD_LOCKUP
-        severity = severity_of(kind, title)
-        frame = a.frame
-        fm = _TITLE_FRAME_RE.match(title)
-        if a.kind is None:
-            frame = fm.group(1) if fm else None
-        if frame == "corrupted":
-            frame = None
-        body = a.window_text or report_text(log, start, end)
-        if a.window_offsets:
-            k = bisect_right(a.window_offsets, end - 1)
-            text = "\n".join(a.window_lines[:k])
-            text = _recode(text)
-        else:
-            text = report_text(log, start, end)
-        reports.append(
-            Report(
-                title=title,
-                kind=kind,
-                start=start,
-                end=end,
-                text=text,
-                frame=frame,
-                modules=modules_in(body),
-                taint=taint_in(body),
-                corrupted=bool(a.corrupted),
-                corrupted_reason=a.corrupted or None,
-                severity=severity,
-            )
-        )
-    return reports
+    cuts = sorted({a.hit.start for a in analyses if a.hit.role != "quiet"} | set(terminators))
+    return log, analyses, cuts
 
 
-def _drop_redundant(reports: list[Report]) -> list[Report]:
+def _report(log: Log, a: Analysis, cut_points: list[int]) -> Report:
+    """The report of analysis ``a``: its text ends where the next non-quiet
+    report (or window boundary) starts."""
+    s = log.s
+    start = a.hit.start
+    k = bisect_right(cut_points, start)
+    end = a.body_end
+    if k < len(cut_points):
+        end = min(end, max(cut_points[k] - 1, start))
+    end = max(min(end, len(s)), start)
+    ls = s.rfind("\n", start, end) + 1
+    if ls > start and "[ cut here ]" in s[ls:end]:
+        end = ls - 1  # that line introduces the next report
+    if end < len(s) and s[end : end + 1] == "\n":
+        end += 1  # include the newline of the last line
+    title = a.title
+    kind = a.kind if a.kind is not None else kind_of(title)
+    if kind is Kind.PANIC and "Hard LOCKUP" in title:
+        kind = Kind.HARD_LOCKUP
+    severity = severity_of(kind, title)
+    frame = a.frame
+    fm = _TITLE_FRAME_RE.match(title)
+    if a.kind is None:
+        frame = fm.group(1) if fm else None
+    if frame == "corrupted":
+        frame = None
+    body = a.window_text or report_text(log, start, end)
+    if a.window_offsets:
+        k = bisect_right(a.window_offsets, end - 1)
+        text = "\n".join(a.window_lines[:k])
+        text = _recode(text)
+    else:
+        text = report_text(log, start, end)
+    return Report(
+        title=title,
+        kind=kind,
+        start=start,
+        end=end,
+        text=text,
+        frame=frame,
+        modules=modules_in(body),
+        taint=taint_in(body),
+        corrupted=bool(a.corrupted),
+        corrupted_reason=a.corrupted or None,
+        severity=severity,
+    )
+
+
+def _drop_redundant(reports: list[Report | str]) -> list[Report]:
     """Fold repeats of a title into its first report (``count``); drop the
-    kmemleak summary line when the log shows the leaked objects themselves."""
+    kmemleak summary line when the log shows the leaked objects themselves.
+    (A repeat may come as its title alone: an earlier report has that title.)"""
     objects = any(
-        r.kind is Kind.MEMORY_LEAK and not r.title.startswith(KMEMLEAK_SUMMARY) for r in reports
+        isinstance(r, Report)
+        and r.kind is Kind.MEMORY_LEAK
+        and not r.title.startswith(KMEMLEAK_SUMMARY)
+        for r in reports
     )
     first: dict[str, int] = {}
     out: list[Report] = []
     counts: list[int] = []
     for r in reports:
-        if objects and r.title.startswith(KMEMLEAK_SUMMARY):
+        title = r if isinstance(r, str) else r.title
+        if objects and title.startswith(KMEMLEAK_SUMMARY):
             continue
-        k = first.setdefault(r.title, len(out))
+        k = first.setdefault(title, len(out))
         if k == len(out):
+            assert isinstance(r, Report)  # (the first report of a title is whole)
             out.append(r)
             counts.append(1)
         else:

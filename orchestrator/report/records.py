@@ -205,6 +205,9 @@ class Analysis:
     window_offsets: list[int] = field(default_factory=list)
     closed: bool = True  # see Window.closed
     truncated: bool = False  # see Window.truncated
+    # The title was reported before: only ``title`` and ``body_end`` are set (the
+    # report is folded into the earlier one).
+    repeat: bool = False
 
 
 _REPORTISH = (
