@@ -671,6 +671,29 @@ def _frames_in(
                 out.append(name)
 
 
+def _first_frame(text: str, pos: int, skip: SkipMatcher, out: list[str]) -> int:
+    """``_frames_in(text, pos, len(text), skip, out, True)``, returning the end of
+    the line that gave the frame (-1: none)."""
+    if pos == 0:
+        m = _FRAMES_ONE.match(text)
+        if m is not None:
+            _collect(m, skip, out)
+            if out:
+                return _line_end(text, m.end())
+    for m in _FRAMES_NL.finditer(text, max(pos - 1, 0)):
+        _collect(m, skip, out)
+        if out:
+            return _line_end(text, m.end())
+    return -1
+
+
+def _trace_starts_before(text: str, pos: int, end: int) -> bool:
+    """Whether a trace starts in ``[pos, end)``."""
+    if _TRACE_START_ANY.search(text, pos, end) is not None:
+        return True
+    return "badaddr: " in text and RISCV_TRACE_START.search(text, pos, end) is not None
+
+
 def _next_trace_line(text: str, pos: int) -> int:
     """Start offset of the first line at or after ``pos`` (a line start) that
     starts a trace, ``len(text)`` if none."""
@@ -714,7 +737,15 @@ def _run(
         if faulty and corrupting is not None:
             bad = corrupting.search(text, pos)
         bad_at = _line_start(text, bad.start()) if bad is not None else n
-        if step is TRACE:
+        if step is TRACE and i + 1 == nsteps and chooser is None and bad_at == n:
+            # The last step, for one frame: the first useful frame, unless a trace
+            # starts before it (ending this one). (The rest of the text is not
+            # searched for trace starts.)
+            if not raw:
+                end = _first_frame(text, pos, skip, raw)
+                if end >= 0 and _trace_starts_before(text, pos, end):
+                    raw.clear()
+        elif step is TRACE:
             traces += 1
             if not trace_from <= pos <= trace_at:
                 # (no trace starts in [trace_from, trace_at): still valid for pos)
