@@ -233,31 +233,43 @@ def _window_lines(
     a = bisect_right(all_starts, pos)
     b = min(bisect_left(all_starts, endpos, a), a + limit)
     contents, starts = all_contents[a:b], all_starts[a:b]
-    # (one scan of the joined lines instead of one test per line: the marker
-    # holds no newline)
-    if NMI_BACKTRACE in "\n".join(contents):
-        for k, c in enumerate(contents):
-            if NMI_BACKTRACE in c and not questionable(c):
-                # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong
-                # too: the next ``more`` lines of this caller or of a CPU, in log order.
-                more = max(limit - k - 1, 0)
-                merged = _lines_after(all_contents, all_starts, starts[k], endpos, more)
-                cpu_contents, cpu_starts = log.caller_lines(ANY_CPU, pos)
-                merged.update(_lines_after(cpu_contents, cpu_starts, starts[k], endpos, more))
-                after = sorted(merged)[:more]
-                contents[k + 1 :] = map(merged.__getitem__, after)
-                starts[k + 1 :] = after
-                break
+    # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
+    # (The marker holds no newline: it is looked for in the joined lines.)
+    joined = "\n".join(contents)
+    at = joined.find(NMI_BACKTRACE)
+    while at >= 0:
+        k = joined.count("\n", 0, at)
+        if not questionable(contents[k]):
+            more = max(limit - k - 1, 0)
+            own = _lines_after(all_contents, all_starts, starts[k], endpos, more)
+            cpus = _lines_after(*log.caller_lines(ANY_CPU, pos), starts[k], endpos, more)
+            contents[k + 1 :], starts[k + 1 :] = _first_lines(own, cpus, more, ctx[:1] == "C")
+            break
+        nl = joined.find("\n", at)
+        at = -1 if nl < 0 else joined.find(NMI_BACKTRACE, nl)
     return contents, starts
 
 
 def _lines_after(
     contents: list[str], starts: list[int], after: int, endpos: int, n: int
-) -> dict[int, str]:
-    """{start: content} of the first ``n`` lines starting in ``(after, endpos)``."""
+) -> tuple[list[str], list[int]]:
+    """Contents and starts of the first ``n`` lines starting in ``(after, endpos)``."""
     a = bisect_right(starts, after)
     b = min(bisect_left(starts, endpos, a), a + n)
-    return dict(zip(starts[a:b], contents[a:b], strict=True))
+    return contents[a:b], starts[a:b]
+
+
+def _first_lines(
+    own: tuple[list[str], list[int]], cpus: tuple[list[str], list[int]], n: int, cpu: bool
+) -> tuple[list[str], list[int]]:
+    """The first ``n`` lines, in log order, of a caller's lines and the CPU lines
+    (each the first ``n`` after some offset); ``cpu``: the caller is a CPU context,
+    its lines are among the CPU lines."""
+    if cpu:
+        return cpus
+    contents, starts = own[0] + cpus[0], own[1] + cpus[1]
+    order = sorted(range(len(starts)), key=starts.__getitem__)[:n]
+    return list(map(contents.__getitem__, order)), list(map(starts.__getitem__, order))
 
 
 def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
