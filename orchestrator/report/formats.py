@@ -63,8 +63,17 @@ class Group:
     # is where the earliest title match starts, and ``lastgroup`` (``f<index>``)
     # names the first format, in table order, whose title matches there.
     titles: re.Pattern[str] | None = field(default=None, init=False, compare=False, hash=False)
+    # Every suppression in one regex (None without suppressions).
+    suppressed: re.Pattern[str] | None = field(default=None, init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if self.suppress:
+            # ("(?i)x" becomes "(?i:x)": a flag applies to its own alternative only)
+            alts = (
+                f"(?i:{p.pattern[4:]})" if p.pattern.startswith("(?i)") else f"(?:{p.pattern})"
+                for p in self.suppress
+            )
+            object.__setattr__(self, "suppressed", re.compile("|".join(alts)))
         if self.formats:
             # (the marker group closes each branch, so that the branches still begin
             # with their literal text: the regex engine then factors out the prefix

@@ -107,7 +107,7 @@ def _group_for(line: str) -> tuple[Group, str] | None:
                 break
         else:
             continue
-        if any(p.search(line) for p in g.suppress):
+        if g.suppressed is not None and g.suppressed.search(line):
             continue
         if g.require is not None and not g.require.search(split_prefix(line)[1]):
             continue
