@@ -168,10 +168,9 @@ def ref_tracker(log: Log, h: Hit, win: Window) -> Analysis:
     text = "\n".join(win.lines)
     stack = Stack(steps=(TRACE,), skip=REF_SKIP)
     frame, corrupted = _frame_or_corrupted(text.split("\n", 1)[1] if "\n" in text else "", stack)
-    netdev = (
-        bool(re.search(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice", text))
-        or "netdev" in log.line(h.index)
-    )
+    netdev = bool(
+        re.search(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice", text)
+    ) or "netdev" in log.line(h.index)
     what = "net device leaked reference" if netdev else "leaked reference"
     title = f"ref_tracker: {what} in {frame}" if frame != "corrupted" else f"ref_tracker: {what}"
     return _result(
