@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 
 from .lines import ascii_digits
 from .titles import canonical_frame, demangle
@@ -533,7 +533,7 @@ class Stack:
     # Use only ``skip`` (not SKIP_COMMON).
     own_skip: bool = False
 
-    @property
+    @cached_property
     def skip_re(self) -> SkipMatcher:
         return _skip_matcher(self.skip, self.own_skip)
 
