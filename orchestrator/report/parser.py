@@ -690,7 +690,7 @@ def _report(log: Log, a: Analysis, cut_points: list[int]) -> Report:
     )
 
 
-def _drop_redundant(reports: list[Report | str]) -> list[Report]:
+def _drop_redundant(reports: Sequence[Report | str]) -> list[Report]:
     """Fold repeats of a title into its first report (``count``); drop the
     kmemleak summary line when the log shows the leaked objects themselves.
     (A repeat may come as its title alone: an earlier report has that title.)"""
