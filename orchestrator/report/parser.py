@@ -124,8 +124,10 @@ def scan(log: Log) -> list[Hit]:
         if ls == last_line:
             continue
         last_line = ls
-        i = log.index(ls)
-        line = log.line(i)
+        end = s.find("\n", pos)
+        if end < 0:
+            end = len(s)
+        line = s[ls:end]  # (no line index yet: most candidates of a clean log are no hit)
         if (
             not log.host
             and (line[:1].isdigit() or line[:2] == "[+" or line[5:6] == "-")
@@ -133,11 +135,9 @@ def scan(log: Log) -> list[Hit]:
         ):
             log.host = True  # timestamps appear only later in the log
         found = _group_for(line)
-        if found is None:
+        if found is None or _REPLAY_RE.match(s, end):
             continue
-        end = log.line_end(i)
-        if _REPLAY_RE.match(s, end):
-            continue
+        i = log.index(ls)
         hits.append(Hit(ls, i, found[0], found[1], [i]))
     return hits
 
