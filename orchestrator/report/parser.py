@@ -217,7 +217,7 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 # Window analysis (syzkaller-compatible semantics)
 # ---------------------------------------------------------------------------
 def _window_lines(
-    log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
+    log: Log, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
 ) -> tuple[list[str], list[int]]:
     """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``
     (with caller ids: the first ``limit`` of them)."""
@@ -297,7 +297,7 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
             last, truncated = h.index + 1 + FIRST_LINES, True
     endpos = log.starts[last] if last < nlines else len(s)
     pos = log.line_end(h.index)
-    contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller, limit + 1)
+    contents, starts = _window_lines(log, ctx, pos, endpos, by_caller, limit + 1)
     if len(contents) > limit:
         del contents[limit:], starts[limit:]
         truncated = True
