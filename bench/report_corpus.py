@@ -4,6 +4,7 @@
 """Benchmark orchestrator.report against the syzkaller-derived report corpus.
 
 Usage: python bench/report_corpus.py [--corpus PATH] [--verbose] [--reps N] [--mb N]
+       python bench/report_corpus.py --save-reports FILE | --check-reports FILE
 
 Everything goes through the code path of ``ktest parse --json`` (``run_parse``),
 on files written to a temporary directory.
@@ -22,12 +23,21 @@ Figures:
              the corpus files, over a dense log of --mb MB made of corpus entries
              with a report put back to back, and over a clean log of --mb MB (a boot
              log without reports, repeated).
+
+Report equality (for a change meant to keep every report as it is):
+``--save-reports FILE`` writes the full ``Report.to_dict()`` (text included) of
+every report, before and after folding repeats, of every log of a fixed set
+(each corpus entry as is and with host timestamps, each golden log, the dense
+log, a dense log of golden logs, a clean log); ``--check-reports FILE``
+compares the current parser's output with such a file and lists differences
+(exit status 1 if any). Run the first on the old code, the second on the new.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import gzip
 import io
 import json
 import sys
@@ -43,6 +53,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from orchestrator.report.cli import run_parse  # noqa: E402
+from orchestrator.report.parser import all_reports, parse_log  # noqa: E402
+from orchestrator.runs.golden import split_golden  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "report-corpus" / "syzkaller-linux-dev.jsonl"
 
@@ -251,6 +263,84 @@ def dense_log(entries: list[Entry], size: int) -> bytes:
     return b"".join(parts)
 
 
+GOLDEN = ROOT / "tests" / "report_golden"
+
+
+def with_host_timestamps(data: bytes) -> bytes:
+    """``data`` with a host wall-clock timestamp before every line."""
+    lines = data.split(b"\n")
+    return b"\n".join(
+        b"10:%02d:%02d.%06d " % (k // 3600 % 60, k // 60 % 60, k % 1000000) + line
+        for k, line in enumerate(lines)
+    )
+
+
+def equality_logs(entries: list[Entry], size: int) -> dict[str, bytes]:
+    """The logs whose reports --save-reports/--check-reports compare, by name."""
+    logs: dict[str, bytes] = {}
+    for k, e in enumerate(entries):
+        logs[f"corpus/{k:04d}-{e.name}"] = e.data
+        logs[f"hosted/{k:04d}-{e.name}"] = with_host_timestamps(e.data)
+    golden = []
+    for path in sorted(GOLDEN.glob("*.log")):
+        log = split_golden(path.read_bytes())[1]
+        logs[f"golden/{path.stem}"] = log
+        golden.append(log)
+    logs["dense"] = dense_log(entries, size)
+    logs["golden-dense"] = b"".join(golden * max(1, size // 20 // max(1, len(b"".join(golden)))))
+    logs["clean"] = clean_log(size // 10)
+    return logs
+
+
+def report_dicts(data: bytes) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "all": [r.to_dict() for r in all_reports(data)],
+        "folded": [r.to_dict() for r in parse_log(data)],
+    }
+
+
+def save_reports(entries: list[Entry], size: int, path: Path) -> int:
+    got = {name: report_dicts(data) for name, data in equality_logs(entries, size).items()}
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        json.dump(got, f)
+    n = sum(len(v["all"]) for v in got.values())
+    print(f"saved {n} reports of {len(got)} logs to {path}")
+    return 0
+
+
+def check_reports(entries: list[Entry], size: int, path: Path, show: int = 20) -> int:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        want = json.load(f)
+    logs = equality_logs(entries, size)
+    diffs: list[str] = []
+    if set(logs) != set(want):
+        diffs.append(f"log sets differ: {sorted(set(logs) ^ set(want))[:10]}")
+    n = 0
+    for name, data in logs.items():
+        if name not in want:
+            continue
+        got = report_dicts(data)
+        for which in ("all", "folded"):
+            a, b = want[name][which], got[which]
+            n += len(b) if which == "all" else 0
+            if len(a) != len(b):
+                diffs.append(f"{name} ({which}): {len(a)} reports saved, {len(b)} now")
+            for k, (ra, rb) in enumerate(zip(a, b, strict=False)):
+                for key in sorted(set(ra) | set(rb)):
+                    if ra.get(key) != rb.get(key):
+                        diffs.append(
+                            f"{name} ({which}) report {k} {key}: "
+                            f"{str(ra.get(key))[:200]!r} -> {str(rb.get(key))[:200]!r}"
+                        )
+    for d in diffs[:show]:
+        print("DIFF", d)
+    if diffs:
+        print(f"{len(diffs)} differences ({n} reports of {len(logs)} logs compared)")
+        return 1
+    print(f"identical: {n} reports of {len(logs)} logs (every field of to_dict())")
+    return 0
+
+
 def speed(path: Path, reps: int) -> tuple[float, float, int, int]:
     """(MB per CPU second, MB per wall second, bugs, events) of ``ktest parse
     --json`` on one file."""
@@ -266,11 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="list every miss")
     ap.add_argument("--reps", type=int, default=5, help="timing repetitions (best-of)")
     ap.add_argument("--mb", type=float, default=20.0, help="size of the dense and clean logs")
+    check = ap.add_mutually_exclusive_group()
+    check.add_argument(
+        "--save-reports", type=Path, metavar="FILE", help="save every report (.json.gz), no timing"
+    )
+    check.add_argument(
+        "--check-reports", type=Path, metavar="FILE", help="compare every report with FILE"
+    )
     args = ap.parse_args(argv)
     if not args.corpus.exists():
         print(f"corpus not found: {args.corpus}", file=sys.stderr)
         return 2
     entries = load(args.corpus)
+    size = int(args.mb * 1e6)
+    if args.save_reports is not None:
+        return save_reports(entries, size, args.save_reports)
+    if args.check_reports is not None:
+        return check_reports(entries, size, args.check_reports)
     res = evaluate(entries, args.reps)
     if args.verbose:
         for miss in res.misses:
@@ -287,7 +389,6 @@ def main(argv: list[str] | None = None) -> int:
         f"speed:      {res.mb_per_s:.1f} MB/s corpus files "
         f"(wall {res.wall_mb_per_s:.1f}; best of {max(1, args.reps)})"
     )
-    size = int(args.mb * 1e6)
     reps = max(1, min(args.reps, 3))
     with tempfile.TemporaryDirectory(prefix="report-bench-") as tmp:
         for name, data in (("dense", dense_log(entries, size)), ("clean", clean_log(size))):

@@ -46,38 +46,6 @@ class Fmt:
     no_stack_trace: bool = False
     corrupted: bool = False
 
-    # Literal text every match of ``title`` starts with (may be empty).
-    prefix: str = field(default="", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "prefix", _literal_prefix(self.title.pattern))
-
-
-_PREFIX_CACHE: dict[str, str] = {}
-
-
-def _literal_prefix(pattern: str) -> str:
-    got = _PREFIX_CACHE.get(pattern)
-    if got is not None:
-        return got
-    out = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern) and not pattern[i + 1].isalnum():
-            out.append(pattern[i + 1])
-            i += 2
-            continue
-        if ch in ".^$*+?{}[]|()\\":
-            # A quantifier applies to the previous char: drop it from the prefix.
-            if ch in "*+?{" and out:
-                out.pop()
-            break
-        out.append(ch)
-        i += 1
-    got = _PREFIX_CACHE[pattern] = "".join(out)
-    return got
-
 
 @dataclass(frozen=True)
 class Group:
@@ -91,6 +59,27 @@ class Group:
     # Builder name for groups whose title is computed in code (see parser.py).
     custom: str | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # Every format's title in one regex (None without formats): its leftmost match
+    # is where the earliest title match starts, and ``lastgroup`` (``f<index>``)
+    # names the first format, in table order, whose title matches there.
+    titles: re.Pattern[str] | None = field(default=None, init=False, compare=False, hash=False)
+    # Every suppression in one regex (None without suppressions).
+    suppressed: re.Pattern[str] | None = field(default=None, init=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.suppress:
+            # ("(?i)x" becomes "(?i:x)": a flag applies to its own alternative only)
+            alts = (
+                f"(?i:{p.pattern[4:]})" if p.pattern.startswith("(?i)") else f"(?:{p.pattern})"
+                for p in self.suppress
+            )
+            object.__setattr__(self, "suppressed", re.compile("|".join(alts)))
+        if self.formats:
+            # (the marker group closes each branch, so that the branches still begin
+            # with their literal text: the regex engine then factors out the prefix
+            # they share and scans for it)
+            branches = (f"(?:{f.title.pattern})(?P<f{k}>)" for k, f in enumerate(self.formats))
+            object.__setattr__(self, "titles", re.compile("|".join(branches)))
 
 
 def F(

@@ -125,29 +125,29 @@ def _timestamp_led(host: bool) -> str:
     return r"\n" + host_re + ts
 
 
-@lru_cache(maxsize=256)
-def context_line_regex(ctx: str, with_cpus: bool = False, host: bool = True) -> re.Pattern[str]:
-    """Regex matching a newline followed by a whole line printed in context ``ctx``
-    (see ``split_prefix``); group 1 is the message. A match starts at the newline
-    *before* the line (a literal first character makes scanning fast), so the
-    first line of a text is never matched. With ``with_cpus``, lines of any CPU
-    context (``C<n>``) match as well. ``host=False`` gives a faster regex for logs
-    without host timestamps."""
+@lru_cache(maxsize=4)
+def context_line_regex(ctx: str, host: bool = True) -> re.Pattern[str]:
+    """Regex matching a newline followed by a whole line, whatever its context: a
+    search range gives one match per newline, i.e. per line after the first. For
+    a line of context ``ctx`` (``""`` or ``CONSOLE``, see ``split_prefix``) group
+    1 is ``"\\n"`` and group 2 the message; for other lines both are empty. (A
+    match starts at the newline *before* the line: a literal first character
+    makes scanning fast.) ``host=False`` gives a faster regex for logs without
+    host timestamps."""
     if ctx == "":
         host_re = "(?:" + _HOST + ")?" if host else ""
-        return re.compile(r"\n(?!" + host_re + _DROPPED + _TS + ")" + host_re + r"([^\n]*)")
-    if ctx == CONSOLE:
-        return re.compile(_timestamp_led(host) + r" ([^\n]*)")
-    who = re.escape(ctx)
-    if with_cpus:
-        who = rf"(?:{who}|C\d+)"
-    return re.compile(_timestamp_led(host) + r"\[ *" + who + r"\] ([^\n]*)")
+        mine = "(?!" + host_re + _DROPPED + _TS + ")" + host_re + r"([^\n]*)"
+    elif ctx == CONSOLE:
+        mine = _timestamp_led(host)[2:] + r" ([^\n]*)"
+    else:
+        raise ValueError(f"not a context without caller id: {ctx!r}")
+    return re.compile(r"(\n)" + mine + r"|\n[^\n]*")
 
 
 @lru_cache(maxsize=4)
 def caller_line_regex(host: bool = True) -> re.Pattern[str]:
-    """Like ``context_line_regex`` for every printk caller at once: group 1 is
-    the caller id (``T123``, ``C1``), group 2 the message."""
+    """Regex matching a newline followed by a whole line printed by a printk
+    caller: group 1 is the caller id (``T123``, ``C1``), group 2 the message."""
     return re.compile(_timestamp_led(host) + ascii_digits(r"\[ *([CT]\d+)\] ([^\n]*)"))
 
 

@@ -52,6 +52,7 @@ def _warn_stack(*skip: str) -> Stack:
     return Stack(steps=(_WARN_TRAP, TRACE), fallback=(CALL_TRACE, TRACE), skip=skip)
 
 
+_DMA_STACK = _warn_stack(*DMA_SKIP)
 _DMA_MSG = re.compile(r"DMA-API: (\S+) (\S+): (.*)")
 _COUNT = re.compile(r" *\[count=[^\]]*\]")
 # dev_driver_string() of a device without driver is its bus name
@@ -90,7 +91,7 @@ def _frame_or_corrupted(text: str, stack: Stack) -> tuple[str, str]:
 
 
 def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
-    line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.lines[i]), "")
+    line = next((log.info(i)[1] for i in h.members if "DMA-API:" in log.line(i)), "")
     m = _DMA_MSG.search(line)
     msg = m.group(3) if m else line
     msg = _BRACKETS.sub("", msg).strip().rstrip(".")
@@ -104,17 +105,18 @@ def dma_api(log: Log, h: Hit, win: Window) -> Analysis:
         title = _COUNT.sub("", f"DMA-API: {msg}") + (f" in {driver}" if driver else "")
         frame, corrupted = driver, ""
     else:
-        frame, corrupted = _frame_or_corrupted(text, _warn_stack(*DMA_SKIP))
+        frame, corrupted = _frame_or_corrupted(text, _DMA_STACK)
         title = f"DMA-API: {msg} in {frame}"
     return _result(h, title, frame, corrupted, body_end(log, win), Kind.DMA_API, text, win)
 
 
+_WATCHDOG_STACK = _warn_stack()
 _WD_OLD = re.compile(r"NETDEV WATCHDOG: (\S+) \(([^)]*)\): transmit queue")
 _WD_NEW = re.compile(r"^(?:(\S+) (\S+) )?(\S+): NETDEV WATCHDOG: ")
 
 
 def netdev_watchdog(log: Log, h: Hit, win: Window) -> Analysis:
-    line = next((log.info(i)[1] for i in h.members if "NETDEV WATCHDOG" in log.lines[i]), "")
+    line = next((log.info(i)[1] for i in h.members if "NETDEV WATCHDOG" in log.line(i)), "")
     driver = None
     m = _WD_OLD.search(line)
     if m:
@@ -128,7 +130,7 @@ def netdev_watchdog(log: Log, h: Hit, win: Window) -> Analysis:
     corrupted = ""
     if h.paired_warning is not None or len(h.members) > 1:
         end = body_end(log, win)
-        _, corrupted = _frame_or_corrupted(text, _warn_stack())
+        _, corrupted = _frame_or_corrupted(text, _WATCHDOG_STACK)
         return _result(
             h,
             f"NETDEV WATCHDOG: transmit queue timed out in {driver}",
@@ -162,16 +164,15 @@ REF_SKIP = (
     "kmem_cache",
     "slab",
 )
+_REF_STACK = Stack(steps=(TRACE,), skip=REF_SKIP)
+_NETDEV_REF = re.compile(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice")
 
 
 def ref_tracker(log: Log, h: Hit, win: Window) -> Analysis:
     text = "\n".join(win.lines)
-    stack = Stack(steps=(TRACE,), skip=REF_SKIP)
-    frame, corrupted = _frame_or_corrupted(text.split("\n", 1)[1] if "\n" in text else "", stack)
-    netdev = (
-        bool(re.search(r"netdev_hold|dev_hold|netdev_tracker|dev_get|unregister_netdevice", text))
-        or "netdev" in log.lines[h.index]
-    )
+    rest = text.split("\n", 1)[1] if "\n" in text else ""
+    frame, corrupted = _frame_or_corrupted(rest, _REF_STACK)
+    netdev = _NETDEV_REF.search(text) is not None or "netdev" in log.line(h.index)
     what = "net device leaked reference" if netdev else "leaked reference"
     title = f"ref_tracker: {what} in {frame}" if frame != "corrupted" else f"ref_tracker: {what}"
     return _result(
@@ -244,6 +245,8 @@ def iommu(log: Log, h: Hit, win: Window) -> Analysis:
     return _result(h, "IOMMU fault", None, "", _single_line_end(log, h), Kind.IOMMU_FAULT, line)
 
 
+_CORRECTED = re.compile(r"severity=Corrected|Correct(?:ed|able) error")
+_UNCORRECTED = re.compile(r"Uncorrect|Fatal")
 _AER_OUTCOME = re.compile(r"device recovery (successful|failed)")
 _DEV_PREFIX = re.compile(r"^([A-Za-z][\w\-]*) ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]):")
 
@@ -251,7 +254,7 @@ _DEV_PREFIX = re.compile(r"^([A-Za-z][\w\-]*) ([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{
 def closed(log: Log, h: Hit) -> bool:
     """Whether a folded multi-line event has reached its final line."""
     if h.group.name == "AER":
-        return _AER_OUTCOME.search(log.lines[h.members[-1]]) is not None
+        return _AER_OUTCOME.search(log.line(h.members[-1])) is not None
     return False
 
 
@@ -273,9 +276,7 @@ def aer(log: Log, h: Hit, win: Window) -> Analysis:
         title = "AER: recovery successful"
     elif outcome == "failed":
         title = "AER: recovery failed"
-    elif re.search(r"severity=Corrected|Correct(?:ed|able) error", text) and not re.search(
-        r"Uncorrect|Fatal", text
-    ):
+    elif _CORRECTED.search(text) and not _UNCORRECTED.search(text):
         title = "AER: corrected error" + (f" in {driver}" if driver else "")
     else:
         title = "AER: uncorrected error" + (f" in {driver}" if driver else "")
@@ -333,13 +334,14 @@ FAULT_SKIP = (
     "pcpu_alloc",
     "vmalloc",
 )
+_FAULT_STACK = Stack(steps=(CALL_TRACE, TRACE), skip=FAULT_SKIP, allow_fault_frames=True)
+_FAULT_NAME = re.compile(r"^name (\w+),", re.M)
 
 
 def fault_injection(log: Log, h: Hit, win: Window) -> Analysis:
     text = "\n".join(win.lines)
-    m = re.search(r"^name (\w+),", text, re.M)
-    stack = Stack(steps=(CALL_TRACE, TRACE), skip=FAULT_SKIP, allow_fault_frames=True)
-    frame, _ = _frame_or_corrupted(text, stack)
+    m = _FAULT_NAME.search(text)
+    frame, _ = _frame_or_corrupted(text, _FAULT_STACK)
     what = m.group(1) if m else "forcing a failure"
     title = f"FAULT_INJECTION: {what} in {frame}"
     return _result(
@@ -388,14 +390,14 @@ LEAK_SKIP = (
     "^alloc_netdev",
     "^kvmalloc",
 )
+_LEAK_STACK = Stack(
+    steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP, own_skip=True
+)
 
 
 def kmemleak(log: Log, h: Hit, win: Window) -> Analysis:
     text = "\n".join(win.lines)
-    stack = Stack(
-        steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP, own_skip=True
-    )
-    frame, corrupted = _frame_or_corrupted(text, stack)
+    frame, corrupted = _frame_or_corrupted(text, _LEAK_STACK)
     return _result(
         h,
         f"memory leak in {frame}",
@@ -421,9 +423,12 @@ def kmemleak_summary(log: Log, h: Hit, win: Window) -> Analysis:
     )
 
 
+_HARD_LOCKUP_STACK = Stack(steps=(RIP, CALL_TRACE, TRACE))
+
+
 def hard_lockup(log: Log, h: Hit, win: Window) -> Analysis:
     text = "\n".join(win.lines)
-    frame, corrupted = _frame_or_corrupted(text, Stack(steps=(RIP, CALL_TRACE, TRACE)))
+    frame, corrupted = _frame_or_corrupted(text, _HARD_LOCKUP_STACK)
     return _result(
         h,
         f"BUG: hard lockup in {frame}",
@@ -468,13 +473,13 @@ def is_real_reboot(log: Log, h: Hit) -> bool:
     boot = h.index
     for pattern in _BOOT_MARKERS:
         found = next(
-            (i for i in range(h.index, max(h.index - 200, -1), -1) if pattern.search(log.lines[i])),
+            (i for i in range(h.index, max(h.index - 200, -1), -1) if pattern.search(log.line(i))),
             None,
         )
         if found is not None:
             boot = found
             break
-    return any(_ALNUM.search(log.lines[i]) for i in range(boot))
+    return _ALNUM.search(log.s, 0, log.starts[boot]) is not None  # (in lines before boot)
 
 
 _BOOT_MARKERS = (

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
-from operator import itemgetter
+from itertools import compress
 
 from . import nic
 from .formats import GROUPS, IS_REPORT, NMI_BACKTRACE, SKIP_LINE, TAIL_MARKERS, Fmt, Group
 from .lines import (
     CONSOLE,
     ascii_digits,
-    context_line_regex,
     has_host_prefixes,
     split_prefix,
     strip_all_prefixes,
@@ -63,14 +62,19 @@ def _anchor_regexes(headers: Sequence[str]) -> tuple[re.Pattern[str], ...]:
         groups.setdefault(a, {}).setdefault(h[j - 1] if j else "", []).append(alt)
     out = []
     for a, by_prev in groups.items():
+        first = "|".join(sorted(by_prev.pop("", [])))  # headers starting with the anchor
         alts = []
         for prev, hs in sorted(by_prev.items()):
             inner = "|".join(sorted(hs))
-            if prev and len(hs) > 1:
+            if len(hs) > 1:
                 # Headers sharing the character before the anchor: check it once.
                 inner = f"(?<={re.escape(prev + a)})(?:{inner})"
             alts.append(inner)
-        out.append(re.compile(re.escape(a) + "(?:" + "|".join(alts) + ")"))
+        # The others: one test of the character before the anchor rules out most
+        # occurrences of the anchor (":" is frequent).
+        prevs = re.escape("".join(sorted(by_prev)))
+        rest = f"(?<=[{prevs}]{re.escape(a)})(?:{'|'.join(alts)})" if alts else ""
+        out.append(re.compile(re.escape(a) + "(?:" + "|".join(filter(None, (first, rest))) + ")"))
     return tuple(out)
 
 
@@ -103,7 +107,7 @@ def _group_for(line: str) -> tuple[Group, str] | None:
                 break
         else:
             continue
-        if any(p.search(line) for p in g.suppress):
+        if g.suppressed is not None and g.suppressed.search(line):
             continue
         if g.require is not None and not g.require.search(split_prefix(line)[1]):
             continue
@@ -120,8 +124,10 @@ def scan(log: Log) -> list[Hit]:
         if ls == last_line:
             continue
         last_line = ls
-        i = log.index(ls)
-        line = log.lines[i]
+        end = s.find("\n", pos)
+        if end < 0:
+            end = len(s)
+        line = s[ls:end]  # (no line index yet: most candidates of a clean log are no hit)
         if (
             not log.host
             and (line[:1].isdigit() or line[:2] == "[+" or line[5:6] == "-")
@@ -129,11 +135,9 @@ def scan(log: Log) -> list[Hit]:
         ):
             log.host = True  # timestamps appear only later in the log
         found = _group_for(line)
-        if found is None:
+        if found is None or _REPLAY_RE.match(s, end):
             continue
-        end = log.line_end(i)
-        if _REPLAY_RE.match(s, end):
-            continue
+        i = log.index(ls)
         hits.append(Hit(ls, i, found[0], found[1], [i]))
     return hits
 
@@ -170,7 +174,7 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
                     if nxt.index - h.index > limit:
                         break
                     if nxt.group.name == "WARNING":
-                        if name != "REF_TRACKER" or "ref_tracker" in log.lines[nxt.index]:
+                        if name != "REF_TRACKER" or "ref_tracker" in log.line(nxt.index):
                             drop.add(j)
                             h.paired_warning = nxt.index
                         break
@@ -197,7 +201,7 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
             if (
                 name == "KMEMLEAK"
                 and prev.group.name != "KMEMLEAK_SUMMARY"
-                and "memory leak" in log.lines[prev.index]
+                and "memory leak" in log.line(prev.index)
                 and (h.index - prev.index <= 3)
             ):
                 continue
@@ -212,54 +216,60 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
 # ---------------------------------------------------------------------------
 # Window analysis (syzkaller-compatible semantics)
 # ---------------------------------------------------------------------------
-_GROUP1 = itemgetter(1)
-_ONE = 1
-
-
 def _window_lines(
-    log: Log, i: int, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
+    log: Log, ctx: str, pos: int, endpos: int, by_caller: bool, limit: int
 ) -> tuple[list[str], list[int]]:
     """Contents and start offsets of the lines of context ``ctx`` in ``[pos, endpos)``
     (with caller ids: the first ``limit`` of them)."""
-    s = log.s
     if not by_caller:
-        rx = context_line_regex(ctx, False, log.host)
-        # Usually every line of the range belongs: then the line starts are known.
-        contents = rx.findall(s, pos, endpos)
-        starts = log.starts
-        k = (bisect_right if ctx == "" else bisect_left)(starts, endpos, i + 1)
-        if len(contents) == k - i - 1:
-            return contents, starts[i + 1 : k]
-    if not by_caller:
-        ms = list(rx.finditer(s, pos, endpos))
-        # (each match starts at the newline before its line)
-        return list(map(_GROUP1, ms)), list(map(_ONE.__add__, map(re.Match.start, ms)))
+        contents, starts = log.context_lines(ctx, pos, endpos)
+        if ctx == "" and pos < endpos and log.s[endpos - 1 : endpos] == "\n":
+            # The line at ``endpos``, empty: a line without timestamp as seen by a
+            # regex search that ends at ``endpos`` (how windows were first cut).
+            contents.append("")
+            starts.append(endpos)
+        return contents, starts
     all_contents, all_starts = log.caller_lines(ctx, pos)
     a = bisect_right(all_starts, pos)
     b = min(bisect_left(all_starts, endpos, a), a + limit)
     contents, starts = all_contents[a:b], all_starts[a:b]
-    if any(NMI_BACKTRACE in c for c in contents):
-        # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
-        for k, c in enumerate(contents):
-            if NMI_BACKTRACE in c and not questionable(c):
-                more = max(limit - k - 1, 0)
-                own = _lines_after(all_contents, all_starts, starts[k], endpos, more)
-                cpu_contents, cpu_starts = log.caller_lines(ANY_CPU, pos)
-                cpus = _lines_after(cpu_contents, cpu_starts, starts[k], endpos, more)
-                rest = sorted({*own, *cpus})[:more]
-                contents[k + 1 :] = [c for _, c in rest]
-                starts[k + 1 :] = [o for o, _ in rest]
-                break
+    # Once an all-CPU NMI backtrace starts, lines of CPU contexts belong too.
+    # (The marker holds no newline: it is looked for in the joined lines.)
+    joined = "\n".join(contents)
+    at = joined.find(NMI_BACKTRACE)
+    while at >= 0:
+        k = joined.count("\n", 0, at)
+        if not questionable(contents[k]):
+            more = max(limit - k - 1, 0)
+            own = _lines_after(all_contents, all_starts, starts[k], endpos, more)
+            cpus = _lines_after(*log.caller_lines(ANY_CPU, pos), starts[k], endpos, more)
+            contents[k + 1 :], starts[k + 1 :] = _first_lines(own, cpus, more, ctx[:1] == "C")
+            break
+        nl = joined.find("\n", at)
+        at = -1 if nl < 0 else joined.find(NMI_BACKTRACE, nl)
     return contents, starts
 
 
 def _lines_after(
     contents: list[str], starts: list[int], after: int, endpos: int, n: int
-) -> list[tuple[int, str]]:
-    """(start, content) of the first ``n`` lines starting in ``(after, endpos)``."""
+) -> tuple[list[str], list[int]]:
+    """Contents and starts of the first ``n`` lines starting in ``(after, endpos)``."""
     a = bisect_right(starts, after)
     b = min(bisect_left(starts, endpos, a), a + n)
-    return list(zip(starts[a:b], contents[a:b], strict=True))
+    return contents[a:b], starts[a:b]
+
+
+def _first_lines(
+    own: tuple[list[str], list[int]], cpus: tuple[list[str], list[int]], n: int, cpu: bool
+) -> tuple[list[str], list[int]]:
+    """The first ``n`` lines, in log order, of a caller's lines and the CPU lines
+    (each the first ``n`` after some offset); ``cpu``: the caller is a CPU context,
+    its lines are among the CPU lines."""
+    if cpu:
+        return cpus
+    contents, starts = own[0] + cpus[0], own[1] + cpus[1]
+    order = sorted(range(len(starts)), key=starts.__getitem__)[:n]
+    return list(map(contents.__getitem__, order)), list(map(starts.__getitem__, order))
 
 
 def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
@@ -273,7 +283,7 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
     """
     ctx, head = log.info(h.index)
     s = log.s
-    nlines = len(log.lines)
+    nlines = log.nlines
     by_caller = ctx not in ("", CONSOLE)
     last = min(nlines if by_caller else stop, h.index + MAX_WINDOW_LINES, nlines)
     truncated = False
@@ -287,7 +297,7 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
             last, truncated = h.index + 1 + FIRST_LINES, True
     endpos = log.starts[last] if last < nlines else len(s)
     pos = log.line_end(h.index)
-    contents, starts = _window_lines(log, h.index, ctx, pos, endpos, by_caller, limit + 1)
+    contents, starts = _window_lines(log, ctx, pos, endpos, by_caller, limit + 1)
     if len(contents) > limit:
         del contents[limit:], starts[limit:]
         truncated = True
@@ -299,13 +309,10 @@ def build_window(log: Log, h: Hit, stop: int, full: bool = True) -> Window:
     if ctx == CONSOLE and (" ? " in joined or " (unreliable)" in joined):
         # (the lines of a caller come without them: see Log.caller_lines)
         keep = [
-            k
-            for k, c in enumerate(contents)
-            if (" ? " not in c and c[-13:] != " (unreliable)") or "<EOI>" in c
+            (" ? " not in c and c[-13:] != " (unreliable)") or "<EOI>" in c for c in contents
         ]  # (not questionable(c), inlined)
-        if len(keep) < len(contents):
-            contents = [contents[k] for k in keep]
-            starts = [starts[k] for k in keep]
+        contents = list(compress(contents, keep))
+        starts = list(compress(starts, keep))
     # Past the first lines of the report, a panic or a lockdep splat caused by
     # the report is cut off.
     min_lines = 16 if "BUG: KMSAN:" in head else 22
@@ -344,85 +351,47 @@ def _format(template: str, args: Sequence[str]) -> str:
 
 def describe(text: str, group: Group, header: str) -> Description:
     """Title of the report ``text`` by the group's formats: the format whose title
-    matches earliest wins (ties: table order)."""
-    # The winning match nearly always starts in the first line: looking there
-    # first spares the search of every other format's prefix through the whole
-    # window. (A match starting in the first line starts before any other, so
-    # the outcome is the same.)
-    line_end = text.find("\n")
-    if line_end >= 0:
-        got = _describe(text, group, header, line_end)
-        if got is not None:
-            return got
-    got = _describe(text, group, header, len(text))
-    assert got is not None
-    return got
+    matches earliest wins (ties: table order); a format whose ``report`` pattern
+    does not match leaves the place to the next one tied with it, if any."""
+    m = group.titles.search(text) if group.titles is not None else None
+    if m is not None:
+        at = m.start()
+        first = int(str(m.lastgroup)[1:])  # (see Group.titles)
+        for f in group.formats[first:]:
+            got = _apply(f, text, at)
+            if got is not None:
+                return got
+    # No title, or none whose report pattern matched: the header line.
+    corrupted = "" if m is None else "matched title but not report regexp"
+    pos = text.find(header)
+    if pos < 0:
+        return Description("", corrupted, None, None)
+    end = text.find("\n", pos)
+    return Description(text[pos : end if end >= 0 else len(text)], corrupted, None, None)
 
 
-def _describe(text: str, group: Group, header: str, bound: int) -> Description | None:
-    """``describe`` among the title matches that start at or before ``bound``
-    (``None`` if there is none and ``bound`` is not the end of ``text``)."""
-    best = bound
-    desc = ""
-    used: Fmt | None = None
-    corrupted = ""
-    matched_title = False
-    frame: str | None = None
-    first: dict[str, int] = {}  # first occurrence of each literal prefix
-    for f in group.formats:
-        prefix = f.prefix
-        if prefix:
-            # No match can start before the first occurrence of the literal prefix.
-            at = first.get(prefix)
-            if at is None:
-                # (best only decreases: a miss below a larger bound stays a miss)
-                at = first[prefix] = text.find(prefix, 0, best + len(prefix))
-            # Every match starts with the prefix: try the occurrences up to ``best``
-            # (instead of searching the whole text).
-            match = f.title.match
-            m = None
-            while 0 <= at <= best:
-                m = match(text, at)
-                if m is not None:
-                    break
-                at = text.find(prefix, at + 1, best + len(prefix))
-        else:
-            m = f.title.search(text)
-        if m is None or m.start() > best:
-            continue
-        if m.start() == best and desc:
-            continue
-        if m.start() < best:
-            desc, used, best = "", None, m.start()
-        matched_title = True
-        if f.report is not None:
-            m = f.report.search(text)
-            if m is None:
-                continue
-        args = [g or "" for g in m.groups()]
-        corrupted = ""
-        frame = None
-        if f.stack is not None:
-            res = extract_frames(text[m.start() :], f.stack)
-            if not res.ok:
-                corrupted = CORRUPT_NO_FRAMES
-            args.extend(res.frames)
-            frame = res.frames[0] if res.frames else None
-        desc = _format(f.fmt, args)
-        used = f
-    if not desc:
-        if matched_title:
-            corrupted = "matched title but not report regexp"
-        elif bound < len(text):
+def _apply(f: Fmt, text: str, at: int) -> Description | None:
+    """The title by format ``f`` if its title matches at ``at`` (and its report
+    pattern somewhere in ``text``), else None."""
+    m = f.title.match(text, at)
+    if m is None:
+        return None
+    if f.report is not None:
+        m = f.report.search(text)
+        if m is None:
             return None
-        pos = text.find(header)
-        if pos < 0:
-            return Description("", corrupted, None, None)
-        end = text.find("\n", pos)
-        desc = text[pos : end if end >= 0 else len(text)]
-    if not corrupted and used is not None and used.corrupted:
+    args = [g or "" for g in m.groups()]
+    corrupted = ""
+    frame = None
+    if f.stack is not None:
+        res = extract_frames(text[m.start() :], f.stack)
+        if not res.ok:
+            corrupted = CORRUPT_NO_FRAMES
+        args.extend(res.frames)
+        frame = res.frames[0] if res.frames else None
+    if not corrupted and f.corrupted:
         corrupted = "report format is marked as corrupted"
-    return Description(desc, corrupted, used, frame)
+    return Description(_format(f.fmt, args), corrupted, f, frame)
 
 
 # Each trace-start pattern with a literal that must be present for it to match.
@@ -464,17 +433,11 @@ def check_corrupted(title: str, text: str, fmt: Fmt | None) -> str:
         m = key.search(text, max(at - offset, 0))
         if m is None:
             continue
-        # (the report text of each line ends with a newline, as syzkaller counts;
-        # only the first 17 lines matter)
-        start = m.start()
-        end = start - 1
-        for _ in range(17):
-            end = text.find("\n", end + 1)
-            if end < 0:
-                end = len(text)
-                break
-        following = (text[start:end] + "\n").split("\n", 17)
-        if len(following) < 4:
+        # The trace start's line and the next ones: syzkaller counts at least
+        # three lines (each ending with a newline) up to 17 lines on, and looks
+        # for a frame in the 15 lines after the first.
+        following = text[m.start() :].split("\n", 17)
+        if len(following) < 3:
             return "call trace is missed"
         ok = False
         for line in following[1:16]:
@@ -527,18 +490,31 @@ def _recode(text: str) -> str:
     return text.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
-def analyze(log: Log, h: Hit, stop: int) -> Analysis:
-    """Title, frame and body of the report at ``h``.
+def analyze(log: Log, h: Hit, stop: int, seen: Container[str] = ()) -> Analysis:
+    """Title (normalised), frame and body of the report at ``h``; a title in
+    ``seen`` (reported before) makes a ``repeat`` analysis, without the fields
+    that folding throws away.
 
     The report is first analysed in a short window (see ``build_window``: its
     first lines, up to its caller's next report); only a report found incomplete
     there (corrupted, or its body running to the end of those lines) is analysed
     again in its full window. So the cost of a complete report does not depend
     on what follows it."""
-    a = _analyze(log, h, stop, False)
-    if not a.truncated or (not a.corrupted and a.closed):
+    if h.group.custom is not None and h.group.custom != "reboot":
+        a = nic.build(log, h, build_window(log, h, stop, False), stop)
+        if a.truncated and (a.corrupted or not a.closed):
+            a = nic.build(log, h, build_window(log, h, stop, True), stop)
         return a
-    return _analyze(log, h, stop, True)
+    win = build_window(log, h, stop, False)
+    end = body_end(log, win)
+    # (A body running to the end of the short window needs the full one whatever
+    # the title: the end is found first.)
+    if not win.truncated or win.closed:
+        a = _analyze(log, h, stop, win, end, seen, short=True)
+        if not a.truncated or not a.corrupted:
+            return a
+    win = build_window(log, h, stop, True)
+    return _analyze(log, h, stop, win, body_end(log, win), seen, short=False)
 
 
 # Stalls titled after the module function the CPU is stuck in (when there is one).
@@ -558,38 +534,44 @@ def _stuck_in_module(desc: Description, text: str) -> Description:
     return Description(prefix + fn, corrupted, desc.fmt, fn)
 
 
-def _analyze(log: Log, h: Hit, stop: int, full: bool) -> Analysis:
-    win = build_window(log, h, stop, full)
-    if h.group.custom is not None and h.group.custom != "reboot":
-        return nic.build(log, h, win, stop)
+def _analyze(
+    log: Log, h: Hit, stop: int, win: Window, end: int, seen: Container[str], short: bool
+) -> Analysis:
+    """Title and frame of the report at ``h`` by the formats of its group, in the
+    window ``win`` (whose body ends at ``end``; ``short``: the first window)."""
     text = win.text
     desc = describe(text, h.group, h.header)
     if not desc.title:
-        raw = "\n".join(log.lines[h.index : max(stop, h.index + 1)])
+        raw = log.s[log.starts[h.index] : log.starts[max(stop, h.index + 1)] - 1]
         desc = describe(raw, h.group, h.header)
         if not desc.title:
             desc = Description(log.info(h.index)[1], "", None, None)
     if desc.title.startswith(_MODULE_STALLS):
         desc = _stuck_in_module(desc, text)
+    title = normalize_title(desc.title)
+    if title in seen and not (short and win.truncated):
+        # Folded into an earlier report, and no full window to decide on.
+        return Analysis(h, title, desc.corrupted, None, end, repeat=True)
     corrupted = desc.corrupted
     if not corrupted:
         corrupted = check_corrupted(desc.title, text, desc.fmt)
-        if corrupted and stop < len(log.lines) and log.info(h.index)[0] in ("", CONSOLE):
+        if corrupted and stop < log.nlines and log.info(h.index)[0] in ("", CONSOLE):
             # Like syzkaller, look for the trace in the rest of the log too (here:
             # in the lines of the short window, past the next report).
-            rest = build_window(log, h, len(log.lines), full=False)
+            rest = build_window(log, h, log.nlines, full=False)
             corrupted = check_corrupted(desc.title, "\n".join(rest.lines), desc.fmt)
     return Analysis(
         h,
-        desc.title,
+        title,
         corrupted,
         desc.frame,
-        body_end(log, win),
+        end,
         window_text=text,
         window_lines=win.lines,
         window_offsets=win.offsets,
         closed=win.closed,
         truncated=win.truncated,
+        repeat=title in seen,
     )
 
 
@@ -609,18 +591,38 @@ def _link_same_caller(log: Log, hits: list[Hit]) -> None:
 
 
 def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
+    """Every report of the log, in log order, repeats of a title folded into the
+    first one (see ``_drop_redundant``)."""
+    log, analyses, cuts = _analyses(data, fold=True)
+    return _drop_redundant([a.title if a.repeat else _report(log, a, cuts) for a in analyses])
+
+
+def all_reports(data: bytes | bytearray | memoryview | str) -> list[Report]:
+    """``parse_log`` before folding: every report, repeats included."""
+    log, analyses, cuts = _analyses(data, fold=False)
+    return [_report(log, a, cuts) for a in analyses]
+
+
+def _analyses(
+    data: bytes | bytearray | memoryview | str, fold: bool
+) -> tuple[Log, list[Analysis], list[int]]:
+    """The log, the analysis of each of its reports (in log order) and where
+    report texts end (the starts of the non-quiet reports and of the window
+    boundaries). With ``fold``, a report whose title an earlier one has is a
+    ``repeat``."""
     if isinstance(data, str):
         raw = data.encode("utf-8", "surrogateescape")
     else:
         raw = bytes(data)
     s = raw.decode("latin-1")
     log = Log(s)
+    analyses: list[Analysis] = []
     hits = _combine(log, scan(log))
     if not hits:
-        return []
+        return log, analyses, []
     terminators = [h.start for h in hits if h.role in ("oops", "boundary")]
     _link_same_caller(log, hits)
-    analyses: list[Analysis] = []
+    seen: set[str] = set()
     last_body = -1
     for h in hits:
         if not IS_REPORT[h.group.name]:
@@ -629,76 +631,85 @@ def parse_log(data: bytes | bytearray | memoryview | str) -> list[Report]:
             continue
         k = bisect_right(terminators, h.start)
         stop_pos = terminators[k] if k < len(terminators) else len(s)
-        stop = log.index(stop_pos) if stop_pos < len(s) else len(log.lines)
-        a = analyze(log, h, stop)
+        stop = log.index(stop_pos) if stop_pos < len(s) else log.nlines
+        a = analyze(log, h, stop, seen)
         analyses.append(a)
+        if fold and not a.title.startswith(KMEMLEAK_SUMMARY):
+            seen.add(a.title)  # (never a dropped summary: see _drop_redundant)
         if h.role != "quiet":
             last_body = max(last_body, a.body_end)
-    reports: list[Report] = []
-    # A report's text ends where the next non-quiet report (or window boundary) starts.
-    cut_points = sorted({a.hit.start for a in analyses if a.hit.role != "quiet"} | set(terminators))
-    for a in analyses:
-        start = a.hit.start
-        k = bisect_right(cut_points, start)
-        end = a.body_end
-        if k < len(cut_points):
-            end = min(end, max(cut_points[k] - 1, start))
-        end = max(min(end, len(s)), start)
-        ls = s.rfind("\n", start, end) + 1
-        if ls > start and "[ cut here ]" in s[ls:end]:
-            end = ls - 1  # that line introduces the next report
-        if end < len(s) and s[end : end + 1] == "\n":
-            end += 1  # include the newline of the last line
-        title = normalize_title(a.title) if a.kind is None else a.title
-        kind = a.kind if a.kind is not None else kind_of(title)
-        if kind is Kind.PANIC and "Hard LOCKUP" in title:
-            kind = Kind.HARD_LOCKUP
-        severity = severity_of(kind, title)
-        frame = a.frame
-        fm = _TITLE_FRAME_RE.match(title)
-        if a.kind is None:
-            frame = fm.group(1) if fm else None
-        if frame == "corrupted":
-            frame = None
-        body = a.window_text or report_text(log, start, end)
-        if a.window_offsets:
-            k = bisect_right(a.window_offsets, end - 1)
-            text = "\n".join(a.window_lines[:k])
-            text = _recode(text)
-        else:
-            text = report_text(log, start, end)
-        reports.append(
-            Report(
-                title=title,
-                kind=kind,
-                start=start,
-                end=end,
-                text=text,
-                frame=frame,
-                modules=modules_in(body),
-                taint=taint_in(body),
-                corrupted=bool(a.corrupted),
-                corrupted_reason=a.corrupted or None,
-                severity=severity,
-            )
-        )
-    return _drop_redundant(reports)
+    cuts = sorted({a.hit.start for a in analyses if a.hit.role != "quiet"} | set(terminators))
+    return log, analyses, cuts
 
 
-def _drop_redundant(reports: list[Report]) -> list[Report]:
+def _report(log: Log, a: Analysis, cut_points: list[int]) -> Report:
+    """The report of analysis ``a``: its text ends where the next non-quiet
+    report (or window boundary) starts."""
+    s = log.s
+    start = a.hit.start
+    k = bisect_right(cut_points, start)
+    end = a.body_end
+    if k < len(cut_points):
+        end = min(end, max(cut_points[k] - 1, start))
+    end = max(min(end, len(s)), start)
+    ls = s.rfind("\n", start, end) + 1
+    if ls > start and "[ cut here ]" in s[ls:end]:
+        end = ls - 1  # that line introduces the next report
+    if end < len(s) and s[end : end + 1] == "\n":
+        end += 1  # include the newline of the last line
+    title = a.title
+    kind = a.kind if a.kind is not None else kind_of(title)
+    if kind is Kind.PANIC and "Hard LOCKUP" in title:
+        kind = Kind.HARD_LOCKUP
+    severity = severity_of(kind, title)
+    frame = a.frame
+    fm = _TITLE_FRAME_RE.match(title)
+    if a.kind is None:
+        frame = fm.group(1) if fm else None
+    if frame == "corrupted":
+        frame = None
+    body = a.window_text or report_text(log, start, end)
+    if a.window_offsets:
+        k = bisect_right(a.window_offsets, end - 1)
+        text = "\n".join(a.window_lines[:k])
+        text = _recode(text)
+    else:
+        text = report_text(log, start, end)
+    return Report(
+        title=title,
+        kind=kind,
+        start=start,
+        end=end,
+        text=text,
+        frame=frame,
+        modules=modules_in(body),
+        taint=taint_in(body),
+        corrupted=bool(a.corrupted),
+        corrupted_reason=a.corrupted or None,
+        severity=severity,
+    )
+
+
+def _drop_redundant(reports: Sequence[Report | str]) -> list[Report]:
     """Fold repeats of a title into its first report (``count``); drop the
-    kmemleak summary line when the log shows the leaked objects themselves."""
+    kmemleak summary line when the log shows the leaked objects themselves.
+    (A repeat may come as its title alone: an earlier report has that title.)"""
     objects = any(
-        r.kind is Kind.MEMORY_LEAK and not r.title.startswith(KMEMLEAK_SUMMARY) for r in reports
+        isinstance(r, Report)
+        and r.kind is Kind.MEMORY_LEAK
+        and not r.title.startswith(KMEMLEAK_SUMMARY)
+        for r in reports
     )
     first: dict[str, int] = {}
     out: list[Report] = []
     counts: list[int] = []
     for r in reports:
-        if objects and r.title.startswith(KMEMLEAK_SUMMARY):
+        title = r if isinstance(r, str) else r.title
+        if objects and title.startswith(KMEMLEAK_SUMMARY):
             continue
-        k = first.setdefault(r.title, len(out))
+        k = first.setdefault(title, len(out))
         if k == len(out):
+            assert isinstance(r, Report)  # (the first report of a title is whole)
             out.append(r)
             counts.append(1)
         else:

@@ -8,17 +8,28 @@ Both parser.py and nic.py import this module; it imports neither.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
-from operator import add
+from functools import cached_property
+from itertools import compress
+from operator import itemgetter
 
 from .formats import Group
-from .lines import ascii_digits, caller_line_regex, has_host_prefixes, split_prefix
+from .lines import (
+    ascii_digits,
+    caller_line_regex,
+    context_line_regex,
+    has_host_prefixes,
+    split_prefix,
+)
 from .model import Kind
 from .stack import FRAME_ANY
 
 _NO_LINES: tuple[list[str], list[int]] = ([], [])
+_NEWLINE = re.compile("\n")
+_GROUP0 = itemgetter(0)
+_GROUP1 = itemgetter(1)
+_END = re.Match.end
 ANY_CPU = "C*"  # (see Log.caller_lines)
 BODY_GAP = 25  # a report body ends after this many lines that do not look like report text
 
@@ -29,15 +40,17 @@ def questionable(content: str) -> bool:
 
 
 class Log:
-    """A console log with lazily computed per-line prefix information."""
+    """A console log with lazily computed line offsets and per-line prefix
+    information."""
 
     def __init__(self, s: str) -> None:
         self.s = s
-        self.lines = s.split("\n")
-        self.starts = list(accumulate(map(add, map(len, self.lines), repeat(1)), initial=0))
-        self._info: list[tuple[str, str] | None] = [None] * len(self.lines)
+        self._info: dict[int, tuple[str, str]] = {}
         self.host = has_host_prefixes(s)
         self.has_cr = "\r" in s
+        # context ("" or CONSOLE) -> (contents, line starts) of its lines whose newline
+        # before is in [from, to), and (from, to)
+        self._contexts: dict[str, tuple[list[str], list[int], list[int]]] = {}
         # caller id -> (contents, line starts) of that caller's lines from _callers_from on
         self._callers: dict[str, tuple[list[str], list[int]]] = {}
         self._callers_from = -1
@@ -46,15 +59,60 @@ class Log:
         # the callers whose lines caller_lines() is asked for (the callers of reports)
         self.report_callers: set[str] = set()
 
+    @cached_property
+    def starts(self) -> list[int]:
+        """Start offset of every line, then ``len(s) + 1`` (one past the end of the
+        last line, as if the log ended with a newline)."""
+        return [0, *map(_END, _NEWLINE.finditer(self.s)), len(self.s) + 1]
+
+    @property
+    def nlines(self) -> int:
+        return len(self.starts) - 1
+
+    def line(self, i: int) -> str:
+        """Line ``i`` (without its newline)."""
+        starts = self.starts
+        return self.s[starts[i] : starts[i + 1] - 1]
+
     def index(self, pos: int) -> int:
         return bisect_right(self.starts, pos) - 1
 
     def info(self, i: int) -> tuple[str, str]:
-        got = self._info[i]
+        got = self._info.get(i)
         if got is None:
-            got = split_prefix(self.lines[i])
-            self._info[i] = got
+            got = self._info[i] = split_prefix(self.line(i))
         return got
+
+    def context_lines(self, ctx: str, pos: int, endpos: int) -> tuple[list[str], list[int]]:
+        """Contents and line starts of the lines of context ``ctx`` (``""`` or
+        ``CONSOLE``, see ``split_prefix``) that start in ``(pos, endpos)``; ``pos``
+        is a line end, ``endpos`` a line start or the end of the log.
+
+        The lines of a context are indexed as windows ask for them: windows come
+        in log order and overlap (a report's short, full and rest windows, the
+        next report's), and a line is read once however many windows hold it."""
+        s = self.s
+        got = self._contexts.get(ctx)
+        if got is None or not got[2][0] <= pos <= got[2][1]:
+            # (a new index where this one cannot grow to: no line is read twice
+            # for windows asked for in log order, and none between far windows)
+            got = self._contexts[ctx] = ([], [], [pos, pos])
+        contents, starts, span = got
+        # (the index holds the lines whose newline before lies in span; the window
+        # needs them up to the newline before ``endpos``)
+        to = endpos - 1 if endpos < len(s) else len(s)
+        if span[1] < to:
+            # One match per newline (see context_line_regex): the line starts are
+            # the log's, the context's lines those marked in group 1.
+            found = context_line_regex(ctx, self.host).findall(s, span[1], to)
+            mine = list(map(_GROUP0, found))
+            contents.extend(compress(map(_GROUP1, found), mine))
+            first = self.index(span[1] + 1)
+            starts.extend(compress(self.starts[first : first + len(found)], mine))
+            span[1] = to
+        a = bisect_right(starts, pos)
+        b = bisect_left(starts, endpos, a)
+        return contents[a:b], starts[a:b]
 
     def caller_lines(self, ctx: str, pos: int) -> tuple[list[str], list[int]]:
         """Contents and line starts of the lines printed by caller ``ctx``
@@ -95,10 +153,7 @@ class Log:
         return self._callers.get(ctx, _NO_LINES)
 
     def line_end(self, i: int) -> int:
-        return self.starts[i] + len(self.lines[i])
-
-    def nlines_between(self, a: int, b: int) -> int:
-        return self.s.count("\n", a, b)
+        return self.starts[i + 1] - 1
 
 
 @dataclass
@@ -150,6 +205,9 @@ class Analysis:
     window_offsets: list[int] = field(default_factory=list)
     closed: bool = True  # see Window.closed
     truncated: bool = False  # see Window.truncated
+    # The title was reported before: only ``title`` and ``body_end`` are set (the
+    # report is folded into the earlier one).
+    repeat: bool = False
 
 
 _REPORTISH = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 
 from .lines import ascii_digits
 from .titles import canonical_frame, demangle
@@ -69,65 +69,18 @@ TRACE_STARTS: tuple[re.Pattern[str], ...] = (
     RISCV_TRACE_START,
 )
 # All trace starts in one regex, factored so that each alternative begins with a
-# literal (fast to scan for); "status: ... badaddr" (riscv) is checked separately.
+# literal; "status: ... badaddr" (riscv) is checked separately.
 _TRACE_START_ANY = re.compile(
     r"Call [Tt]race|Allocated(?: by task \d+)?:|Freed(?: by task \d+)?:|Backtrace:"
     r"|Uninit was stored to memory at|b(?<=[^k] b)acktrace(?: \(crc [0-9a-fA-F]*\))?:"
 )
 
 
-# Literal strings every match of a pattern starts with (one of them, at the match
-# start): such patterns are searched with str.find for the literals and a regex
-# match at each hit, much faster than the regex engine's scan for a set of first
-# characters. Keyed by pattern string.
-_NEEDLES: dict[str, tuple[str, ...]] = {
-    CALL_TRACE.pattern: ("Call Trace:", "Call trace:", "Backtrace:"),
-    RIP.pattern: ("IP", "NIP", "pc ", "PC is at"),
-    _TRACE_START_ANY.pattern: (
-        "Call Trace",
-        "Call trace",
-        "Allocated",
-        "Freed",
-        "Backtrace:",
-        "Uninit was stored to memory at",
-        "backtrace",
-    ),
-}
 WARN_TRAP = re.compile(RIP.pattern + r"|--- interrupt: \d+ at ([A-Za-z0-9_]+)[.+]")
-_NEEDLES[WARN_TRAP.pattern] = (*_NEEDLES[RIP.pattern], "--- interrupt: ")
-
-
-def search(
-    rx: re.Pattern[str], text: str, pos: int = 0, endpos: int | None = None
-) -> re.Match[str] | None:
-    """``rx.search(text, pos, endpos)``, faster for patterns in ``_NEEDLES``."""
-    if endpos is None:
-        endpos = len(text)
-    needles = _NEEDLES.get(rx.pattern)
-    if needles is None:
-        return rx.search(text, pos, endpos)
-    find = text.find
-    nxt = [find(n, pos, endpos) for n in needles]
-    match = rx.match
-    while True:
-        best = -1
-        for k, p in enumerate(nxt):
-            if p >= 0 and (best < 0 or p < nxt[best]):
-                best = k
-        if best < 0:
-            return None
-        p = nxt[best]
-        m = match(text, p, endpos)
-        if m is not None:
-            # An earlier needle position was tried already (they go in order).
-            return m
-        for k, q in enumerate(nxt):
-            if q == p:
-                nxt[k] = find(needles[k], p + 1, endpos)
 
 
 def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
-    m = search(_TRACE_START_ANY, text, pos)
+    m = _TRACE_START_ANY.search(text, pos)
     if "badaddr: " in text:
         r = RISCV_TRACE_START.search(text, pos)
         if r is not None and (m is None or r.start() < m.start()):
@@ -136,7 +89,6 @@ def next_trace_start(text: str, pos: int) -> re.Match[str] | None:
 
 
 def is_trace_start(line: str) -> bool:
-    # (one line: the plain regex search is cheaper than the literal searches)
     if _TRACE_START_ANY.search(line) is not None:
         return True
     return "badaddr: " in line and RISCV_TRACE_START.search(line) is not None
@@ -500,7 +452,7 @@ def module_stall_frame(text: str) -> str | None:
     rip = _MODULE_RIP.search(text)
     if rip is not None:
         return canonical_frame(rip.group(1))
-    trace = search(CALL_TRACE, text)
+    trace = CALL_TRACE.search(text)
     if trace is None:
         return None
     end = text.find("</TASK>", trace.end())
@@ -548,6 +500,9 @@ _HANG_SKIP = (
 )
 
 
+_HANG_SKIP_RE = re.compile("|".join(map(re.escape, _HANG_SKIP)))
+
+
 def hang_chooser(frames: Sequence[str]) -> int | tuple[int, str]:
     """Hung tasks are bucketed on rtnl_lock / synchronize_rcu, else the first
     frame that is not a sleeping primitive."""
@@ -556,7 +511,7 @@ def hang_chooser(frames: Sequence[str]) -> int | tuple[int, str]:
             if needle in frame:
                 return (i, bucket) if bucket else i
     for i, frame in enumerate(frames):
-        if not any(s in frame for s in _HANG_SKIP):
+        if _HANG_SKIP_RE.search(frame) is None:
             return i
     return -1
 
@@ -578,7 +533,7 @@ class Stack:
     # Use only ``skip`` (not SKIP_COMMON).
     own_skip: bool = False
 
-    @property
+    @cached_property
     def skip_re(self) -> SkipMatcher:
         return _skip_matcher(self.skip, self.own_skip)
 
@@ -586,34 +541,36 @@ class Stack:
 _META = re.compile(r"[\\.^$*+?{}\[\]|()]")
 
 
-class SkipMatcher:
-    """Matches function names against a skip list of regexes (searched, i.e. a
-    plain word matches anywhere in the name). Plain words are checked with one
-    prefix-tree regex, which is much faster than a long alternation."""
+class SkipMatcher(dict[str, bool]):
+    """Whether function names are to be skipped: ``matcher[name]``, by a skip list
+    of regexes (searched, i.e. a plain word matches anywhere in the name). Plain
+    words are checked with one prefix-tree regex, which is much faster than a long
+    alternation. The mapping holds the names looked up so far (a name seen before
+    costs one dict lookup)."""
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
+        super().__init__()
         words = [p for p in patterns if not _META.search(p)]
         others = [p for p in patterns if _META.search(p)]
         self.key = "|".join(patterns)
         self._words = re.compile(trie_pattern(words)) if words else None
         self._others = re.compile("|".join(others)) if others else None
-        self._cache: dict[str, bool] = {}
+
+    def __missing__(self, name: str) -> bool:
+        # (a Rust symbol is matched demangled: ``core::panicking::panic_fmt``)
+        target = demangle(name) if name.startswith(("_R", "_ZN")) else name
+        got = bool(
+            (self._words is not None and self._words.search(target))
+            or (self._others is not None and self._others.search(target))
+        )
+        if len(self) > 50_000:
+            self.clear()
+        self[name] = got
+        return got
 
     def search(self, name: str) -> bool:
-        """Whether ``name`` is to be skipped (a Rust symbol is matched demangled:
-        ``core::panicking::panic_fmt``)."""
-        got = self._cache.get(name)
-        if got is None:
-            if name.startswith(("_R", "_ZN")):
-                name = demangle(name)
-            got = bool(
-                (self._words is not None and self._words.search(name))
-                or (self._others is not None and self._others.search(name))
-            )
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[name] = got
-        return got
+        """Whether ``name`` is to be skipped."""
+        return self[name]
 
 
 def trie_pattern(words: Sequence[str]) -> str:
@@ -655,7 +612,7 @@ class FrameResult:
 
 def _collect(match: re.Match[str], skip: SkipMatcher, out: list[str]) -> None:
     for name in match.groups():
-        if name is not None and not skip.search(name):
+        if name is not None and not skip[name]:
             out.append(name)
 
 
@@ -664,7 +621,7 @@ def _choose(raw: list[str], chooser: Chooser | None) -> tuple[str, str] | None:
         return None
     if chooser is None:
         return canonical_frame(raw[0]), raw[0]
-    canon = [canonical_frame(f) for f in raw]
+    canon = list(map(canonical_frame, raw))
     res = chooser(canon)
     if isinstance(res, tuple):
         return res[1], raw[res[0]]
@@ -687,6 +644,7 @@ def _line_start(text: str, p: int) -> int:
 _FRAMES_ONE = re.compile("|".join(p.pattern for p in FRAME_LINES))
 _FRAMES_NL = re.compile(r"\n(?:" + "|".join(p.pattern[1:] for p in FRAME_LINES) + ")")
 assert all(p.pattern.startswith("^") for p in FRAME_LINES)
+assert _FRAMES_NL.groups > 1  # (findall gives a tuple of names per line)
 
 
 def _frames_in(
@@ -699,10 +657,41 @@ def _frames_in(
             _collect(m, skip, out)
             if first_only and out:
                 return
-    for m in _FRAMES_NL.finditer(text, max(pos - 1, 0), end):
+    if first_only:
+        for m in _FRAMES_NL.finditer(text, max(pos - 1, 0), end):
+            _collect(m, skip, out)
+            if out:
+                return
+        return
+    # Every frame: the names of all lines at once (an empty string where a
+    # pattern's group did not take part).
+    for names in _FRAMES_NL.findall(text, max(pos - 1, 0), end):
+        for name in names:
+            if name and not skip[name]:
+                out.append(name)
+
+
+def _first_frame(text: str, pos: int, skip: SkipMatcher, out: list[str]) -> int:
+    """``_frames_in(text, pos, len(text), skip, out, True)``, returning the end of
+    the line that gave the frame (-1: none)."""
+    if pos == 0:
+        m = _FRAMES_ONE.match(text)
+        if m is not None:
+            _collect(m, skip, out)
+            if out:
+                return _line_end(text, m.end())
+    for m in _FRAMES_NL.finditer(text, max(pos - 1, 0)):
         _collect(m, skip, out)
-        if first_only and out:
-            return
+        if out:
+            return _line_end(text, m.end())
+    return -1
+
+
+def _trace_starts_before(text: str, pos: int, end: int) -> bool:
+    """Whether a trace starts in ``[pos, end)``."""
+    if _TRACE_START_ANY.search(text, pos, end) is not None:
+        return True
+    return "badaddr: " in text and RISCV_TRACE_START.search(text, pos, end) is not None
 
 
 def _next_trace_line(text: str, pos: int) -> int:
@@ -748,7 +737,15 @@ def _run(
         if faulty and corrupting is not None:
             bad = corrupting.search(text, pos)
         bad_at = _line_start(text, bad.start()) if bad is not None else n
-        if step is TRACE:
+        if step is TRACE and i + 1 == nsteps and chooser is None and bad_at == n:
+            # The last step, for one frame: the first useful frame, unless a trace
+            # starts before it (ending this one). (The rest of the text is not
+            # searched for trace starts.)
+            if not raw:
+                end = _first_frame(text, pos, skip, raw)
+                if end >= 0 and _trace_starts_before(text, pos, end):
+                    raw.clear()
+        elif step is TRACE:
             traces += 1
             if not trace_from <= pos <= trace_at:
                 # (no trace starts in [trace_from, trace_at): still valid for pos)
@@ -756,7 +753,7 @@ def _run(
             ts_at = trace_at
             stop = min(bad_at, ts_at)
             lookahead = steps[i + 1] if i + 1 < nsteps else None
-            la = search(lookahead, text, pos, stop) if lookahead is not None else None
+            la = lookahead.search(text, pos, stop) if lookahead is not None else None
             frames_end = _line_start(text, la.start()) if la is not None else stop
             if chooser is not None or not raw:
                 _frames_in(text, pos, frames_end, skip, raw, chooser is None)
@@ -769,7 +766,7 @@ def _run(
                     result.ok = False
                 pos = _line_end(text, stop) + 1 if stop < n else n
         else:
-            m = search(step, text, pos)
+            m = step.search(text, pos)
             m_at = _line_start(text, m.start()) if m is not None else n
             if bad_at <= m_at and bad_at < n:
                 result.ok = False

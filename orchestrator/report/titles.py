@@ -49,22 +49,25 @@ _HAS_DIGIT = re.compile("[0-9]")
 
 def normalize_title(title: str) -> str:
     """Replace volatile parts (addresses, numbers, pids, ...) and sanitise."""
-    digits = _HAS_DIGIT.search(title) is not None
+    if _HAS_DIGIT.search(title) is None:
+        # Every pattern needs a decimal digit but the address one, and no
+        # replacement brings one in: only a run of 8+ letters a-f can change.
+        if _HEX8.search(title) is not None:
+            title = _replace_all(*_VOLATILE[_NEEDS.index(_HEX)], title)
+        return sanitize_title(title)
     for (pattern, repl), needle in zip(_VOLATILE, _NEEDS, strict=True):
-        if needle is _DIGIT:
-            if not digits:
-                continue
-        elif needle is _HEX:
-            # Without digits, only a run of 8+ letters a-f can be an address.
-            if not digits and _HEX8.search(title) is None:
-                continue
-        elif needle and needle not in title:
+        if needle is not _DIGIT and needle is not _HEX and needle not in title:
             continue
-        while True:
-            title, n = pattern.subn(repl, title)
-            if not n:
-                break
+        title = _replace_all(pattern, repl, title)
     return sanitize_title(title)
+
+
+def _replace_all(pattern: re.Pattern[str], repl: str, title: str) -> str:
+    """``pattern`` replaced until the title stops changing."""
+    while True:
+        title, n = pattern.subn(repl, title)
+        if not n:
+            return title
 
 
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
