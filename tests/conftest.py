@@ -28,10 +28,48 @@ SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--nic-selection", metavar="FILE", default=None,
+                     help="run only the NIC-suite tests FILE lists (tests/nic/ci.txt: "
+                          "the project's CI set); other tests are not affected")
+
+
+def nic_key(item: pytest.Item) -> str | None:
+    """FILE::NAME[OWN-PARAMS] of a NIC-suite test (its pair left out), else None."""
+    path = str(item.fspath).replace(os.sep, "/")
+    if "/tests/nic/" not in path:
+        return None
+    name = getattr(item, "originalname", item.name)
+    callspec = getattr(item, "callspec", None)
+    own = ""
+    if callspec is not None:
+        pair = callspec.params.get("ktest_pair")
+        ident = callspec.id
+        if pair is not None and ident.startswith(pair.label):
+            ident = ident[len(pair.label):].lstrip("-")
+        own = f"[{ident}]" if ident else ""
+    return f"{Path(path).name}::{name}{own}"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if re.search(r"tests/(vm|nic)/", str(item.fspath).replace(os.sep, "/")):
             item.add_marker(pytest.mark.vm)
+    listed = config.getoption("--nic-selection")
+    if not listed:
+        return
+    lines = Path(listed).read_text().splitlines()
+    wanted = {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+    keep, drop = [], []
+    for item in items:
+        key = nic_key(item)
+        (keep if key is None or key in wanted else drop).append(item)
+    missing = wanted - {nic_key(i) for i in keep}
+    if missing:
+        raise pytest.UsageError(f"{listed}: no such NIC-suite test: {', '.join(sorted(missing))}")
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def require(condition: bool, reason: str) -> None:
@@ -54,7 +92,10 @@ def prerequisite() -> Callable[[bool, str], None]:
 def artifacts():  # type: ignore[no-untyped-def]
     """The default debug kernel and guest image, built (or taken from the cache)."""
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64 not installed")
-    require(Path("/usr/src/linux-source-6.1.tar.xz").exists(), "linux-source-6.1 not installed")
+    from orchestrator.builds.kernel import DEFAULT_VERSION, SOURCES
+
+    src = SOURCES[DEFAULT_VERSION]
+    require(src.tarball.exists(), f"{src.package} not installed")
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap not installed")
     from orchestrator.machine import session
 
