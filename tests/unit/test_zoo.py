@@ -17,6 +17,10 @@ def test_every_zoo_bug_is_an_injection_of_ktest_nic() -> None:
     z = zoo.load_zoo()
     assert {b.name for b in z.bugs} == names
     assert len(z.bugs) >= 15 and z.unobservable
+    # the module parameter's description sends users to the driver's README
+    readme = (ROOT / "drivers" / "ktest_nic" / "README.md").read_text()
+    section = readme.split("## Bug injections", 1)[1]
+    assert set(re.findall(r"`([a-z_]+)`", section)) - {"bugs"} == names
 
 
 def test_judge() -> None:
