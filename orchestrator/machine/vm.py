@@ -487,6 +487,18 @@ class Machine:
             time.sleep(0.005)
         raise self._error(BootError, "QEMU never opened its console socket")
 
+    def _boot_failure(self, offset: int) -> str:
+        """What the console says at `offset`, where a boot failure matched
+        (its line awaited a moment: the match may come before the line ends)."""
+        assert self.console is not None
+        with contextlib.suppress(ConsoleTimeout, ConsoleClosed, ConsoleSilent):
+            self.console.wait_for(rb"\n", timeout=5, start=offset)
+        data = self.console.data(offset)
+        line = data.split(b"\n", 1)[0].decode(errors="replace").strip()
+        if "Kernel panic" in line:
+            return f"guest panicked during boot: {line}"
+        return f"the guest kernel failed during boot: {line}"
+
     def _wait_ready(self) -> BootTimes:
         assert self.console is not None
         fail = [BOOT_FAIL_RE]
@@ -519,7 +531,7 @@ class Machine:
                         f": {qlog.splitlines()[-1]}" if qlog else "")
                 raise self._error(BootError, what) from None
         if m.failed:
-            raise self._error(BootError, f"boot failed: {m.text}")
+            raise self._error(BootError, self._boot_failure(m.offset))
         run_init = self._stamp_of(RUN_INIT_RE)
         self.guest = Guest("127.0.0.1", self.ssh_port, self.run_dir / "id_ed25519",
                            self.image.host_public_key, self.run_dir / "ssh.log")

@@ -188,16 +188,16 @@ def faults(request: pytest.FixtureRequest, dut: dut_mod.Dut,
 
 @pytest.fixture
 def cleanup() -> Iterator[Callable[..., None]]:
-    queue: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+    queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
 
-    def add(fn: Callable[..., Any], *args: Any) -> None:
-        queue.append((fn, args))
+    def add(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        queue.append((fn, args, kwargs))
 
     yield add
     errors = []
-    for fn, args in reversed(queue):
+    for fn, args, kwargs in reversed(queue):
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except Exception as e:  # run every cleanup, report the first failure
             errors.append(e)
     if errors:

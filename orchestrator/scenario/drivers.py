@@ -322,12 +322,18 @@ def resolve_driver(spec: str, arts: Any, progress: Progress | None = None,
     return Driver(info, None)
 
 
+def ko_in_guest(driver: Driver, remote_dir: str = "/tmp") -> str:
+    """Where load_module() puts an out-of-tree driver's .ko in the guest."""
+    assert driver.ko is not None, f"{driver.name} is an in-tree module"
+    return f"{remote_dir}/{driver.ko.name}"
+
+
 def load_module(guest: Any, driver: Driver, params: str = "", remote_dir: str = "/tmp") -> None:
     """Load `driver` in the guest: modprobe an in-tree module, or copy the
     .ko in (once per guest) and insmod it."""
     if driver.ko is None:
         guest.cmd(f"modprobe {shlex.quote(driver.name)} {params}".strip(), timeout=120)
         return
-    remote = f"{remote_dir}/{driver.ko.name}"
+    remote = ko_in_guest(driver, remote_dir)
     guest.put_once(driver.ko, remote)
     guest.cmd(f"insmod {remote} {params}".strip(), timeout=120)

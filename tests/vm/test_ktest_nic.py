@@ -319,8 +319,9 @@ def test_in_guest_load_unload_loop(knic: Any, traffic: Any) -> None:
     """insmod, up, rmmod back to back inside the guest (no SSH round trips
     between them: the link work and remove race as tightly as they can)."""
     dut = knic
-    ko = dut._ko_remote
-    assert ko, "the plugin did not copy the module in"
+    ko = drivers.ko_in_guest(dut.driver)
+    assert dut.sh(f"test -f {ko} && echo ok", check=False).strip() == "ok", \
+        "the plugin did not copy the module in"
     dut.unload(check_leaks=False)
     script = (f"for i in $(seq 1 {CYCLES}); do insmod {ko} || exit 1; "
               "d=$(ls /sys/bus/pci/drivers/ktest_nic/*/net/); ip link set $d up || exit 2; "

@@ -189,5 +189,5 @@ def test_smoke_check_passes(artifacts) -> None:
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "verdict: PASS" in r.stdout
-    for step in ("load e1000e", "netdev appears", "link up", "no kernel reports"):
-        assert f"PASS  {step}" in r.stdout
+    for step in ("load e1000e, netdev appears", "link up", "unload e1000e", "no kernel reports"):
+        assert f"PASS  {step}" in r.stdout, r.stdout

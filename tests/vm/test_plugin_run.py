@@ -115,9 +115,17 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert "sysrq" in h["message"].lower() and h["reports"][0]["kind"] in ("PANIC", "BUG"), h
     assert recs["test_i_after_cleanup_panic[e1000e/e1000e]"]["outcome"] == "passed"
     assert r.returncode == 1
-    # one guest for a..c, a fresh one after each panic, another after the removal
+    # a fresh guest after every kernel report (a's WARNING, b's allowed one,
+    # c's panic), after the removal (g) and after h's cleanup panic (i):
+    # m1 a, m2 b, m3 c, m4 d..f, m5 g..h, m6 i
     machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "-m" in p.name)
-    assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 5)], machines
+    assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 7)], machines
+    last = {json.loads(ln)["test"].split("::")[-1]: json.loads(ln)["console"][-1]["run_dir"]
+             for ln in (out / "results.jsonl").read_text().splitlines()
+             if json.loads(ln).get("console")}
+    assert [Path(last[f"test_{t}[e1000e/e1000e]"]).name.rsplit("-m", 1)[1]
+            for t in ("a_warn_fails", "b_warn_allowed", "c_panic", "d_after_panic",
+                      "g_dut_after_removal", "i_after_cleanup_panic")] == list("123456")
     assert (out / "e1000e_e1000e-m1" / "qemu-argv.txt").is_file()
     assert list((out / "pcap").glob("*test_e_dut*.pcap"))
     assert not qemu_under(out)
@@ -216,7 +224,8 @@ def test_a_pair_that_cannot_boot_ends_at_once(artifacts, tmp_path: Path) -> None
     """A profile whose guest panics at boot: its tests end as ERROR with the
     boot error after one boot, well within one boot timeout."""
     prof = tmp_path / "broken.yaml"
-    prof.write_text("name: broken\ncmdline: [rdinit=/no-such-init, root=/dev/nowhere]\n"
+    # no such init at all: the kernel panics ("Requested init ... failed")
+    prof.write_text("name: broken\ncmdline: [rdinit=/no-such-init, init=/no-such-init]\n"
                     "nics:\n  - {model: e1000e, mac: '52:54:00:00:10:00'}\n")
     out = tmp_path / "out"
     t = time.monotonic()
