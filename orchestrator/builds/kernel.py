@@ -245,6 +245,15 @@ def _user_tree_id(src: Path) -> str | None:
     return f"git:{head.stdout.decode().strip()}:{h.add('diff', diff.stdout).hexdigest()}"
 
 
+def source_tree(req: KernelRequest, progress: Progress | None = None) -> tuple[Path, str]:
+    """The tree a request builds from (Debian's unpacked and patched, or the
+    user's), and an identity of its content for cache keys."""
+    if req.src is None:
+        return debian_source(req.version, progress), _debian_source_id(req.version)
+    src = check_user_src(req.src)
+    return src, _user_tree_id(src) or f"tree:{src}"
+
+
 def check_user_src(src: Path) -> Path:
     src = src.expanduser().resolve()
     if not src.is_dir():

@@ -115,6 +115,7 @@ class Record:
     ended: str = ""
     attempts: list[Attempt] = field(default_factory=list)  # every try, when rerun
     known: KnownMatch | None = None
+    part_of: str = ""  # a subtest's own result: the test id it is a part of
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=False)

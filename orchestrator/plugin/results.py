@@ -26,6 +26,8 @@ from orchestrator.plugin.record import (
     now_iso,
 )
 
+# user property: [(name, outcome, reason)] of a test's own subtests
+SUBTESTS = "ktest_subtests"
 _RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "error": 4, "failed": 5}
 FAILED = ("failed", "error", "xpassed")
 
@@ -62,6 +64,9 @@ class ResultsHook:
         self.path = path
         self.pending: dict[str, Record] = {}
         self.tries: dict[str, list[Attempt]] = {}  # earlier tries of a rerun test
+        # results a test reports for parts of itself (an upstream program's
+        # subtests): a record each, after the test's own
+        self.subtests: dict[str, list[Record]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.fold(report)
@@ -98,6 +103,12 @@ class ResultsHook:
                 rec.message = f"{rec.step}: {rec.message}"
         if rec.reports and rec.outcome == "failed" and rec.message != rec.reports[0].title:
             rec.message = rec.reports[0].title  # the kernel report decided it
+        if SUBTESTS in props:  # (every later phase's report carries them again)
+            self.subtests[rep.nodeid] = [Record(
+                test=f"{rep.nodeid}/{name}", part_of=rep.nodeid, pair=rec.pair,
+                outcome=outcome, phase="call",
+                message=reason, console=rec.console, started=rec.started, ended=now_iso())
+                for name, outcome, reason in props[SUBTESTS]]
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         rec = self.pending.pop(nodeid, None)
@@ -109,6 +120,8 @@ class ResultsHook:
             _fold_tries(rec, tries)
         try:
             append_record(self.path, rec)
+            for sub in self.subtests.pop(nodeid, []):
+                append_record(self.path, sub)
         except ResultsWriteError as e:
             pytest.exit(f"ktest: {e}; stopping the run", returncode=3)
 

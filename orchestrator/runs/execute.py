@@ -311,7 +311,7 @@ def _deliver(tail: RecordTail, by_label: dict[str, PairRun], running: list[_Chil
         pr = by_label.get(rec.pair or "")
         if pr is None and len(running) == 1:
             pr = running[0].pr  # a test without the pair fixture
-        if pr is not None:
+        if pr is not None and not rec.part_of:  # (a subtest's test counts for it)
             pr.done += 1
             pr.failures += is_bad(rec)
         watch.record(pr, rec)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wire import run_inner as run_plugin
+
 INNER = '''
 import pytest
 
@@ -32,11 +34,7 @@ def test_error(broken):
 
 
 def test_results_jsonl(tmp_path: Path) -> None:
-    (tmp_path / "test_inner.py").write_text(INNER)
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "--rootdir", str(tmp_path), str(tmp_path / "test_inner.py"),
-                        "--ktest-out", str(out)], capture_output=True, text=True, timeout=120)
+    r, out = run_plugin(tmp_path, INNER)
     assert r.returncode == 1, r.stdout
     recs = {json.loads(ln)["test"].split("::")[1]: json.loads(ln)
             for ln in (out / "results.jsonl").read_text().splitlines()}

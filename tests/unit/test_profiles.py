@@ -5,6 +5,7 @@ Regenerate the golden files with KTEST_UPDATE_GOLDEN=1."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from pathlib import Path
@@ -23,7 +24,9 @@ RES = profiles.Resources(
 
 @pytest.mark.parametrize("name", profiles.available_profiles())
 def test_argv_golden(name: str) -> None:
-    argv = profiles.qemu_argv(profiles.load_profile(name), RES)
+    prof = profiles.load_profile(name)
+    res = dataclasses.replace(RES, nic_fds={n.id: 7 + i for i, n in enumerate(prof.nics)})
+    argv = profiles.qemu_argv(prof, res)
     text = "\n".join(argv) + "\n"
     golden = GOLDEN / f"{name}.txt"
     if os.environ.get("KTEST_UPDATE_GOLDEN"):
