@@ -9,7 +9,9 @@ touches the user's checkout: it keeps checkouts of its own, *slots*, under
 objects and leave nothing in the user's repository). A slot keeps its path
 from one use to the next, so a kernel built there builds incrementally when
 the slot moves to another commit, and a slot that already holds the commit
-wanted is used as it is (:func:`assign`).
+wanted is used as it is (:func:`assign`). :func:`claim` holds slots for a
+command's commits while it builds and runs them; a slot another ktest
+process holds is passed over.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,3 +213,38 @@ def assign(wanted: Sequence[str], held: Mapping[str, str | None]) -> dict[str, s
             raise ValueError(f"not enough slots for {len(set(wanted))} commits")
         out[sha] = free[0]
     return out
+
+
+SLOTS = tuple("abcdefgh")  # at most this many checkouts of one repository
+
+
+@contextmanager
+def claim(repo: Repo, wanted: Sequence[str]) -> Iterator[dict[str, Slot]]:
+    """A slot for each of the `wanted` commits, checked out at it and held
+    (locked) until the block ends: a slot that holds the commit already if
+    one is free, else another free one. GitError if too few are free."""
+    need = len(set(wanted))
+    held: dict[str, ExitStack] = {}
+    try:
+        for name in SLOTS:
+            slot = Slot(repo, name)
+            if len(held) >= need and not slot.root.exists():
+                continue  # enough, and this one holds nothing
+            stack = ExitStack()
+            if stack.enter_context(cache.locked_if_free(slot.root.with_suffix(".lock"))):
+                held[name] = stack
+            else:
+                stack.close()
+        if len(held) < need:
+            raise GitError(f"{len(SLOTS) - len(held)} of ktest's {len(SLOTS)} checkouts of "
+                           f"{repo.top} are in use by other ktest processes")
+        chosen = assign(wanted, {name: Slot(repo, name).head() for name in held})
+        for name in [n for n in held if n not in chosen.values()]:
+            held.pop(name).close()
+        slots = {sha: Slot(repo, name) for sha, name in chosen.items()}
+        for sha, slot in slots.items():
+            slot.checkout(sha)
+        yield slots
+    finally:
+        for stack in held.values():
+            stack.close()

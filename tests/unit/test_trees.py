@@ -126,3 +126,35 @@ def test_a_module_is_rebuilt_when_the_users_kernel_tree_changed(tmp_path: Path) 
     debian = module.module_key(src, _kernel("debian:linux-source-6.12=1", None))
     assert debian == module.module_key(src, _kernel("debian:linux-source-6.12=1", "x"))
     assert debian != module.module_key(src, _kernel("debian:linux-source-6.12=1", None, "k2"))
+
+
+def test_claim_holds_a_slot_per_commit_and_passes_over_busy_ones(tmp_path: Path) -> None:
+    from orchestrator.builds import cache as cache_mod
+
+    repo = GitRepo(tmp_path / "linux")
+    one = repo.commit("one", {"Makefile": "v1\n"})
+    two = repo.commit("two", {"Makefile": "v2\n"})
+    r = gittree.repo_of(repo.path)
+    with gittree.claim(r, [one, two]) as slots:
+        assert [s.name for s in slots.values()] == ["a", "b"]
+        assert (slots[one].path / "Makefile").read_text() == "v1\n"
+        assert (slots[two].path / "Makefile").read_text() == "v2\n"
+        with gittree.claim(r, [two]) as more:  # a and b are held: c
+            assert more[two].name == "c" and more[two].head() == two
+    with gittree.claim(r, [two, one]) as slots:  # each slot that holds a commit serves it
+        assert (slots[one].name, slots[two].name) == ("a", "b")
+    with gittree.claim(r, [two]) as slots:
+        assert slots[two].name == "b"
+    with cache_mod.locked(Slot(r, "b").root.with_suffix(".lock")):
+        with gittree.claim(r, [two]) as slots:  # b is busy: a moves to the commit
+            assert slots[two].name in ("a", "c") and slots[two].head() == two
+    locks = [cache_mod.locked(Slot(r, n).root.with_suffix(".lock")) for n in gittree.SLOTS]
+    for lock in locks:
+        lock.__enter__()
+    try:
+        with pytest.raises(GitError, match="8 of ktest's 8 checkouts of .* are in use"):
+            with gittree.claim(r, [one]):
+                pass
+    finally:
+        for lock in locks:
+            lock.__exit__(None, None, None)
