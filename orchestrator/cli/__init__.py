@@ -71,8 +71,20 @@ def _add_machine_opts(p: argparse.ArgumentParser) -> None:
     _add_kernel_opts(p)
 
 
+def _add_stress_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cycles", type=int, metavar="N",
+                   help="load/unload, bind/unbind and link flap cycles of the suite "
+                        "(KTEST_CYCLES; default 5)")
+    p.add_argument("--traffic", type=float, metavar="FACTOR",
+                   help="a factor on the background traffic rate of the lifecycle, fault "
+                        "and XDP tests (KTEST_TRAFFIC; default 1)")
+    p.add_argument("--env", action="append", metavar="KTEST_NAME=VALUE",
+                   help="a knob of the suite for the test processes (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from orchestrator.cli import host, machines, runs
+    from orchestrator.builds.kernel import SOURCES
+    from orchestrator.cli import host, machines, runs, triage
 
     ap = argparse.ArgumentParser(prog="ktest", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="append", metavar="TEST_ID",
                    help="run just this test (path::name[params], as in results.jsonl; "
                         "repeatable)")
+    p.add_argument("--driver-params", metavar="PARAMS",
+                   help="module parameters for every load of the drivers under test "
+                        "(e.g. 'bugs=tx_unmap_missing' for ktest_nic's bug injections)")
     p.add_argument("--shard", metavar="K/N",
                    help="run shard K of N of the plan (the same split on every machine; "
                         "`ktest merge` joins the shards' run directories)")
@@ -174,6 +189,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qemu_opt(p)
     _add_kernel_opts(p)
     p.set_defaults(func=runs.cmd_zoo)
+
+    p = sub.add_parser("repro", help="run a failure again, exactly as it ran, until it shows "
+                                     "again; the hit rate and the time to the first hit",
+                       description="Exit 0: reproduced; 1: not within the budget; 2: bad "
+                                   "input or a failed build; 130: interrupted.")
+    p.add_argument("target", metavar="RUN_DIR|LOG",
+                   help="a run directory, or a console log with a kernel report")
+    p.add_argument("test", nargs="?", metavar="TEST",
+                   help="the test: its id (with or without the pair), or its name as the "
+                        "summary shows it (default: the run's one failure; for a log: the "
+                        "test its ktest markers name)")
+    p.add_argument("--machine", "-m", metavar="PROFILE",
+                   help="the machine profile, for a log that does not say")
+    p.add_argument("--driver", "-d", metavar="DRIVER",
+                   help="the driver under test, for a log that does not say (ktest_nic, an "
+                        "in-tree driver, a module source directory or a .ko)")
+    p.add_argument("--match", metavar="REGEX",
+                   help="look for a failure whose kernel report title or message matches "
+                        "(default: the same report title, or the same failure message class)")
+    p.add_argument("--tries", type=int, default=10, metavar="N",
+                   help="run the test at most N times (default 10)")
+    p.add_argument("--time", type=float, metavar="SECONDS",
+                   help="start no try after this many seconds")
+    p.add_argument("--keep-going", action="store_true",
+                   help="use the whole budget (a hit rate), not only up to the first hit")
+    _add_stress_opts(p)
+    p.add_argument("--out", metavar="DIR", help="output directory: a run directory per try "
+                                                "and repro.json (default: a new one in the "
+                                                "cache)")
+    p.add_argument("--kernel", dest="kernel_version", choices=list(SOURCES), metavar="VERSION",
+                   help="instead of the run's kernel: Debian's linux-source-VERSION")
+    p.add_argument("--kernel-src", metavar="DIR", help="instead of the run's kernel: this tree")
+    p.add_argument("--variant", choices=["debug", "fast"], help="instead of the run's variant")
+    p.add_argument("--config", action="append", metavar="FRAG",
+                   help="instead of the run's config fragments: these (repeatable)")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    _add_qemu_opt(p)
+    p.set_defaults(func=triage.cmd_repro)
 
     p = sub.add_parser("compare", help="what changed between two runs: new failures, "
                                        "fixed, still failing, known, flaky (exit 1 if new)")

@@ -167,8 +167,9 @@ def default_jobs(pairs: int) -> int:
     return max(1, min(cores // 2, int(mem // 3), pairs))
 
 
-def default_out() -> Path:
-    return cache.cache_root() / "runs" / f"run-{datetime.now():%Y%m%d-%H%M%S}"
+def default_out(kind: str = "run") -> Path:
+    """A new folder for a run (or a zoo, a repro...) under the cache."""
+    return cache.cache_root() / "runs" / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def pytest_argv(plan: Plan, pair: Pair, out: Path, k: str | None,
