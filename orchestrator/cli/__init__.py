@@ -82,6 +82,40 @@ def _add_stress_opts(p: argparse.ArgumentParser) -> None:
                    help="a knob of the suite for the test processes (repeatable)")
 
 
+def _add_tree_opts(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tree", metavar="DIR", help=f"a kernel tree in git: {what}")
+    g.add_argument("--driver-tree", metavar="DIR",
+                   help=f"an out-of-tree driver's source directory in git (e.g. "
+                        f"drivers/ktest_nic): {what}")
+
+
+def _add_job_opts(p: argparse.ArgumentParser) -> None:
+    """The tests, the driver parameters, the suite's knobs, the output and the
+    kernel/QEMU choices of bisect and validate."""
+    from orchestrator.builds.kernel import SOURCES
+
+    p.add_argument("-k", metavar="EXPR", help="only the tests matching this pytest -k "
+                                              "expression")
+    p.add_argument("--test", action="append", metavar="TEST_ID",
+                   help="just this test (its id as in results.jsonl; repeatable)")
+    p.add_argument("--driver-params", metavar="PARAMS",
+                   help="module parameters for every load of the driver under test")
+    _add_stress_opts(p)
+    p.add_argument("--out", metavar="DIR", help="output directory (default: a new one in "
+                                                "the cache)")
+    p.add_argument("--kernel", dest="kernel_version", choices=list(SOURCES), metavar="VERSION",
+                   help="with a driver tree: Debian's linux-source-VERSION (default: the "
+                        "default one)")
+    p.add_argument("--variant", default="debug", choices=["debug", "fast"],
+                   help="debug: every checker (default); fast: the same without KASAN")
+    p.add_argument("--config", action="append", metavar="FRAG",
+                   help="an extra kernel config fragment (repeatable)")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    _add_qemu_opt(p)
+    p.set_defaults(kernel_src=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from orchestrator.builds.kernel import SOURCES
     from orchestrator.cli import host, machines, runs, triage
@@ -227,6 +261,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
     _add_qemu_opt(p)
     p.set_defaults(func=triage.cmd_repro)
+
+    p = sub.add_parser("bisect", help="the commit that brought a failure: git bisect with "
+                                      "the test's verdict as the oracle",
+                       description="Each commit between --good and --bad is built in a "
+                                   "checkout of ktest's own (the user's work tree and HEAD "
+                                   "are never touched) and judged by the test: the same "
+                                   "failure as at the bad end = bad, a pass = good, "
+                                   "anything else (a failed build or boot, another "
+                                   "failure) = skip. Exit 0: found; 1: only skipped "
+                                   "commits were left; 2: bad input, or an end is not what "
+                                   "it should be; 130: interrupted.")
+    p.add_argument("--good", required=True, metavar="REF", help="a commit without the failure")
+    p.add_argument("--bad", required=True, metavar="REF", help="a commit with it")
+    _add_tree_opts(p, "the git history to bisect")
+    p.add_argument("--machine", "-m", metavar="PROFILE",
+                   help="the machine profile (default: the default one)")
+    p.add_argument("--driver", "-d", metavar="DRIVER",
+                   help="with --tree: the driver under test (default: the NIC's in-tree "
+                        "driver)")
+    _add_job_opts(p)
+    p.add_argument("--match", metavar="REGEX",
+                   help="the failure to look for: a kernel report title or failure message "
+                        "matching REGEX (default: the bad end's first failure)")
+    p.add_argument("--tries", type=int, default=1, metavar="N",
+                   help="run the test up to N times at each commit (a flaky failure): bad "
+                        "at the first hit, good only if every try passes (default 1)")
+    p.set_defaults(func=triage.cmd_bisect)
 
     p = sub.add_parser("compare", help="what changed between two runs: new failures, "
                                        "fixed, still failing, known, flaky (exit 1 if new)")

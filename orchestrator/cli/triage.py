@@ -1,5 +1,6 @@
 """From a failure to its cause and its fix: `ktest repro` (the failure
-again, until it shows)."""
+again, until it shows), `ktest bisect` (the commit that brought it) and
+`ktest validate` (what a patch fixes and what it breaks: to come)."""
 
 from __future__ import annotations
 
@@ -140,4 +141,155 @@ def cmd_repro(args: argparse.Namespace) -> int:
     if res.interrupted:
         return res.interrupted
     return 0 if first is not None else EXIT_FAIL
+
+
+# ---- bisect and validate: a job at other states of a tree -------------------------------
+
+def _repo(args: argparse.Namespace) -> tuple[str, Any] | None:
+    """(kind, the git tree) of --tree or --driver-tree; None without either."""
+    from orchestrator.builds import gittree
+    from orchestrator.runs import prepare
+
+    if args.tree and args.driver_tree:
+        die("--tree and --driver-tree: give one (the history to take commits from)")
+    given = args.tree or args.driver_tree
+    if not given:
+        return None
+    try:
+        repo = gittree.repo_of(Path(given))
+    except gittree.GitError as e:
+        die(str(e))
+    kind = prepare.KERNEL if args.tree else prepare.DRIVER
+    try:
+        found = prepare.tree_kind(repo.path)
+    except ValueError as e:
+        die(str(e))
+    if found != kind:
+        other = "--driver-tree" if kind == prepare.KERNEL else "--tree"
+        die(f"{repo.path} is a {found} tree, not a {kind} tree: {other} takes it")
+    return kind, repo
+
+
+def _commit(repo: Any, ref: str, what: str) -> str:
+    from orchestrator.builds import gittree
+
+    try:
+        return str(repo.resolve(ref))
+    except gittree.GitError as e:
+        die(f"{what} {e}")
+
+
+def _job(args: argparse.Namespace, kind: str, tree: Path, plan_name: str | None) -> Any:
+    """The job both commands run: the plan (with a driver tree: its pairs of
+    that driver, or -m PROFILE with it), the choices, the tests."""
+    from orchestrator.cli.runs import choices_of
+    from orchestrator.machine.profiles import DEFAULT_PROFILE
+    from orchestrator.runs import plan as plan_mod
+    from orchestrator.runs import prepare
+    from orchestrator.runs.verdicts import pair_in
+
+    machines = args.machine if isinstance(args.machine, list) else \
+        [args.machine] if args.machine else []
+    drivers = args.driver if isinstance(args.driver, list) else \
+        [args.driver] if args.driver else []
+    if kind == prepare.DRIVER and drivers:
+        die(f"--driver: the driver under test is {tree} (give -m for the machines)")
+    if kind == prepare.KERNEL and args.kernel_version:
+        die(f"--kernel {args.kernel_version}: the kernel is built from the kernel tree")
+    try:
+        base = plan_mod.load_plan(plan_name or plan_mod.DEFAULT_PLAN)
+        if kind == prepare.DRIVER:
+            plan = plan_mod.adhoc_plan(machines or [DEFAULT_PROFILE], [str(tree)], base) \
+                if machines or not plan_name else plan_mod.with_driver(base, str(tree))
+        elif machines or drivers or not plan_name:
+            plan = plan_mod.adhoc_plan(machines or [DEFAULT_PROFILE], drivers, base)
+        else:
+            plan = base
+    except plan_mod.PlanError as e:
+        die(str(e))
+    tests: dict[str, list[str]] | None = None
+    if args.test:
+        labels = [p.label for p in plan.pairs]
+        tests = {label: [] for label in labels}
+        for t in args.test:
+            label = pair_in(t, labels)
+            if label is None:
+                die(f"{t}: names none of the pairs {', '.join(labels)} (a test id as in "
+                    "results.jsonl, its pair parameter included)")
+            tests[label].append(t)
+    return prepare.Job(plan, choices_of(args), args.k, tests, args.driver_params or "",
+                       stress_env(args))
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from orchestrator.builds import gittree
+    from orchestrator.runs import bisect, execute, repro
+
+    if args.tries < 1:
+        die(f"--tries {args.tries}: expected at least 1")
+    if not (args.k or args.test):
+        die("-k EXPR or --test ID: the test whose verdict judges each commit")
+    found = _repo(args)
+    if found is None:
+        die("--tree DIR (a kernel tree) or --driver-tree DIR (a driver's source): the "
+            "git history to bisect")
+    kind, repo = found
+    good, bad = _commit(repo, args.good, "--good"), _commit(repo, args.bad, "--bad")
+    if good == bad:
+        die(f"--good {args.good} and --bad {args.bad} are the same commit")
+    try:
+        sig = repro.match(args.match) if args.match else None
+    except repro.ReproError as e:
+        die(str(e))
+    job = _job(args, kind, repo.path, None)
+    try:
+        between = int(gittree.git(repo.top, "rev-list", "--count", f"{good}..{bad}"))
+    except gittree.GitError as e:
+        die(str(e))
+    out = Path(args.out) if args.out else execute.default_out("bisect")
+    which = " and ".join([*([f"-k {args.k!r}"] if args.k else []),
+                          *([f"{len(args.test)} test id(s)"] if args.test else [])])
+    pairs = ", ".join(p.label for p in job.plan.pairs)
+    steps = max(1, between.bit_length())
+    print(f"ktest bisect: {which} on {pairs}, {kind} tree {repo.path}")
+    print(f"  good {_short(good)} ({repo.subject(good)}), bad {_short(bad)} "
+          f"({repo.subject(bad)}): {between} commit(s), about {steps} step(s) after the ends")
+    print(f"  looking for {sig or 'the bad end first failure'}; results in {out}")
+    progress = Progress()
+    oracle = bisect.Oracle(job, kind, sig, args.tries,
+                           build=lambda j: j.build(progress),
+                           manifest={"tree": str(repo.path), "good": good, "bad": bad})
+
+    def shown(s: Any) -> None:
+        progress.done()
+        label = f"{s.role} end" if s.role != "step" else f"step {s.n}"
+        print(f"{label:<9} {_short(s.commit)}  {s.verdict:<4}  {s.what}  "
+              f"({duration(s.seconds)})  {s.subject[:60]}", flush=True)
+        if s.role == "bad" and sig is None and oracle.signature is not None:
+            print(f"          looking for {oracle.signature}")
+
+    try:
+        with gittree.claim(repo, [bad]) as slots:
+            res = bisect.bisect(slots[bad], good, bad, oracle, out, on_step=shown,
+                                looking_for=lambda: oracle.signature)
+    except (bisect.BisectError, gittree.GitError) as e:
+        progress.done()
+        die(f"{e} (steps so far: {out / bisect.SUMMARY})")
+    if res.interrupted:
+        return res.interrupted
+    judged = len([s for s in res.steps if s.role == "step"])
+    took = f"{judged} step(s) after the ends, {duration(res.seconds)} in all"
+    if res.first_bad:
+        print(f"\nfirst bad commit: {res.first_bad} ({repo.subject(res.first_bad)})")
+        print(f"  {took}; {out / bisect.SUMMARY}")
+        return 0
+    print("\nnot found: only skipped commits are left; the first bad commit is one of:")
+    for sha in res.candidates:
+        print(f"  {sha} ({repo.subject(sha)})")
+    print(f"  {took}; {out / bisect.SUMMARY}")
+    return EXIT_FAIL
 
