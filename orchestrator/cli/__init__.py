@@ -289,6 +289,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "at the first hit, good only if every try passes (default 1)")
     p.set_defaults(func=triage.cmd_bisect)
 
+    p = sub.add_parser("validate", help="what a patch fixes and what it breaks: the same "
+                                        "plan on its base and on the patch",
+                       description="--base and --patch are two kernel trees or two module "
+                                   "source directories, or with --tree/--driver-tree two "
+                                   "refs of that git tree (checked out by ktest, never in "
+                                   "your work tree). Exit 0: nothing introduced; 1: the "
+                                   "patch introduces a failure (or does not build); 2: bad "
+                                   "input, or the base does not build; 130: interrupted.")
+    p.add_argument("--base", required=True, metavar="A", help="the tree (or ref) without the patch")
+    p.add_argument("--patch", required=True, metavar="B", help="the tree (or ref) with it")
+    _add_tree_opts(p, "--base and --patch are refs of this git tree")
+    p.add_argument("--plan", metavar="PLAN",
+                   help="a plan in qemu-configs/plans/ or a YAML file (default: -m and -d, "
+                        "or the default profile; with a driver tree, the plan's pairs of "
+                        "that driver)")
+    p.add_argument("--machine", "-m", action="append", metavar="PROFILE",
+                   help="instead of the plan's pairs: this profile (repeatable)")
+    p.add_argument("--driver", "-d", action="append", metavar="DRIVER",
+                   help="for kernel trees: the driver under test (repeatable; default: the "
+                        "NIC's in-tree driver)")
+    _add_job_opts(p)
+    p.add_argument("--reruns", type=int, default=0, metavar="N",
+                   help="run a failed test again, up to N times (FLAKY if it then passes)")
+    p.set_defaults(func=triage.cmd_validate)
+
     p = sub.add_parser("compare", help="what changed between two runs: new failures, "
                                        "fixed, still failing, known, flaky (exit 1 if new)")
     p.add_argument("base", metavar="RUN_A", help="the baseline run directory")

@@ -1,12 +1,13 @@
 """From a failure to its cause and its fix: `ktest repro` (the failure
 again, until it shows), `ktest bisect` (the commit that brought it) and
-`ktest validate` (what a patch fixes and what it breaks: to come)."""
+`ktest validate` (what a patch fixes and what it breaks)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +294,131 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     print(f"  {took}; {out / bisect.SUMMARY}")
     return EXIT_FAIL
 
+
+def _sides(args: argparse.Namespace, found: tuple[str, Any] | None
+           ) -> tuple[str, Path, Any, list[Any]]:
+    """The kind of tree, the tree the job is made with, the git tree (None:
+    two directories) and the two sides (their paths still to be set for
+    refs)."""
+    from orchestrator.runs import prepare
+    from orchestrator.runs.validate import Side
+
+    if found is not None:
+        kind, repo = found
+        base = _commit(repo, args.base, "--base")
+        patch = _commit(repo, args.patch, "--patch")
+        if base == patch:
+            die(f"--base {args.base} and --patch {args.patch} are the same commit")
+        return kind, repo.path, repo, [Side("base", args.base, repo.path, base),
+                                       Side("patch", args.patch, repo.path, patch)]
+    sides, kinds = [], set()
+    for name, given in (("base", args.base), ("patch", args.patch)):
+        path = Path(given).expanduser().resolve()
+        if not path.is_dir():
+            die(f"--{name} {given}: no such directory (refs of a git tree need --tree DIR or "
+                "--driver-tree DIR)")
+        try:
+            kinds.add(prepare.tree_kind(path))
+        except ValueError as e:
+            die(f"--{name} {e}")
+        sides.append(Side(name, given, path))
+    if len(kinds) != 1:
+        die(f"--base {args.base} and --patch {args.patch}: one is a kernel tree, the other "
+            "a module source")
+    if sides[0].path == sides[1].path:
+        die(f"--base and --patch are the same directory ({sides[0].path})")
+    kind = kinds.pop()
+    if kind == prepare.DRIVER and sides[0].path.name != sides[1].path.name:
+        die(f"--base {args.base} and --patch {args.patch}: a module source's folder is named "
+            f"after the module, and these are not the same ({sides[0].path.name}, "
+            f"{sides[1].path.name})")
+    return kind, sides[0].path, None, sides
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from orchestrator.builds import gittree
+    from orchestrator.cli.progress import RunProgress
+    from orchestrator.cli.runs import load_run
+    from orchestrator.runs import execute, validate
+    from orchestrator.runs.plan import PlanError
+
+    kind, tree, repo, sides = _sides(args, _repo(args))
+    job = _job(args, kind, tree, args.plan)
+    out = Path(args.out) if args.out else execute.default_out("validate")
+    pairs = ", ".join(p.label for p in job.plan.pairs)
+    print(f"ktest validate: plan {job.plan.name} on {pairs}{f', -k {args.k!r}' if args.k else ''}")
+    for s in sides:
+        at = f" = {_short(s.commit)} ({repo.subject(s.commit)})" if s.commit else ""
+        print(f"  {s.name:<5} {kind} {s.given}{at}")
+    print(f"  results in {out}")
+    progress = Progress()
+    claimed: contextlib.AbstractContextManager[dict[str, Any]] = \
+        gittree.claim(repo, [s.commit for s in sides]) if repo is not None else \
+        contextlib.nullcontext({})
+    try:
+        with claimed as slots:
+            sides = [dataclasses.replace(s, path=slots[s.commit].path) if s.commit else s
+                     for s in sides]
+            jobs = {}
+            for s in sides:
+                try:
+                    jobs[s.name] = job.at(kind, s.path)
+                except PlanError as e:
+                    die(f"--{s.name} {s.given}: {e}")
+                try:
+                    jobs[s.name].build(progress)
+                except Exception as e:  # noqa: BLE001 - BuildError, a missing directory
+                    progress.done()
+                    if s.name == "base":
+                        for line in getattr(e, "details", []):
+                            print(f"  {line}", file=sys.stderr)
+                        die(f"the base does not build: {e}")
+                    print(f"\nintroduced by the patch: it does not build: {e}")
+                    for line in getattr(e, "details", []):
+                        print(f"  {line}")
+                    validate.write_summary(out, sides, None, build_failed="patch",
+                                           error=str(e))
+                    return EXIT_FAIL
+            progress.done()
+            results = {}
+            for s in sides:
+                print(f"\n== {s.name}: {s.given}")
+                watch = RunProgress(jobs[s.name].plan.pairs)
+                try:
+                    results[s.name] = execute.run_plan(
+                        jobs[s.name].plan, out / s.name, watcher=watch,
+                        options=jobs[s.name].options(reruns=args.reruns, manifest={
+                            "validate": {"side": s.name, **s.to_json()}}))
+                finally:
+                    watch.close()
+                if results[s.name].interrupted:
+                    return results[s.name].interrupted
+    except gittree.GitError as e:
+        progress.done()
+        die(str(e))
+    broken = [s.name for s in sides if not results[s.name].records]
+    if "base" in broken:
+        die(f"the base's run has no results: see {out / 'base'}")
+    verdict = validate.classify(load_run(str(out / "base")).records,
+                                load_run(str(out / "patch")).records)
+    validate.write_summary(out, sides, verdict)
+    print()
+    for group in validate.GROUPS:
+        rows = verdict.groups[group]
+        if group == "unchanged":
+            print(f"{validate.TITLES[group]}: {len(rows)} test(s)")
+            continue
+        if not rows:
+            continue
+        print(f"{validate.TITLES[group]}: {len(rows)}")
+        for r in rows:
+            msg = f": {r.message}" if r.message else ""
+            print(f"  {r.before:>5} -> {r.after:<5} {r.pair}  {r.test}{msg}"[:300])
+    if "patch" in broken:
+        notes = [p.note for p in results["patch"].pairs if p.note]
+        print(f"introduced by the patch: its run has no results"
+              f"{f' ({notes[0]})' if notes else ''}")
+    print(f"\nresults: {out / validate.SUMMARY}, {out}/base/, {out}/patch/")
+    return EXIT_FAIL if verdict.introduced or broken else 0
