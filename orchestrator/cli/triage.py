@@ -268,8 +268,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     def shown(s: Any) -> None:
         progress.done()
         label = f"{s.role} end" if s.role != "step" else f"step {s.n}"
-        print(f"{label:<9} {_short(s.commit)}  {s.verdict:<4}  {s.what}  "
-              f"({duration(s.seconds)})  {s.subject[:60]}", flush=True)
+        print(f"{label:<9} {_short(s.commit)}  {s.verdict:<4} {duration(s.seconds):>6}  "
+              f"{s.subject[:50]}: {s.what[:150]}", flush=True)
         if s.role == "bad" and sig is None and oracle.signature is not None:
             print(f"          looking for {oracle.signature}")
 

@@ -17,7 +17,8 @@ slot keeps its path) and runs it (up to `tries` times, the loop of
            failure or report, no result                             (125)
 
 The bad end's first failure is the failure looked for, unless the user names
-one (--match).
+one (--match): a FAIL, or an ERROR with a kernel report (an ERROR without
+one, such as a boot that failed, cannot be the failure: the end is skipped).
 """
 
 from __future__ import annotations

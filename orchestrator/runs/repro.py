@@ -167,13 +167,13 @@ class Signature:
     """What counts as the same failure."""
 
     kind: str  # "title" (of a kernel report), "message" (its class), "match" (a regex)
-    text: str  # or "any" (any failure: a failure to be named by what it shows)
+    text: str  # or "any": a failure the test itself saw, to be named by what it shows
 
     def matches(self, r: Record) -> bool:
         if r.outcome not in BAD_OUTCOMES:
             return False
-        if self.kind == "any":
-            return True
+        if self.kind == "any":  # not an ERROR without a kernel report: a boot that failed
+            return r.outcome != "error" or bool(r.reports)
         if self.kind == "title":
             return self.text in r.titles
         if self.kind == "message":
@@ -182,7 +182,7 @@ class Signature:
 
     def __str__(self) -> str:
         if self.kind == "any":
-            return "any failure"
+            return "any test failure"
         what = {"title": "kernel report", "message": "failure", "match": "failure matching"}
         return f"{what[self.kind]} {self.text!r}"
 

@@ -6,6 +6,7 @@ command end to end with stand-ins for the build and for the guest."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,21 @@ def test_the_oracle_builds_runs_and_judges_a_tree(tmp_path: Path) -> None:
     assert len(runner.calls) == 5  # nothing ran for the tree that did not build
 
 
+def test_a_boot_that_failed_is_no_failure_to_look_for(tmp_path: Path) -> None:
+    boot = ("error", "e1000e/ktest_nic: boot failed: qemu not found", ())
+    crash = ("error", "BUG: unable to handle page fault in ktnic_probe",
+             ("BUG: unable to handle page fault in ktnic_probe",))
+    runner = TreeRunner(lambda tree: boot if "boot" in tree.parent.name else crash)
+    tree = _tree(tmp_path / "u" / "ktest_nic", CLEAN)
+    oracle = bisect.Oracle(_job(tree), prepare.DRIVER, None, run=runner, build=lambda job: None)
+    j = oracle(_tree(tmp_path / "boot" / "ktest_nic", CLEAN), tmp_path / "o1")
+    assert j.verdict == SKIP and j.what.startswith("ERROR: e1000e/ktest_nic: boot failed")
+    assert oracle.signature is None
+    # an ERROR a kernel report decided is a failure of the driver
+    assert oracle(tree, tmp_path / "o2").verdict == BAD
+    assert oracle.signature == repro.Signature("title", crash[1])
+
+
 def test_a_flaky_failure_is_found_within_the_tries(tmp_path: Path) -> None:
     n = [0]
 
@@ -261,9 +277,9 @@ def test_ktest_bisect_names_the_commit(tmp_path: Path, capsys: pytest.CaptureFix
     assert "e1000e-viommu/ktest_nic, driver tree" in stdout
     assert f"good {shas[0][:12]} (ktest_nic as shipped), bad {shas[7][:12]} (change 7): " \
            "7 commit(s), about 3 step(s) after the ends" in stdout
-    assert f"bad end   {shas[7][:12]}  bad   FAIL: {DMA[:40]}" in stdout
+    assert f"bad end   {shas[7][:12]}  bad      0s  change 7: FAIL: {DMA[:40]}" in stdout
     assert f"looking for kernel report '{DMA}'" in stdout
-    assert f"good end  {shas[0][:12]}  good  PASS" in stdout
+    assert f"good end  {shas[0][:12]}  good     0s  ktest_nic as shipped: PASS" in stdout
     assert "step 1 " in stdout
     # every tree judged was one of ktest's checkouts, never the user's
     trees = {Path(p.pairs[0].driver) for p, _, _ in standins.calls}
@@ -285,7 +301,8 @@ def test_ktest_bisect_with_only_skipped_commits_left(
     assert "not found: only skipped commits are left; the first bad commit is one of:" \
         in stdout
     assert f"  {shas[4]} (change 4 (injects a bug))" in stdout
-    assert "skip  build failed: module build failed" in stdout
+    assert re.search(r"step \d +\w{12}  skip +0s  change [34].*: build failed: module build "
+                     r"failed", stdout)
 
 
 @pytest.mark.parametrize("args,message", [
