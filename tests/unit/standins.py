@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
+from orchestrator import cli
 from orchestrator.builds.common import BuildError
 from orchestrator.plugin.record import Record, ReportRef, append_record, update_manifest
+from orchestrator.runs import execute, prepare
 from orchestrator.runs.execute import PairRun, RunOptions, RunResult
 from orchestrator.runs.plan import Plan
 
@@ -80,3 +84,23 @@ def build_unless(marker: str) -> Callable[..., object]:
                                      [f"{c.name}:1: error: {marker}"])
         return None
     return build
+
+
+def stand_in(monkeypatch: pytest.MonkeyPatch, runner: TreeRunner,
+             build: Callable[..., object]) -> TreeRunner:
+    """`runner` instead of execute.run_plan and `build` instead of
+    prepare.build, for the commands."""
+    monkeypatch.setattr(prepare, "build", lambda choices, specs, *a, **kw: build(choices, specs))
+    monkeypatch.setattr(execute, "run_plan",
+                        lambda plan, out, options, watcher=None: runner(plan, out, options))
+    return runner
+
+
+def command(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`ktest ARGV` in this process: its exit status, stdout and stderr."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    got = capsys.readouterr()
+    return code, got.out, got.err

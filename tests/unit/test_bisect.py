@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from gitrepo import GitRepo
-from standins import DMA, FAIL, PASS, WARN, TreeRunner, build_unless
+from standins import DMA, FAIL, PASS, WARN, TreeRunner, build_unless, command, stand_in
 
-from orchestrator import cli
 from orchestrator.builds import gittree
 from orchestrator.builds.gittree import Slot
-from orchestrator.runs import bisect, execute, prepare, repro
+from orchestrator.runs import bisect, prepare, repro
 from orchestrator.runs.bisect import BAD, GOOD, SKIP, Judged
 from orchestrator.runs.choices import Choices
 from orchestrator.runs.plan import DEFAULT_SUITES, Plan, adhoc_plan
@@ -245,23 +244,14 @@ def test_a_flaky_failure_is_found_within_the_tries(tmp_path: Path) -> None:
 # ---- the command ---------------------------------------------------------------------
 
 def ktest(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main(["bisect", *args])
-    except SystemExit as e:
-        code = int(e.code or 0)
-    got = capsys.readouterr()
-    return code, got.out, got.err
+    return command(capsys, "bisect", *args)
 
 
 @pytest.fixture
 def standins(monkeypatch: pytest.MonkeyPatch) -> TreeRunner:
-    runner = TreeRunner(lambda tree: FAIL if BUGGY in (tree / "ktnic_bugs.c").read_text()
-                        else PASS)
-    build = build_unless("#error")
-    monkeypatch.setattr(prepare, "build", lambda choices, specs, *a, **kw: build(choices, specs))
-    monkeypatch.setattr(execute, "run_plan",
-                        lambda plan, out, options, watcher=None: runner(plan, out, options))
-    return runner
+    return stand_in(monkeypatch, TreeRunner(
+        lambda tree: FAIL if BUGGY in (tree / "ktnic_bugs.c").read_text() else PASS),
+        build_unless("#error"))
 
 
 def test_ktest_bisect_names_the_commit(tmp_path: Path, capsys: pytest.CaptureFixture[str],

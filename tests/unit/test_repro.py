@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from fakerun import FakeRun, sample_run
+from standins import command
 
-from orchestrator import cli
 from orchestrator.plugin.record import Attempt, Record, ReportRef, append_record, read_manifest
 from orchestrator.runs import execute, prepare, repro, select
 from orchestrator.runs.choices import Choices
@@ -312,12 +312,7 @@ def test_prepare_builds_the_kernel_image_and_each_driver(monkeypatch: pytest.Mon
 # ---- the command ---------------------------------------------------------------------
 
 def ktest(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main(["repro", *args])
-    except SystemExit as e:
-        code = int(e.code or 0)
-    got = capsys.readouterr()
-    return code, got.out, got.err
+    return command(capsys, "repro", *args)
 
 
 @pytest.fixture

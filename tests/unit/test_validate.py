@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from standins import DMA, FAIL, PASS, WARN, TreeRunner, build_unless
+from standins import DMA, FAIL, PASS, WARN, TreeRunner, build_unless, command, stand_in
 from test_bisect import BUGGY, CLEAN, history
 
-from orchestrator import cli
 from orchestrator.plugin.record import KnownMatch, Record, ReportRef
-from orchestrator.runs import execute, prepare, validate
+from orchestrator.runs import validate
 
 E = "e1000e/ktest_nic"
 
@@ -64,12 +63,7 @@ def test_classify_two_runs() -> None:
 # ---- the command ---------------------------------------------------------------------
 
 def ktest(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = cli.main(["validate", *args])
-    except SystemExit as e:
-        code = int(e.code or 0)
-    got = capsys.readouterr()
-    return code, got.out, got.err
+    return command(capsys, "validate", *args)
 
 
 def verdicts(tree: Path) -> Any:
@@ -81,13 +75,9 @@ def verdicts(tree: Path) -> Any:
 
 @pytest.fixture
 def standins(monkeypatch: pytest.MonkeyPatch) -> TreeRunner:
-    runner = TreeRunner(verdicts, tests=("tests/nic/t.py::test_cycles",
-                                         "tests/nic/t.py::test_open"))
-    build = build_unless("#error")
-    monkeypatch.setattr(prepare, "build", lambda choices, specs, *a, **kw: build(choices, specs))
-    monkeypatch.setattr(execute, "run_plan",
-                        lambda plan, out, options, watcher=None: runner(plan, out, options))
-    return runner
+    return stand_in(monkeypatch, TreeRunner(verdicts, tests=("tests/nic/t.py::test_cycles",
+                                                             "tests/nic/t.py::test_open")),
+                    build_unless("#error"))
 
 
 def driver(path: Path, text: str) -> Path:
