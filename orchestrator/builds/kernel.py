@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
-from orchestrator.builds import cache, kconfig
+from orchestrator.builds import cache, gittree, kconfig
 from orchestrator.builds.common import (
     BuildError,
     Counter,
@@ -97,6 +97,16 @@ class Kernel:
     key: str
     release: str
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def identity(self) -> str:
+        """What a module built against this kernel depends on: its key, and
+        for a user's tree (keyed by its path, so that it builds
+        incrementally) the state of the tree it was built from."""
+        if not str(self.info.get("source", "")).startswith("tree:"):
+            return self.key
+        state = self.info.get("tree_id") or f"built {self.info.get('built_at')}"
+        return f"{self.key} {state}"
 
     @property
     def bzimage(self) -> Path:
@@ -231,27 +241,13 @@ def debian_source(version: str = DEFAULT_VERSION, progress: Progress | None = No
     return dest
 
 
-def _user_tree_id(src: Path) -> str | None:
-    """Identity of a git tree (HEAD plus uncommitted changes), else None."""
-    def git(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["git", "-C", str(src), *args], capture_output=True, check=False)
-
-    head = git("rev-parse", "HEAD")
-    if head.returncode != 0:
-        return None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    diff = git("diff", "HEAD")
-    h = cache.Hasher("tree").add("head", head.stdout).add("status", status.stdout)
-    return f"git:{head.stdout.decode().strip()}:{h.add('diff', diff.stdout).hexdigest()}"
-
-
 def source_tree(req: KernelRequest, progress: Progress | None = None) -> tuple[Path, str]:
     """The tree a request builds from (Debian's unpacked and patched, or the
     user's), and an identity of its content for cache keys."""
     if req.src is None:
         return debian_source(req.version, progress), _debian_source_id(req.version)
     src = check_user_src(req.src)
-    return src, _user_tree_id(src) or f"tree:{src}"
+    return src, gittree.tree_id(src) or f"tree:{src}"
 
 
 def check_user_src(src: Path) -> Path:
@@ -291,7 +287,7 @@ def lookup(req: KernelRequest) -> Kernel | None:
     src = check_user_src(req.src)
     key = kernel_key(f"tree:{src}", merged)
     kernel = Kernel.load(cache.entry_dir("kernel", key))
-    tree_id = _user_tree_id(src)
+    tree_id = gittree.tree_id(src)
     if kernel and tree_id and kernel.info.get("tree_id") == tree_id:
         return kernel
     return None
@@ -317,7 +313,7 @@ def build_kernel(req: KernelRequest, progress: Progress | None = None) -> Kernel
         source_id = f"tree:{src}"
         key = kernel_key(source_id, merged)
         entry = cache.entry_dir("kernel", key)
-        tree_id = _user_tree_id(src)
+        tree_id = gittree.tree_id(src)
         hit = Kernel.load(entry)
         if hit is not None and tree_id and hit.info.get("tree_id") == tree_id:
             return hit

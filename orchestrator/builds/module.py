@@ -75,7 +75,8 @@ def check_src(src: Path) -> Path:
 
 
 def module_key(src: Path, kernel: Kernel, coverage: bool = False) -> str:
-    h = cache.Hasher("module").add("kernel", kernel.key).add_tree("src", src, source_files(src))
+    h = cache.Hasher("module").add("kernel", kernel.identity)
+    h.add_tree("src", src, source_files(src))
     if coverage:
         h.add("coverage", "gcov")
     return h.hexdigest()

@@ -71,8 +71,54 @@ def _add_machine_opts(p: argparse.ArgumentParser) -> None:
     _add_kernel_opts(p)
 
 
+def _add_stress_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cycles", type=int, metavar="N",
+                   help="load/unload, bind/unbind and link flap cycles of the suite "
+                        "(KTEST_CYCLES; default 5)")
+    p.add_argument("--traffic", type=float, metavar="FACTOR",
+                   help="a factor on the background traffic rate of the lifecycle, fault "
+                        "and XDP tests (KTEST_TRAFFIC; default 1)")
+    p.add_argument("--env", action="append", metavar="KTEST_NAME=VALUE",
+                   help="a knob of the suite for the test processes (repeatable)")
+
+
+def _add_tree_opts(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tree", metavar="DIR", help=f"a kernel tree in git: {what}")
+    g.add_argument("--driver-tree", metavar="DIR",
+                   help=f"an out-of-tree driver's source directory in git (e.g. "
+                        f"drivers/ktest_nic): {what}")
+
+
+def _add_job_opts(p: argparse.ArgumentParser) -> None:
+    """The tests, the driver parameters, the suite's knobs, the output and the
+    kernel/QEMU choices of bisect and validate."""
+    from orchestrator.builds.kernel import SOURCES
+
+    p.add_argument("-k", metavar="EXPR", help="only the tests matching this pytest -k "
+                                              "expression")
+    p.add_argument("--test", action="append", metavar="TEST_ID",
+                   help="just this test (its id as in results.jsonl; repeatable)")
+    p.add_argument("--driver-params", metavar="PARAMS",
+                   help="module parameters for every load of the driver under test")
+    _add_stress_opts(p)
+    p.add_argument("--out", metavar="DIR", help="output directory (default: a new one in "
+                                                "the cache)")
+    p.add_argument("--kernel", dest="kernel_version", choices=list(SOURCES), metavar="VERSION",
+                   help="with a driver tree: Debian's linux-source-VERSION (default: the "
+                        "default one)")
+    p.add_argument("--variant", default="debug", choices=["debug", "fast"],
+                   help="debug: every checker (default); fast: the same without KASAN")
+    p.add_argument("--config", action="append", metavar="FRAG",
+                   help="an extra kernel config fragment (repeatable)")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    _add_qemu_opt(p)
+    p.set_defaults(kernel_src=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from orchestrator.cli import host, machines, runs
+    from orchestrator.builds.kernel import SOURCES
+    from orchestrator.cli import host, machines, runs, triage
 
     ap = argparse.ArgumentParser(prog="ktest", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="append", metavar="TEST_ID",
                    help="run just this test (path::name[params], as in results.jsonl; "
                         "repeatable)")
+    p.add_argument("--driver-params", metavar="PARAMS",
+                   help="module parameters for every load of the drivers under test "
+                        "(e.g. 'bugs=tx_unmap_missing' for ktest_nic's bug injections)")
     p.add_argument("--shard", metavar="K/N",
                    help="run shard K of N of the plan (the same split on every machine; "
                         "`ktest merge` joins the shards' run directories)")
@@ -174,6 +223,96 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qemu_opt(p)
     _add_kernel_opts(p)
     p.set_defaults(func=runs.cmd_zoo)
+
+    p = sub.add_parser("repro", help="run a failure again, exactly as it ran, until it shows "
+                                     "again; the hit rate and the time to the first hit",
+                       description="Exit 0: reproduced; 1: not within the budget; 2: bad "
+                                   "input or a failed build; 130: interrupted.")
+    p.add_argument("target", metavar="RUN_DIR|LOG",
+                   help="a run directory, or a console log with a kernel report")
+    p.add_argument("test", nargs="?", metavar="TEST",
+                   help="the test: its id (with or without the pair), or its name as the "
+                        "summary shows it (default: the run's one failure; for a log: the "
+                        "test its ktest markers name)")
+    p.add_argument("--machine", "-m", metavar="PROFILE",
+                   help="the machine profile, for a log that does not say")
+    p.add_argument("--driver", "-d", metavar="DRIVER",
+                   help="the driver under test, for a log that does not say (ktest_nic, an "
+                        "in-tree driver, a module source directory or a .ko)")
+    p.add_argument("--match", metavar="REGEX",
+                   help="look for a failure whose kernel report title or message matches "
+                        "(default: the same report title, or the same failure message class)")
+    p.add_argument("--tries", type=int, default=10, metavar="N",
+                   help="run the test at most N times (default 10)")
+    p.add_argument("--time", type=float, metavar="SECONDS",
+                   help="start no try after this many seconds")
+    p.add_argument("--keep-going", action="store_true",
+                   help="use the whole budget (a hit rate), not only up to the first hit")
+    _add_stress_opts(p)
+    p.add_argument("--out", metavar="DIR", help="output directory: a run directory per try "
+                                                "and repro.json (default: a new one in the "
+                                                "cache)")
+    p.add_argument("--kernel", dest="kernel_version", choices=list(SOURCES), metavar="VERSION",
+                   help="instead of the run's kernel: Debian's linux-source-VERSION")
+    p.add_argument("--kernel-src", metavar="DIR", help="instead of the run's kernel: this tree")
+    p.add_argument("--variant", choices=["debug", "fast"], help="instead of the run's variant")
+    p.add_argument("--config", action="append", metavar="FRAG",
+                   help="instead of the run's config fragments: these (repeatable)")
+    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    _add_qemu_opt(p)
+    p.set_defaults(func=triage.cmd_repro)
+
+    p = sub.add_parser("bisect", help="the commit that brought a failure: git bisect with "
+                                      "the test's verdict as the oracle",
+                       description="Each commit between --good and --bad is built in a "
+                                   "checkout of ktest's own (the user's work tree and HEAD "
+                                   "are never touched) and judged by the test: the same "
+                                   "failure as at the bad end = bad, a pass = good, "
+                                   "anything else (a failed build or boot, another "
+                                   "failure) = skip. Exit 0: found; 1: only skipped "
+                                   "commits were left; 2: bad input, or an end is not what "
+                                   "it should be; 130: interrupted.")
+    p.add_argument("--good", required=True, metavar="REF", help="a commit without the failure")
+    p.add_argument("--bad", required=True, metavar="REF", help="a commit with it")
+    _add_tree_opts(p, "the git history to bisect")
+    p.add_argument("--machine", "-m", metavar="PROFILE",
+                   help="the machine profile (default: the default one)")
+    p.add_argument("--driver", "-d", metavar="DRIVER",
+                   help="with --tree: the driver under test (default: the NIC's in-tree "
+                        "driver)")
+    _add_job_opts(p)
+    p.add_argument("--match", metavar="REGEX",
+                   help="the failure to look for: a kernel report title or failure message "
+                        "matching REGEX (default: the bad end's first failure)")
+    p.add_argument("--tries", type=int, default=1, metavar="N",
+                   help="run the test up to N times at each commit (a flaky failure): bad "
+                        "at the first hit, good only if every try passes (default 1)")
+    p.set_defaults(func=triage.cmd_bisect)
+
+    p = sub.add_parser("validate", help="what a patch fixes and what it breaks: the same "
+                                        "plan on its base and on the patch",
+                       description="--base and --patch are two kernel trees or two module "
+                                   "source directories, or with --tree/--driver-tree two "
+                                   "refs of that git tree (checked out by ktest, never in "
+                                   "your work tree). Exit 0: nothing introduced; 1: the "
+                                   "patch introduces a failure (or does not build); 2: bad "
+                                   "input, or the base does not build; 130: interrupted.")
+    p.add_argument("--base", required=True, metavar="A", help="the tree (or ref) without the patch")
+    p.add_argument("--patch", required=True, metavar="B", help="the tree (or ref) with it")
+    _add_tree_opts(p, "--base and --patch are refs of this git tree")
+    p.add_argument("--plan", metavar="PLAN",
+                   help="a plan in qemu-configs/plans/ or a YAML file (default: -m and -d, "
+                        "or the default profile; with a driver tree, the plan's pairs of "
+                        "that driver)")
+    p.add_argument("--machine", "-m", action="append", metavar="PROFILE",
+                   help="instead of the plan's pairs: this profile (repeatable)")
+    p.add_argument("--driver", "-d", action="append", metavar="DRIVER",
+                   help="for kernel trees: the driver under test (repeatable; default: the "
+                        "NIC's in-tree driver)")
+    _add_job_opts(p)
+    p.add_argument("--reruns", type=int, default=0, metavar="N",
+                   help="run a failed test again, up to N times (FLAKY if it then passes)")
+    p.set_defaults(func=triage.cmd_validate)
 
     p = sub.add_parser("compare", help="what changed between two runs: new failures, "
                                        "fixed, still failing, known, flaky (exit 1 if new)")

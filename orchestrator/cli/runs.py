@@ -9,13 +9,14 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.common import EXIT_FAIL, Progress, artifacts, die, die_build
+from orchestrator.cli.common import EXIT_FAIL, Progress, die, die_build
 
 
 def _plan(args: argparse.Namespace) -> object:
@@ -44,9 +45,23 @@ def choices_of(args: argparse.Namespace) -> Any:
 def pytest_extra(args: argparse.Namespace) -> list[str]:
     """The plugin options that carry this command's kernel/QEMU choices."""
     extra = list(choices_of(args).plugin_args())
+    if getattr(args, "driver_params", None):
+        extra += ["--ktest-driver-params", args.driver_params]
     if getattr(args, "coverage", False):
         extra.append("--ktest-coverage")
     return extra
+
+
+def build(choices: Any, driver_specs: Sequence[str], progress: Progress,
+          coverage: bool = False) -> Any:
+    """Build what a run needs up front, with progress (exits on a failed
+    build): every pair then starts from the cache."""
+    from orchestrator.runs import prepare
+
+    try:
+        return prepare.build(choices, driver_specs, progress, coverage=coverage)
+    except Exception as e:  # BuildError, a missing .ko or module directory
+        die_build(e, progress)
 
 
 def known_issues(files: Sequence[str] | None) -> list[Any]:
@@ -109,7 +124,6 @@ def _selection(args: argparse.Namespace, plan: Any, extra: list[str]) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.runs import execute
     from orchestrator.runs.plan import Plan
-    from orchestrator.scenario import drivers
 
     plan = _plan(args)
     assert isinstance(plan, Plan)
@@ -134,21 +148,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for pair in pairs:
             selected = tests.get(pair.label) if tests else None
-            print(" ".join(execute.pytest_argv(plan, pair, out, args.k, extra, selected,
+            print(shlex.join(execute.pytest_argv(plan, pair, out, args.k, extra, selected,
                                                args.reruns)))
             print("".join(f"#   {x}\n" for x in selected or ()), end="")
         return 0
     progress = Progress()
     if pairs:
-        # Build once up front, with progress, so every pair starts from the
-        # cache and a failed build is one clear error, not one per pair.
-        arts = artifacts(args, progress)
-        try:
-            for drv in sorted({p.driver for p in pairs}):
-                drivers.resolve_driver(drv, arts, progress,
-                                        coverage=args.coverage)
-        except Exception as e:  # BuildError, missing file
-            die_build(e, progress)
+        build(choices, [p.driver for p in pairs], progress, coverage=args.coverage)
     progress.done()
     shard = f", shard {args.shard}" if args.shard else ""
     print(f"ktest run: plan {plan.name} ({len(pairs)} pairs{shard}, {jobs} at a time), "
@@ -157,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         k=args.k, extra=tuple(extra), jobs=jobs, reruns=args.reruns, tests=tests,
         totals=totals, issues=issues, baseline=Path(args.baseline) if args.baseline else None,
         manifest={"choices": choices.to_dict(), "shard": args.shard,
+                  "driver_params": args.driver_params,
                   "known_files": [str(Path(f).resolve()) for f in args.known or ()],
                   "baseline": str(Path(args.baseline).resolve()) if args.baseline else None})
     from orchestrator.cli.progress import RunProgress
@@ -203,20 +210,14 @@ def _print_coverage(out: Path) -> None:
 def cmd_zoo(args: argparse.Namespace) -> int:
     """Each bug injection in the scenario that exposes it; non-zero on a miss."""
     from orchestrator.runs import execute, zoo
-    from orchestrator.scenario import drivers
 
     try:
         z = zoo.load_zoo()
     except zoo.ConfigError as e:
         die(str(e))
-    out = Path(args.out) if args.out else execute.default_out().with_name(
-        execute.default_out().name.replace("run-", "zoo-"))
+    out = Path(args.out) if args.out else execute.default_out("zoo")
     progress = Progress()
-    arts = artifacts(args, progress)
-    try:
-        drivers.resolve_driver("ktest_nic", arts, progress)
-    except Exception as e:  # BuildError
-        die_build(e, progress)
+    build(choices_of(args), ["ktest_nic"], progress)
     progress.done()
     chosen = [b for b in z.bugs if not args.bug or b.name in args.bug]
     print(f"ktest zoo: {len(chosen)} bug(s) on {args.machine or z.profile}, results in {out}")
@@ -227,7 +228,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     try:
-        results = zoo.run_zoo(z, out, args.bug, args.machine, pytest_extra(args), echo)
+        results = zoo.run_zoo(z, out, args.bug, args.machine, pytest_extra(args), echo,
+                              manifest={"choices": choices_of(args).to_dict()})
     except zoo.ConfigError as e:
         die(str(e))
     print()

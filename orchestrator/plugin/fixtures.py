@@ -67,7 +67,8 @@ def ktest_artifacts(pytestconfig: pytest.Config, ktest_out: Path) -> Any:
                                          "text": v.text})
     update_manifest(ktest_out, kernel={"release": arts.kernel.release, "key": arts.kernel.key,
                                        "version": req.version if req.src is None else None,
-                                       "src": str(req.src) if req.src else None},
+                                       "src": str(req.src) if req.src else None,
+                                       "tree_id": arts.kernel.info.get("tree_id")},
                     image={"key": arts.image.key})
     return arts
 
@@ -79,6 +80,9 @@ def ktest_pair(request: pytest.FixtureRequest, ktest_artifacts: Any,
     pool = Pool(pair, request.config, ktest_artifacts, ktest_out)
     if pool.driver is not None and pool.driver.ko is not None:
         update_manifest(ktest_out, modules={pool.driver.name: str(pool.driver.ko)})
+    params = request.config.getoption("--ktest-driver-params")
+    if params:
+        update_manifest(ktest_out, driver_params=params)
     yield pool
     pool.close()
 

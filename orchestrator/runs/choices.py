@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+from orchestrator.builds.kernel import DEFAULT_VERSION, KernelRequest
 
 
 def _absolute(path: str | None) -> str | None:
@@ -30,6 +33,12 @@ class Choices:
              qemu: str | None = None) -> Choices:
         return cls(kernel, _absolute(kernel_src), variant,
                    tuple(str(_absolute(c)) for c in config), accel, qemu)
+
+    def kernel_request(self) -> KernelRequest:
+        """The kernel build these choices ask for."""
+        return KernelRequest(src=Path(self.kernel_src) if self.kernel_src else None,
+                             variant=self.variant, version=self.kernel or DEFAULT_VERSION,
+                             extra_fragments=tuple(Path(c) for c in self.config))
 
     def plugin_args(self) -> list[str]:
         """The pytest --ktest-* options that carry these choices."""

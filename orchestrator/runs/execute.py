@@ -103,6 +103,24 @@ class RunOptions:
     issues: Sequence[known_mod.KnownIssue] | None = None  # None: ktest's own list
     baseline: Path | None = None  # a run to compare with in report.html
     manifest: Mapping[str, Any] = field(default_factory=dict)  # more for run.json
+    env: Mapping[str, str] = field(default_factory=dict)  # more for the pairs' environment
+
+
+# The environment of a run's pair processes that is not a suite knob: where
+# this host keeps its cache, and the QEMU binary (a choice of its own).
+HOST_ENV = ("KTEST_CACHE", "KTEST_QEMU")
+
+
+def pair_env(opts: RunOptions) -> dict[str, str]:
+    """The environment of the pair processes: ours and the options' `env`."""
+    return {**os.environ, **opts.env}
+
+
+def suite_knobs(env: Mapping[str, str]) -> dict[str, str]:
+    """The suite's knobs in an environment (KTEST_CYCLES, KTEST_SWEEP, ...):
+    what run.json records as `env` and `ktest repro` sets again."""
+    return {k: v for k, v in sorted(env.items())
+            if k.startswith("KTEST_") and k not in HOST_ENV}
 
 
 class Watcher:
@@ -149,8 +167,9 @@ def default_jobs(pairs: int) -> int:
     return max(1, min(cores // 2, int(mem // 3), pairs))
 
 
-def default_out() -> Path:
-    return cache.cache_root() / "runs" / f"run-{datetime.now():%Y%m%d-%H%M%S}"
+def default_out(kind: str = "run") -> Path:
+    """A new folder for a run (or a zoo, a repro...) under the cache."""
+    return cache.cache_root() / "runs" / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def pytest_argv(plan: Plan, pair: Pair, out: Path, k: str | None,
@@ -198,7 +217,8 @@ def run_plan(plan: Plan, out: Path, *, k: str | None = None, extra: list[str] | 
                                "pairs": [p.label for p in plan.pairs],
                                "specs": {p.label: f"{p.profile}:{p.driver}" for p in plan.pairs},
                                "k": opts.k},
-                    jobs=opts.jobs, reruns=opts.reruns, **dict(opts.manifest))
+                    jobs=opts.jobs, reruns=opts.reruns, env=suite_knobs(pair_env(opts)),
+                    **dict(opts.manifest))
     result = RunResult(out)
     if opts.tests is not None:
         result.selected = sum(len(v) for v in opts.tests.values())
@@ -285,7 +305,7 @@ def _start(plan: Plan, out: Path, opts: RunOptions, pr: PairRun, watch: Watcher)
     watch.pair_started(pr)
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, cwd=paths.data_root(),
-                            preexec_fn=_child_setup)
+                            env=pair_env(opts), preexec_fn=_child_setup)
     return _Child(pr, proc, log, log_path)
 
 

@@ -13,7 +13,8 @@ Errors name the file, the line and the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator import paths, yamlconf
@@ -106,3 +107,25 @@ def adhoc_plan(machines: list[str], driver_specs: list[str], base: Plan) -> Plan
     lines += [f"  - {{profile: {p.profile}, driver: {p.driver}}}" for p in pairs]
     return Plan("command-line", None, "pairs given on the command line", base.suites,
                 tuple(pairs), base.pcap, "\n".join(lines) + "\n")
+
+
+def with_driver(plan: Plan, spec: str) -> Plan:
+    """The pairs of `plan` whose driver is the module `spec` builds (a module
+    source directory, named after the module, or a .ko), with `spec` as
+    their driver; PlanError if there are none or one cannot run with it."""
+    name = drivers.module_name(spec)
+    pairs = tuple(replace(p, driver=spec) for p in plan.pairs
+                  if drivers.module_name(p.driver) == name)
+    if not pairs:
+        raise PlanError(f"plan {plan.name} has no pair with driver {name} "
+                        f"({', '.join(p.label for p in plan.pairs)})")
+    for pair in pairs:
+        try:
+            drivers.check_pair(pair)
+        except drivers.PairError as e:
+            raise PlanError(str(e)) from None
+    lines = [f"# plan {plan.name} with driver {spec}",
+             f"description: {json.dumps(plan.description)}",
+             f"suites: [{', '.join(plan.suites)}]", f"pcap: {str(plan.pcap).lower()}", "pairs:"]
+    lines += [f"  - {{profile: {p.profile}, driver: {p.driver}}}" for p in pairs]
+    return replace(plan, pairs=pairs, text="\n".join(lines) + "\n")

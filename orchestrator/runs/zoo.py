@@ -18,12 +18,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator import paths, yamlconf
-from orchestrator.plugin.record import Record, read_records
+from orchestrator.plugin.record import Record, read_records, update_manifest
 from orchestrator.runs.plan import suite_path
 from orchestrator.yamlconf import ConfigError, Reader
 
@@ -129,9 +130,12 @@ def judge(bug: Bug, records: list[Record]) -> tuple[bool, str]:
     return False, f"{first.outcome.upper()}, but {what}"
 
 
-def run_bug(bug: Bug, profile: str, out: Path, extra: list[str] | None = None) -> BugResult:
+def run_bug(bug: Bug, profile: str, out: Path, extra: list[str] | None = None,
+            manifest: Mapping[str, Any] | None = None) -> BugResult:
     """The bug's scenario with ktest_nic loaded with bugs=NAME, in its own
-    pytest process and output directory."""
+    pytest process and output directory (a run directory: `manifest`, the
+    choices `extra` carries, goes to its run.json, so `ktest repro` can
+    replay it)."""
     bug_out = out / bug.name
     node = bug.scenario
     file_part, _, test_part = node.partition("::")
@@ -146,6 +150,8 @@ def run_bug(bug: Bug, profile: str, out: Path, extra: list[str] | None = None) -
             *(extra or [])]
     t0 = time.monotonic()
     bug_out.mkdir(parents=True, exist_ok=True)
+    update_manifest(bug_out, zoo_bug=bug.name, driver_params=f"bugs={bug.name}",
+                    **dict(manifest or {}))
     with open(bug_out / "pytest.log", "wb") as log:
         subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                        cwd=paths.data_root(), check=False)
@@ -157,7 +163,8 @@ def run_bug(bug: Bug, profile: str, out: Path, extra: list[str] | None = None) -
 
 def run_zoo(zoo: Zoo, out: Path, names: list[str] | None = None, profile: str | None = None,
             extra: list[str] | None = None,
-            echo: Callable[[BugResult], None] = lambda _: None) -> list[BugResult]:
+            echo: Callable[[BugResult], None] = lambda _: None,
+            manifest: Mapping[str, Any] | None = None) -> list[BugResult]:
     unknown = sorted(set(names or ()) - {b.name for b in zoo.bugs})
     if unknown:
         raise ConfigError(f"{zoo_path()}: no bug named {', '.join(unknown)} "
@@ -166,7 +173,7 @@ def run_zoo(zoo: Zoo, out: Path, names: list[str] | None = None, profile: str | 
     for bug in zoo.bugs:
         if names and bug.name not in names:
             continue
-        res = run_bug(bug, profile or zoo.profile, out, extra)
+        res = run_bug(bug, profile or zoo.profile, out, extra, manifest)
         results.append(res)
         echo(res)
         write_summary(out, zoo, results)

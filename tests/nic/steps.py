@@ -3,7 +3,10 @@
 The suite runs unchanged against every driver: it only uses what Linux
 offers every NIC driver (ip, ethtool, sysfs, the kernel's counters), the
 host's traffic peer on the NIC's frame socket, and the guest-side flow agent.
-Knobs: KTEST_CYCLES (load/unload, bind/unbind and link flap cycles, default 5).
+Knobs: KTEST_CYCLES (load/unload, bind/unbind and link flap cycles, default 5);
+KTEST_TRAFFIC (a factor on the rate of the background traffic the lifecycle,
+fault and XDP tests run under, default 1). `ktest repro --cycles/--traffic`
+sets them to stress a replay.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from orchestrator.scenario import rss
 from orchestrator.scenario import traffic as traffic_mod
 
 CYCLES = int(os.environ.get("KTEST_CYCLES", "5"))
+TRAFFIC = float(os.environ.get("KTEST_TRAFFIC", "1"))
 SINK_PORT = 7000
 PEER_PORT = 7001
 BG_PORT, BG_FLOW = 7002, 90
@@ -76,11 +80,13 @@ def queue_rx_packets(stats: dict[str, int]) -> dict[int, int]:
 @contextlib.contextmanager
 def background_rx(dut: Any, traffic: Any, agent: Any, rate: int = 500,
                   max_seconds: float = 900, size: int = 590) -> Iterator[Any]:
-    """The peer sends a sequence-numbered flow to a sink in the guest while
-    the block runs (bounded by `max_seconds`), so the Rx path is busy
-    whatever the block does to the driver. Afterwards the sink's count is
-    checked: frames were lost while the driver was down, but none may
-    arrive corrupted or twice, and some must have arrived."""
+    """The peer sends a sequence-numbered flow (`rate` frames a second, times
+    KTEST_TRAFFIC) to a sink in the guest while the block runs (bounded by
+    `max_seconds`), so the Rx path is busy whatever the block does to the
+    driver. Afterwards the sink's count is checked: frames were lost while
+    the driver was down, but none may arrive corrupted or twice, and some
+    must have arrived."""
+    rate = max(1, round(rate * TRAFFIC))
     flow = flow_in(BG_FLOW, size, sport=5100, dport=BG_PORT)
     job = agent.sink(port=BG_PORT, duration=max_seconds + 60, name="background")
     with traffic.background(flow, rate, dst_mac=dut.mac, max_seconds=max_seconds) as bg:

@@ -179,3 +179,24 @@ def test_a_pair_whose_pytest_broke_fails_the_run(tmp_path: Path) -> None:
     assert not execute.RunResult(tmp_path, [pr], [Record(test="t", pair=A.label)]).failed
     broken = PairRun(B, status=4, done=3)  # a usage error is never fine
     assert execute.RunResult(tmp_path, [pr, broken], [Record(test="t", pair=A.label)]).failed
+
+
+def test_the_suites_knobs_reach_the_pairs_and_run_json(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = tmp_path / "suite" / "test_env.py"
+    suite.parent.mkdir()
+    suite.write_text(
+        "import os\n\nimport pytest\n\n\n@pytest.fixture(scope='session')\n"
+        "def ktest_pair(request):\n    return request.param\n\n\n"
+        "def test_knobs(ktest_pair):\n"
+        "    assert os.environ['KTEST_CYCLES'] == '7', os.environ.get('KTEST_CYCLES')\n"
+        "    assert os.environ['KTEST_SWEEP'] == 'probe:3'\n")
+    monkeypatch.setenv("KTEST_SWEEP", "probe:3")  # ours reach the pairs too
+    monkeypatch.setenv("KTEST_CACHE", str(tmp_path / "cache"))
+    plan = Plan("env", None, "", (str(suite.parent),), (A,), pcap=False, text="")
+    out = tmp_path / "out"
+    result = execute.run_plan(plan, out, options=RunOptions(env={"KTEST_CYCLES": "7"}))
+    assert [r.outcome for r in result.records] == ["passed"], result.records
+    env = read_manifest(out)["env"]
+    assert env["KTEST_CYCLES"] == "7" and env["KTEST_SWEEP"] == "probe:3"
+    assert "KTEST_CACHE" not in env  # where this host keeps its cache is no knob

@@ -106,28 +106,3 @@ def test_shipped_fragments_parse() -> None:
         for mod in ("E1000E", "VIRTIO_NET", "NETDEVSIM", "PCIEAER_INJECT"):
             assert merged[mod].value == "m", mod
         assert merged["KASAN"].value == ("n" if variant == "fast" else "y")
-
-
-def test_user_tree_identity_follows_git_state(tmp_path: Path) -> None:
-    import subprocess
-
-    from orchestrator.builds import kernel
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,
-                       env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-                            "PATH": "/usr/bin:/bin"})
-
-    assert kernel._user_tree_id(tmp_path) is None  # not a git tree: make decides
-    git("init", "-q")
-    (tmp_path / "a.c").write_text("int a;\n")
-    git("add", "a.c")
-    git("commit", "-q", "-m", "one")
-    clean = kernel._user_tree_id(tmp_path)
-    assert clean and clean == kernel._user_tree_id(tmp_path)
-    (tmp_path / "a.c").write_text("int a = 1;\n")
-    dirty = kernel._user_tree_id(tmp_path)
-    assert dirty != clean
-    (tmp_path / "a.c").write_text("int a = 2;\n")
-    assert kernel._user_tree_id(tmp_path) != dirty

@@ -15,9 +15,8 @@ from test_execute import SUITE
 
 from orchestrator import cli
 from orchestrator.cli import progress as progress_mod
-from orchestrator.cli import runs as cli_runs
+from orchestrator.runs import prepare
 from orchestrator.runs.execute import PairRun
-from orchestrator.scenario import drivers
 from orchestrator.scenario.drivers import Pair
 
 
@@ -28,8 +27,7 @@ def fake_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (suite / "test_fake.py").write_text(SUITE)
     (tmp_path / "tries").mkdir()
     monkeypatch.setenv("KTEST_FAKE_TRIES", str(tmp_path / "tries"))
-    monkeypatch.setattr(cli_runs, "artifacts", lambda args, progress: object())
-    monkeypatch.setattr(drivers, "resolve_driver", lambda *a, **kw: None)
+    monkeypatch.setattr(prepare, "build", lambda *a, **kw: prepare.Built("k-0123"))
     plan = tmp_path / "plan.yaml"
     plan.write_text(f"suites: [{suite}]\npcap: false\npairs:\n"
                     "  - {profile: e1000e, driver: ktest_nic}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,11 @@ def test_adhoc_pairs(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--dry-run", "-m", "virtio-net", "--no-pcap"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and "virtio-net:virtio_net" in out[0] and "--ktest-pcap" not in out[0]
+    assert "--ktest-driver-params" not in out[0]
+    assert cli.main(["run", "--dry-run", "-m", "e1000e", "-d", "ktest_nic",
+                     "--driver-params", "bugs=tx_unmap_missing debug=1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert shlex.split(out[0])[-2:] == ["--ktest-driver-params", "bugs=tx_unmap_missing debug=1"]
 
 
 def test_adhoc_plan_keeps_its_text() -> None:
@@ -160,3 +166,49 @@ def test_bad_plan_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ktest: error:") and ":1: pairs:" in err[0]
+
+
+def test_a_plan_with_a_drivers_source(tmp_path: Path) -> None:
+    from orchestrator.runs.plan import PlanError, load_plan, with_driver
+
+    src = tmp_path / "slot" / "ktest_nic"
+    src.mkdir(parents=True)
+    (src / "Kbuild").write_text("obj-m := ktest_nic.o\n")
+    plan = with_driver(load_plan("default"), str(src))
+    assert [(p.profile, p.driver) for p in plan.pairs] == [
+        ("e1000e", str(src)), ("e1000e-viommu", str(src))]  # its pairs only
+    assert [p.label for p in plan.pairs] == ["e1000e/ktest_nic", "e1000e-viommu/ktest_nic"]
+    assert f"driver: {src}}}" in plan.text and plan.suites == load_plan("default").suites
+    other = tmp_path / "mydrv"
+    other.mkdir()
+    with pytest.raises(PlanError, match=r"plan default has no pair with driver mydrv \("):
+        with_driver(load_plan("default"), str(other))
+
+
+def test_a_job_at_another_tree(tmp_path: Path) -> None:
+    from orchestrator.runs import prepare
+    from orchestrator.runs.choices import Choices
+    from orchestrator.runs.plan import DEFAULT_SUITES, Plan, adhoc_plan
+
+    linux = tmp_path / "linux"
+    linux.mkdir()
+    (linux / "Makefile").write_text("")
+    (linux / "Kconfig").write_text("")
+    drv = tmp_path / "x" / "ktest_nic"
+    drv.mkdir(parents=True)
+    (drv / "Makefile").write_text("")
+    assert prepare.tree_kind(linux) == prepare.KERNEL
+    assert prepare.tree_kind(drv) == prepare.DRIVER
+    with pytest.raises(ValueError, match="neither a kernel tree"):
+        prepare.tree_kind(tmp_path)
+    base = Plan("t", None, "", DEFAULT_SUITES, ())
+    job = prepare.Job(adhoc_plan(["e1000e"], ["ktest_nic"], base), Choices.make(kernel="6.12"),
+                      k="ping", driver_params="debug=1", env={"KTEST_CYCLES": "2"})
+    at = job.at(prepare.KERNEL, linux)
+    assert at.choices.kernel_src == str(linux) and at.plan == job.plan
+    opts = at.options(reruns=1, manifest={"x": 1})
+    assert opts.extra == ("--ktest-kernel-src", str(linux), "--ktest-driver-params", "debug=1")
+    assert opts.k == "ping" and opts.reruns == 1 and opts.env == {"KTEST_CYCLES": "2"}
+    assert opts.manifest["x"] == 1 and opts.manifest["driver_params"] == "debug=1"
+    moved = job.at(prepare.DRIVER, drv)
+    assert moved.driver_specs == [str(drv)] and moved.choices == job.choices

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from orchestrator.plugin.record import Record, ReportRef
 from orchestrator.runs import zoo
 
@@ -39,3 +41,39 @@ def test_judge() -> None:
     behaviour = zoo.Bug("y", "c", "t::t", message="corrupted")
     assert zoo.judge(behaviour, [Record(test="t", outcome="failed",
                                         message="flow 1: {'corrupted': 3}")])[0]
+
+
+ZOO_SUITE = '''
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ktest_pair(request):
+    return request.param
+
+
+def test_exposes(ktest_pair):
+    assert False, "Rx stalled"
+'''
+
+
+def test_a_bugs_folder_is_a_run_directory_repro_can_replay(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from orchestrator.runs import repro
+    from orchestrator.runs.rundir import load_run
+
+    monkeypatch.setenv("KTEST_CACHE", str(tmp_path / "cache"))
+    suite = tmp_path / "test_zoo_fake.py"
+    suite.write_text(ZOO_SUITE)
+    bug = zoo.Bug("rx_stall", "a stall", f"{suite}::test_exposes", message="Rx stalled")
+    choices = {"kernel": "6.1", "accel": "tcg"}
+    res = zoo.run_bug(bug, "e1000e-viommu", tmp_path / "zoo", [],
+                      manifest={"choices": choices})
+    assert res.caught, res.got
+    run = load_run(tmp_path / "zoo" / "rx_stall")
+    assert run.manifest["zoo_bug"] == "rx_stall" and run.manifest["choices"] == choices
+    again = repro.rerun(run, repro.find_record(run, None))
+    assert again.pair_spec == "e1000e-viommu:ktest_nic"
+    assert again.driver_params == "bugs=rx_stall"
+    assert again.choices.kernel == "6.1" and again.choices.accel == "tcg"
