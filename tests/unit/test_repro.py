@@ -23,8 +23,8 @@ from orchestrator.scenario.drivers import Pair
 
 E = "e1000e/ktest_nic"
 KASAN = "KASAN: slab-use-after-free Read in ktnic_poll"
-GOLDEN = Path(__file__).resolve().parents[1] / "report_golden" / "kasan_uaf.log"
-UAF = "KASAN: use-after-free Read in ktest_bug_uaf_read"
+GOLDEN = Path(__file__).resolve().parents[1] / "report_golden" / "6.12" / "kasan_uaf.log"
+UAF = "KASAN: slab-use-after-free Read in ktest_bug_uaf_read"
 
 
 @pytest.fixture(autouse=True)
