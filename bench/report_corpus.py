@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 
 from orchestrator.report.cli import run_parse  # noqa: E402
 from orchestrator.report.parser import all_reports, parse_log  # noqa: E402
-from orchestrator.runs.golden import split_golden  # noqa: E402
+from orchestrator.runs.golden import golden_logs, split_golden  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "report-corpus" / "syzkaller-linux-dev.jsonl"
 
@@ -263,7 +263,6 @@ def dense_log(entries: list[Entry], size: int) -> bytes:
     return b"".join(parts)
 
 
-GOLDEN = ROOT / "tests" / "report_golden"
 
 
 def with_host_timestamps(data: bytes) -> bytes:
@@ -282,7 +281,7 @@ def equality_logs(entries: list[Entry], size: int) -> dict[str, bytes]:
         logs[f"corpus/{k:04d}-{e.name}"] = e.data
         logs[f"hosted/{k:04d}-{e.name}"] = with_host_timestamps(e.data)
     golden = []
-    for path in sorted(GOLDEN.glob("*.log")):
+    for path in golden_logs():
         log = split_golden(path.read_bytes())[1]
         logs[f"golden/{path.stem}"] = log
         golden.append(log)

@@ -440,6 +440,11 @@ WARNING = Group(
             "WARNING: refcount bug in {0}",
             stack=warn_stack("refcount", "kobject_"),
         ),
+        F(  # without DEBUG_BUGVERBOSE (no file:line): the warning site names it
+            r"WARNING: .* at refcount_warn_saturate\+",
+            "WARNING: refcount bug in {0}",
+            stack=warn_stack("refcount", "kobject_"),
+        ),
         F(
             r"WARNING: .*kernel/locking/lockdep\.c.*lock_",
             "WARNING: locking bug in {0}",
@@ -802,7 +807,15 @@ GROUPS: tuple[Group, ...] = (
         F("kernel BUG at lib/list_debug.c", "BUG: corrupted list in {0}", stack=trace_stack()),
         F("kernel BUG at (.*)", "kernel BUG in {1}", stack=rip_stack("^skb_")),
     ),
-    _simple("KBUG2", "Kernel BUG", F("Kernel BUG (.*)", "kernel BUG {0}")),
+    _simple(
+        "KBUG2",
+        "Kernel BUG",
+        # x86 without DEBUG_BUGVERBOSE: "Kernel BUG at func+0x5/0x10 [mod]
+        # [verbose debug info unavailable]": the RIP names the function
+        F(r"Kernel BUG at \S+\+0x.*\[verbose debug info unavailable\]", "kernel BUG in {0}",
+          stack=rip_stack()),
+        F("Kernel BUG (.*)", "kernel BUG {0}"),
+    ),
     _simple(
         "SLUBFREE",
         "BUG kmalloc-",

@@ -16,7 +16,7 @@ from orchestrator.report.parser import _drop_redundant, all_reports, parse_log
 from orchestrator.runs import golden
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = sorted((ROOT / "tests" / "report_golden").glob("*.log"))
+GOLDEN = golden.golden_logs()
 CORPUS = ROOT.parent / "shared" / "report-corpus" / "syzkaller-linux-dev.jsonl"
 
 

@@ -1,6 +1,7 @@
-"""Re-run the golden report cases in real guests (see orchestrator/golden.py):
+"""Re-run the golden report cases in real guests (see orchestrator/runs/golden.py):
 the parser must find in a fresh log the report recorded in the golden header
-(same title, kind and severity). One guest per case, a minute or so each."""
+of the guest kernel's series (same title, kind and severity). One guest per
+case, a minute or so each."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ CASES = [c for c in golden.CASES
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_golden_case_in_guest(case, artifacts, machine_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    header, _ = golden.split_golden((golden.GOLDEN_DIR / f"{case.name}.log").read_bytes())
+    series = golden.series_of(artifacts.kernel.release)
+    header, _ = golden.split_golden((golden.golden_dir(series) / f"{case.name}.log").read_bytes())
 
     def make(profile):  # type: ignore[no-untyped-def]
         return machine_factory(profile, run_dir=tmp_path / f"run-{case.name}")

@@ -12,6 +12,7 @@
 #include <linux/netdevice.h>
 #include <linux/platform_device.h>
 #include <linux/printk.h>
+#include <linux/version.h>
 
 #define KTEST_BUG_NAME "ktest_bug_netdev_watchdog"
 
@@ -73,14 +74,24 @@ static int ktest_bug_wd_probe(struct platform_device *pdev)
 	return 0;
 }
 
-static int ktest_bug_wd_remove(struct platform_device *pdev)
+static void ktest_bug_wd_teardown(struct platform_device *pdev)
 {
 	struct net_device *dev = platform_get_drvdata(pdev);
 
 	unregister_netdev(dev);
 	free_netdev(dev);
+}
+
+/* .remove returns void from 6.11 on (6.1 has only the int form) */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+#define ktest_bug_wd_remove ktest_bug_wd_teardown
+#else
+static int ktest_bug_wd_remove(struct platform_device *pdev)
+{
+	ktest_bug_wd_teardown(pdev);
 	return 0;
 }
+#endif
 
 static struct platform_driver ktest_bug_wd_driver = {
 	.probe = ktest_bug_wd_probe,
