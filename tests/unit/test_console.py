@@ -68,3 +68,15 @@ def test_wait_for_from_offset_and_timeouts(pair) -> None:
         c.wait_for(rb"nothing", timeout=0.3)
     with pytest.raises(ConsoleSilent):
         c.wait_for(rb"nothing", timeout=10, silence=0.3)
+
+
+def test_tcg_lost_timer_signature() -> None:
+    """The line RCU prints when TCG lost a halted vCPU's timer during a boot
+    (from a real 6.12 guest's console), and not an ordinary stall report."""
+    from orchestrator.machine.vm import TCG_LOST_TIMER
+
+    seen = (b"[  68.860540][    C0] rcu: rcu_sched kthread timer wakeup didn't happen for "
+            b"16251 jiffies! g-243 f0x0 RCU_GP_WAIT_FQS(5) ->state=0x402\n")
+    assert TCG_LOST_TIMER.search(seen)
+    assert not TCG_LOST_TIMER.search(b"rcu: INFO: rcu_sched detected stalls on CPUs/tasks:\n")
+    assert not TCG_LOST_TIMER.search(b"rcu: rcu_sched kthread starved for 65007 jiffies!\n")
