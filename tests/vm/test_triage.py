@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.long  # tens of minutes: tox -e vm-long, not CI
+pytestmark = pytest.mark.long  # whole ktest runs: tox -e vm-long, not CI
 
 ROOT = Path(__file__).resolve().parents[2]
 KTEST_NIC = ROOT / "drivers" / "ktest_nic"
@@ -71,11 +74,20 @@ def driver_history(repo: Path, changes: list[str]) -> list[str]:
     return shas
 
 
-def test_repro_of_a_zoo_bug(artifacts, tmp_path: Path) -> None:
-    zoo = tmp_path / "zoo"
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory: the guests' sockets live in their run directories
+    (108 bytes at most for a socket path), pytest's tmp_path is too deep."""
+    d = Path(tempfile.mkdtemp(prefix="kt-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_repro_of_a_zoo_bug(artifacts, short_tmp: Path) -> None:
+    zoo = short_tmp / "zoo"
     r = ktest("zoo", "--bug", BUG, "--out", str(zoo))
     assert r.returncode == 0, r.stdout[-3000:]
-    out = tmp_path / "repro"
+    out = short_tmp / "repro"
     r = ktest("repro", str(zoo / BUG), "--tries", "3", "--out", str(out))
     assert r.returncode == 0, r.stdout[-3000:]
     summary = json.loads((out / "repro.json").read_text())
@@ -88,11 +100,11 @@ def test_repro_of_a_zoo_bug(artifacts, tmp_path: Path) -> None:
     assert tried["driver_params"] == f"bugs={BUG}"
 
 
-def test_validate_a_patch_that_injects_a_bug(artifacts, tmp_path: Path) -> None:
-    repo = tmp_path / "src"
+def test_validate_a_patch_that_injects_a_bug(artifacts, short_tmp: Path) -> None:
+    repo = short_tmp / "src"
     driver_history(repo, ["bug"])
     before = git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")
-    out = tmp_path / "validate"
+    out = short_tmp / "validate"
     r = ktest("validate", "--driver-tree", str(repo / "ktest_nic"), "--base", "HEAD~1",
               "--patch", "HEAD", *TEST, "--out", str(out))
     assert r.returncode == 1, r.stdout[-3000:]
@@ -105,15 +117,15 @@ def test_validate_a_patch_that_injects_a_bug(artifacts, tmp_path: Path) -> None:
     assert (git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")) == before
     # the other way round, the patch fixes it
     r = ktest("validate", "--driver-tree", str(repo / "ktest_nic"), "--base", "HEAD",
-              "--patch", "HEAD~1", *TEST, "--out", str(tmp_path / "fix"))
+              "--patch", "HEAD~1", *TEST, "--out", str(short_tmp / "fix"))
     assert r.returncode == 0 and "fixed by the patch: 1\n" in r.stdout, r.stdout[-3000:]
 
 
-def test_bisect_a_ktest_nic_history(artifacts, tmp_path: Path) -> None:
-    repo = tmp_path / "src"
+def test_bisect_a_ktest_nic_history(artifacts, short_tmp: Path) -> None:
+    repo = short_tmp / "src"
     shas = driver_history(repo, ["tidy", "bug", "tidy more", "tidy again"])
     before = git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")
-    out = tmp_path / "bisect"
+    out = short_tmp / "bisect"
     r = ktest("bisect", "--driver-tree", str(repo / "ktest_nic"), "--good", shas[0],
               "--bad", "main", *TEST, "--out", str(out))
     assert r.returncode == 0, r.stdout[-3000:]
