@@ -41,11 +41,15 @@ def attached(dut: Any, prog: str, port: int | None = None, ifindex: int | None =
 
 def driver_counter(dut: Any, before: dict[str, int], pattern: str) -> int | None:
     """The summed change of the driver's `ethtool -S` counters whose name
-    matches `pattern` (per-queue counters of one kind), None if it has none."""
+    matches `pattern` (per-queue counters of one kind), None if it has none.
+    A driver listing per-queue counters and their total (virtio_net's
+    rx0_xdp_drops and rx_xdp_drops) is counted once, by its queues."""
     now = dut.ethtool_stats()
     keys = [k for k in now if re.search(pattern, k)]
     if not keys:
         return None
+    per_queue = [k for k in keys if re.search(r"\d", k)]
+    keys = per_queue or keys
     return sum(now[k] - before.get(k, 0) for k in keys)
 
 
