@@ -1,7 +1,9 @@
 """`ktest build image`: the guest root filesystem as an initramfs.
 
 mmdebstrap builds a Debian bookworm tree (the essential set plus
-guest-images/rootfs/packages.txt) straight into a tar archive, which is
+guest-images/rootfs/packages.txt; a ``name/suite`` line there takes that
+package from a newer Debian suite, its dependencies staying bookworm's)
+straight into a tar archive, which is
 converted to a newc cpio in Python: no root-owned tree is unpacked on the
 host and nothing stays mounted. Our /init, sshd_config and per-image SSH keys
 (ed25519 host key, ed25519 client key; root by key only) are added on top.
@@ -13,6 +15,7 @@ A cache entry ``<cache>/image/<key>/`` (mode 0700) holds ``rootfs.cpio``,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -32,6 +35,7 @@ from orchestrator.builds.cpio import CpioWriter
 
 ROOTFS_DIR = paths.rootfs_dir()
 SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
 # Things no test needs, left out of the image to keep it small and fast to boot.
 PATH_EXCLUDES = (
     "/usr/share/doc/*",
@@ -105,7 +109,32 @@ def packages() -> list[str]:
         lines = path.read_text().splitlines()
     except OSError as e:
         raise BuildError(f"cannot read {path}: {e.strerror}") from e
-    return [w for line in lines if (w := line.split("#", 1)[0].strip())]
+    pkgs = [w for line in lines if (w := line.split("#", 1)[0].strip())]
+    for p in pkgs:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]*(/[a-z][a-z0-9-]*)?", p):
+            raise BuildError(f"{path}: not a package name or name/suite: {p!r}")
+    return pkgs
+
+
+def newer_suite_hooks(pkgs: list[str]) -> list[str]:
+    """mmdebstrap customize hooks that install the ``name/suite`` packages:
+    the suite's index is added, the packages are installed with apt's
+    ``name/suite`` selection (dependencies the installed bookworm packages
+    already satisfy stay as they are), and the index is dropped again."""
+    by_suite: dict[str, list[str]] = {}
+    for p in pkgs:
+        if "/" in p:
+            name, suite = p.split("/", 1)
+            by_suite.setdefault(suite, []).append(p)
+    apt = 'APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get -q'
+    hooks = []
+    for suite, wanted in by_suite.items():
+        lst = f'"$1/etc/apt/sources.list.d/ktest-{suite}.list"'
+        hooks += [f"echo 'deb {MIRROR} {suite} main' > {lst}",
+                  f"{apt} update",
+                  f"{apt} install --yes --no-install-recommends {' '.join(wanted)}",
+                  f"rm {lst}"]
+    return hooks
 
 
 def image_key() -> str:
@@ -167,7 +196,8 @@ def _build(key: str, entry: Path, progress: Progress | None) -> Image:
             "--variant=essential",
             "--mode=root",
             "--format=tar",
-            f"--include={','.join(pkgs)}",
+            f"--include={','.join(p for p in pkgs if '/' not in p)}",
+            *(f"--customize-hook={h}" for h in newer_suite_hooks(pkgs)),
             *(f"--dpkgopt=path-exclude={p}" for p in PATH_EXCLUDES),
             "--dpkgopt=path-include=/usr/share/doc/*/copyright",
             SUITE,

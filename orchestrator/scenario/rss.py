@@ -110,6 +110,9 @@ def parse_ethtool_x(text: str) -> RssConfig | None:
         if s.startswith("RSS hash function"):
             section = "hfunc"
             continue
+        if s.startswith("RSS input transformation"):  # ethtool 6.7+: symmetric-xor
+            section = "xfrm"
+            continue
         if section == "table":
             m = re.fullmatch(r"(\d+):\s+([\d\s]+)", s)
             if m:

@@ -7,6 +7,8 @@ import stat
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from orchestrator.builds import cache
 from orchestrator.builds.cpio import CpioWriter
 
@@ -106,3 +108,22 @@ def test_image_pack_filter() -> None:
     assert not keep_in_image("usr/share/perl/5.36/x.pm")
     assert not keep_in_image("usr/bin/perl")
     assert not keep_in_image("./usr/lib/x86_64-linux-gnu/gconv/UTF-16.so")
+
+
+def test_newer_suite_packages(monkeypatch, tmp_path: Path) -> None:
+    from orchestrator.builds import image
+    from orchestrator.builds.common import BuildError
+
+    (tmp_path / "packages.txt").write_text("# c\niproute2\nethtool/trixie  # json\njq/trixie\n")
+    monkeypatch.setattr(image, "ROOTFS_DIR", tmp_path)
+    pkgs = image.packages()
+    assert pkgs == ["iproute2", "ethtool/trixie", "jq/trixie"]
+    hooks = image.newer_suite_hooks(pkgs)
+    assert hooks[0] == ("echo 'deb http://deb.debian.org/debian trixie main' > "
+                        '"$1/etc/apt/sources.list.d/ktest-trixie.list"')
+    assert hooks[2].endswith("install --yes --no-install-recommends ethtool/trixie jq/trixie")
+    assert len(hooks) == 4 and hooks[3].startswith("rm ")
+    assert image.newer_suite_hooks(["iproute2"]) == []
+    (tmp_path / "packages.txt").write_text("ethtool/trixie; rm -rf /\n")
+    with pytest.raises(BuildError, match="not a package name"):
+        image.packages()

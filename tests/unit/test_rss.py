@@ -54,6 +54,13 @@ def test_parse_ethtool_x():
     assert cfg.queue_of(0x323E8FC2) == cfg.indir[0x323E8FC2 % 16]
 
 
+def test_parse_ethtool_x_of_a_newer_ethtool():
+    # ethtool 6.7+ adds the input transformation after the hash function
+    text = ETHTOOL_X + "RSS input transformation:\n    symmetric-xor: on\n"
+    cfg = rss.parse_ethtool_x(text)
+    assert cfg is not None and cfg.hfunc == "toeplitz" and cfg.key == MS_KEY
+
+
 def test_parse_ethtool_x_without_key_or_table():
     assert rss.parse_ethtool_x("Cannot get RX ring count: Operation not supported\n") is None
     cfg = rss.parse_ethtool_x(ETHTOOL_X.replace(ETHTOOL_X.splitlines()[4],
