@@ -67,6 +67,10 @@ def _add_machine_opts(p: argparse.ArgumentParser) -> None:
                         "works)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the QEMU command line and stop (nothing is built or booted)")
+    p.add_argument("--cold", action="store_true",
+                   help="boot the kernel even when a snapshot of this exact guest (same QEMU "
+                        "command line, QEMU, kernel and image) is cached; by default it is "
+                        "restored in seconds, and a cold boot saves one")
     _add_qemu_opt(p)
     _add_kernel_opts(p)
 

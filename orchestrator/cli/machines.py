@@ -77,7 +77,7 @@ def launch(args: argparse.Namespace, progress: Progress) -> Any:
 
     prof = profile_of(args)
     arts = artifacts(args, progress)
-    m = session.make_machine(prof, arts, accel=args.accel)
+    m = session.make_machine(prof, arts, accel=args.accel, snapshots=not args.cold)
     progress(f"booting {prof.name} (console: {m.run_dir / 'console.log'})")
     try:
         m.launch()
@@ -87,6 +87,11 @@ def launch(args: argparse.Namespace, progress: Progress) -> Any:
         die(str(e))
     progress.done()
     return m
+
+
+def came_up(m: Any) -> str:
+    return (f"restored from snapshot {m.restored_from}" if m.restored_from
+            else "cold boot")
 
 
 CRASH_GRACE = 15.0  # seconds a crashing guest has to print its panic and exit
@@ -101,7 +106,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     try:
         session.write_guest_info(m)
         bt = m.boot_times
-        print(f"guest {m.profile.name} is up ({bt.ready:.1f}s to SSH); run directory {m.run_dir}")
+        print(f"guest {m.profile.name} is up ({came_up(m)}, {bt.ready:.1f}s to SSH); "
+              f"run directory {m.run_dir}")
         print("reach it with: ktest ssh        (or: ktest ssh -- CMD)")
         print("Ctrl-C stops it.", flush=True)
         while True:
@@ -207,7 +213,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     m = launch(args, Progress())
     try:
         bt = m.boot_times
-        print(f"booted {m.profile.name} in {bt.ready:.1f}s (run directory {m.run_dir})")
+        print(f"{m.profile.name} up in {bt.ready:.1f}s, {came_up(m)} (run directory {m.run_dir})")
         result = run_smoke(m)
         if m.crashed:
             print(m.console_tail(40), file=sys.stderr)

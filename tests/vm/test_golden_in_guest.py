@@ -29,7 +29,8 @@ def test_golden_case_in_guest(case, artifacts, machine_factory, tmp_path) -> Non
     header, _ = golden.split_golden((golden.golden_dir(series) / f"{case.name}.log").read_bytes())
 
     def make(profile):  # type: ignore[no-untyped-def]
-        return machine_factory(profile, run_dir=tmp_path / f"run-{case.name}")
+        # restored from a snapshot when cached: the case's module loads after
+        return machine_factory(profile, run_dir=tmp_path / f"run-{case.name}", snapshots=True)
 
     log = golden.run_case(case, artifacts, make=make)
     report = golden.pick_report(parse(log), case.pick, case.pick_text)

@@ -175,7 +175,8 @@ def own_machine(machine_factory: Any, artifacts: Any, tmp_path: Path) -> Iterato
     def boot(profile: str, cmdline: tuple[str, ...] = ()) -> Own:
         prof = profiles.load_profile(profile)
         prof = dataclasses.replace(prof, cmdline=(*prof.cmdline, *cmdline))
-        m = machine_factory(prof, run_dir=tmp_path / f"run-{profile}")
+        # restored from the snapshot of this exact command line when cached
+        m = machine_factory(prof, run_dir=tmp_path / f"run-{profile}", snapshots=True)
         m.launch()
         d = dut_mod.Dut(m, prof.nics[0], drivers.resolve_driver("ktest_nic", artifacts))
         start = m.console.size
