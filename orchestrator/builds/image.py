@@ -117,22 +117,26 @@ def packages() -> list[str]:
 
 
 def newer_suite_hooks(pkgs: list[str]) -> list[str]:
-    """mmdebstrap customize hooks that install the ``name/suite`` packages:
-    the suite's index is added, the packages are installed with apt's
-    ``name/suite`` selection (dependencies the installed bookworm packages
-    already satisfy stay as they are), and the index is dropped again."""
+    """mmdebstrap customize hooks that install the ``name/suite`` packages
+    into the tree: the suite's index is added to the tree's apt (signatures
+    checked with the tree's keyring), apt downloads just those packages, and
+    the tree's own dpkg installs them, so their dependencies must already be
+    met by the bookworm packages (dpkg fails the build otherwise). apt's
+    ``install`` is not used: from a hook it would install on the host."""
     by_suite: dict[str, list[str]] = {}
     for p in pkgs:
         if "/" in p:
             name, suite = p.split("/", 1)
             by_suite.setdefault(suite, []).append(p)
     apt = 'APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get -q'
+    debs = "/tmp/ktest-debs"
     hooks = []
     for suite, wanted in by_suite.items():
         lst = f'"$1/etc/apt/sources.list.d/ktest-{suite}.list"'
         hooks += [f"echo 'deb {MIRROR} {suite} main' > {lst}",
                   f"{apt} update",
-                  f"{apt} install --yes --no-install-recommends {' '.join(wanted)}",
+                  f'mkdir -p "$1{debs}" && cd "$1{debs}" && {apt} download {" ".join(wanted)}',
+                  f"chroot \"$1\" sh -c 'dpkg --install {debs}/*.deb' && rm -r \"$1{debs}\"",
                   f"rm {lst}"]
     return hooks
 
