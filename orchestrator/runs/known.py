@@ -233,7 +233,11 @@ def load_snapshot(out: Path) -> list[KnownIssue] | None:
 def annotate(records: Iterable[Record], issues: Sequence[KnownIssue],
              versions: Versions) -> int:
     """Set `known` on each failure an issue explains (the first that does);
-    records that already carry one keep it. Returns how many were set."""
+    records that already carry one keep it. A test that has parts (an
+    upstream program and its subtests) and failed with no kernel report of
+    its own is known when every part that failed is. Returns how many were
+    set."""
+    records = list(records)
     n = 0
     for r in records:
         if r.known is not None:
@@ -243,4 +247,16 @@ def annotate(records: Iterable[Record], issues: Sequence[KnownIssue],
                 r.known = issue.match()
                 n += 1
                 break
+    parts: dict[str, list[Record]] = {}
+    for r in records:
+        if r.part_of:
+            parts.setdefault(r.part_of, []).append(r)
+    for r in records:
+        failed = [p for p in parts.get(r.test, []) if p.outcome in EXPLAINABLE]
+        if r.known is None and r.outcome in EXPLAINABLE and not r.reports and failed \
+                and all(p.known is not None for p in failed):
+            names = ", ".join(p.test.rsplit("/", 1)[-1] for p in failed)
+            r.known = KnownMatch(f"every part that failed is a known issue: {names}",
+                                 source="its parts")
+            n += 1
     return n

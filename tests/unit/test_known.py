@@ -121,6 +121,33 @@ def test_annotate_keeps_outcome_and_only_explains_failures() -> None:
         "orchestrator/machine/qemu.py")
 
 
+def test_a_program_is_known_when_every_failed_part_is() -> None:
+    prog = "tests/upstream/test_selftests.py::test_upstream[drivers/net/hw:rss_ctx.py-p/d]"
+
+    def part(name: str, outcome: str, message: str = "") -> Record:
+        return Record(test=f"{prog}/rss_ctx.{name}", pair="p/d", outcome=outcome,
+                      message=message, part_of=prog)
+
+    def run(*parts: Record, report: str | None = None) -> Record:
+        parent = failed(prog, "p/d", "rss_ctx.py failed (2 subtests failed)", report=report)
+        known.annotate([parent, *parts], known.load(), NEW)
+        return parent
+
+    resize = part("test_rss_resize", "failed", "KeyError: 'combined-max'")
+    hitless = part("test_hitless_key_update", "failed", "Check failed 0.39 >= 0.2")
+    ok = part("test_rss_context", "skipped")
+    parent = run(resize, hitless, ok)
+    assert resize.known and hitless.known and parent.known is not None
+    assert parent.known.reason.endswith("test_rss_resize, rss_ctx.test_hitless_key_update")
+    # one unexplained part, or a kernel report of the program's own: not known
+    new = part("test_rss_key_indir", "failed", "Check failed 1 != 2")
+    assert run(part("test_rss_resize", "failed", "KeyError: 'combined-max'"), new).known is None
+    assert run(part("test_rss_resize", "failed", "KeyError: 'combined-max'"),
+               report="WARNING in ktnic_set_rxfh").known is None
+    # no failed part at all: the program failed on its own
+    assert run(ok).known is None
+
+
 @pytest.mark.parametrize("text,needle", [
     ("title: x\n", ":1: top level: expected a list of known issues, got a mapping"),
     ("- {title: x}\n", ":1: [0].reason: missing"),
