@@ -34,6 +34,20 @@ static inline void ktnic_set_xdp_features(struct net_device *netdev)
 #endif
 }
 
+/* 6.10 added the per-queue statistics of the netdev netlink family. */
+#ifdef KTNIC_HAVE_QSTATS
+#include <net/netdev_queues.h>
+
+extern const struct netdev_stat_ops ktnic_stat_ops;
+#endif
+
+static inline void ktnic_set_stat_ops(struct net_device *netdev)
+{
+#ifdef KTNIC_HAVE_QSTATS
+	netdev->stat_ops = &ktnic_stat_ops;
+#endif
+}
+
 #ifndef KTNIC_HAVE_ETHTOOL_PUTS
 static inline void ethtool_puts(u8 **data, const char *str)
 {

@@ -710,6 +710,99 @@ static void ktnic_get_stats64(struct net_device *netdev,
 	spin_unlock_irqrestore(&priv->hw_lock, flags);
 }
 
+#ifdef KTNIC_HAVE_QSTATS
+/* Per-queue statistics (netdev netlink qstats).  The counters belong to the
+ * queue index, not to the rings, so they live across ring re-creation and
+ * while the interface is down; a queue beyond the current channel count
+ * keeps its history, which the base statistics report.
+ */
+static void ktnic_read_rxq(const struct ktnic_rxq_stats *r,
+			   struct netdev_queue_stats_rx *rx)
+{
+	unsigned int start;
+
+	do {
+		start = u64_stats_fetch_begin(&r->syncp);
+		rx->packets = u64_stats_read(&r->packets);
+		rx->bytes = u64_stats_read(&r->bytes);
+		rx->alloc_fail = u64_stats_read(&r->alloc_fail);
+		rx->csum_unnecessary = u64_stats_read(&r->csum_ok);
+		rx->csum_bad = u64_stats_read(&r->csum_err);
+	} while (u64_stats_fetch_retry(&r->syncp, start));
+}
+
+static void ktnic_read_txq(const struct ktnic_priv *priv, int idx,
+			   struct netdev_queue_stats_tx *tx)
+{
+	const struct ktnic_txq_clean_stats *c = &priv->txq_cstats[idx];
+	const struct ktnic_txq_xmit_stats *x = &priv->txq_xstats[idx];
+	unsigned int start;
+
+	do {
+		start = u64_stats_fetch_begin(&c->syncp);
+		tx->packets = u64_stats_read(&c->packets);
+		tx->bytes = u64_stats_read(&c->bytes);
+		tx->wake = u64_stats_read(&c->wake);
+	} while (u64_stats_fetch_retry(&c->syncp, start));
+	do {
+		start = u64_stats_fetch_begin(&x->syncp);
+		tx->stop = u64_stats_read(&x->stop);
+		tx->needs_csum = u64_stats_read(&x->csum_hw);
+		tx->hw_gso_packets = u64_stats_read(&x->tso);
+	} while (u64_stats_fetch_retry(&x->syncp, start));
+}
+
+static void ktnic_get_queue_stats_rx(struct net_device *netdev, int idx,
+				     struct netdev_queue_stats_rx *rx)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+
+	ktnic_read_rxq(&priv->rxq_stats[idx], rx);
+}
+
+static void ktnic_get_queue_stats_tx(struct net_device *netdev, int idx,
+				     struct netdev_queue_stats_tx *tx)
+{
+	ktnic_read_txq(netdev_priv(netdev), idx, tx);
+}
+
+static void ktnic_get_base_stats(struct net_device *netdev,
+				 struct netdev_queue_stats_rx *rx,
+				 struct netdev_queue_stats_tx *tx)
+{
+	struct ktnic_priv *priv = netdev_priv(netdev);
+	struct netdev_queue_stats_rx qrx;
+	struct netdev_queue_stats_tx qtx;
+	int i;
+
+	*rx = (struct netdev_queue_stats_rx){ 0 };
+	*tx = (struct netdev_queue_stats_tx){ 0 };
+	for (i = netdev->real_num_rx_queues; i < KTNIC_MAX_RXQ; i++) {
+		ktnic_read_rxq(&priv->rxq_stats[i], &qrx);
+		rx->packets += qrx.packets;
+		rx->bytes += qrx.bytes;
+		rx->alloc_fail += qrx.alloc_fail;
+		rx->csum_unnecessary += qrx.csum_unnecessary;
+		rx->csum_bad += qrx.csum_bad;
+	}
+	for (i = netdev->real_num_tx_queues; i < KTNIC_MAX_TXQ; i++) {
+		ktnic_read_txq(priv, i, &qtx);
+		tx->packets += qtx.packets;
+		tx->bytes += qtx.bytes;
+		tx->wake += qtx.wake;
+		tx->stop += qtx.stop;
+		tx->needs_csum += qtx.needs_csum;
+		tx->hw_gso_packets += qtx.hw_gso_packets;
+	}
+}
+
+const struct netdev_stat_ops ktnic_stat_ops = {
+	.get_queue_stats_rx	= ktnic_get_queue_stats_rx,
+	.get_queue_stats_tx	= ktnic_get_queue_stats_tx,
+	.get_base_stats		= ktnic_get_base_stats,
+};
+#endif
+
 /* rtnl held.  No ring changes: every Rx buffer already has XDP's headroom
  * and XDP_TX shares the stack's Tx rings, so the program is only swapped.
  */

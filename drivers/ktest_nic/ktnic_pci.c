@@ -174,6 +174,7 @@ static int ktnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	netdev->netdev_ops = &ktnic_netdev_ops;
 	netdev->ethtool_ops = &ktnic_ethtool_ops;
+	ktnic_set_stat_ops(netdev);
 	netdev->watchdog_timeo = 5 * HZ;
 	netdev->hw_features = NETIF_F_SG | NETIF_F_IP_CSUM |
 			      NETIF_F_IPV6_CSUM | NETIF_F_TSO | NETIF_F_TSO6 |
