@@ -85,7 +85,11 @@ def _why(diag: list[str]) -> str:
         last_file = max((i for i, e in enumerate(exc) if e.startswith('File "')), default=-2)
         # past the last frame's file and code lines (and its ^^^ marks)
         tail = [e for e in exc[last_file + 2:] if e and not set(e) <= set("^~ ")]
-        return " | ".join(tail[:3] or exc[-3:])
+        # where in the program itself (not its lib/py) it went wrong
+        frames = [m for e in exc if (m := re.match(r'File "([^"]+)", line (\d+), in (\S+)', e))]
+        own = next((m for m in frames if "/lib/py/" not in m.group(1)), None)
+        where = f"{Path(own.group(1)).name}:{own.group(2)} in {own.group(3)}: " if own else ""
+        return where + " | ".join(tail[:3] or exc[-3:])
     return " | ".join(diag[-4:])
 
 

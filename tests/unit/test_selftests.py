@@ -170,3 +170,24 @@ def test_a_python_exception_is_the_reason() -> None:
     res = st.parse_ktap("drivers/net/hw:rss_ctx.py", text)
     assert res.subtests[0].reason == ("net.lib.py.utils.CmdExitFailure: Command failed: "
                                       "ethtool --json -c eth1 | STDOUT: b''")
+
+
+def test_an_exception_names_the_line_of_the_program() -> None:
+    # the frame in the program itself, not in its lib/py: which of two calls
+    # of the same check failed
+    text = ("# selftests: drivers/net/hw: pp_alloc_fail.py\n"
+            "# # Exception| Traceback (most recent call last):\n"
+            '# # Exception|   File "/opt/x/net/lib/py/ksft.py", line 213, in ksft_run\n'
+            "# # Exception|     case(*args)\n"
+            '# # Exception|   File "/opt/x/drivers/net/hw/./pp_alloc_fail.py", line 77, '
+            "in test_pp_alloc\n"
+            "# # Exception|     check_traffic_flowing()\n"
+            '# # Exception|   File "/opt/x/drivers/net/hw/./pp_alloc_fail.py", line 59, '
+            "in check_traffic_flowing\n"
+            '# # Exception|     raise KsftFailEx("Traffic seems low:", n)\n'
+            "# # Exception| net.lib.py.ksft.KsftFailEx: ('Traffic seems low:', 995)\n"
+            "# not ok 1 pp_alloc_fail.test_pp_alloc\n"
+            "not ok 1 selftests: drivers/net/hw: pp_alloc_fail.py # exit=1\n")
+    res = st.parse_ktap("drivers/net/hw:pp_alloc_fail.py", text)
+    assert res.subtests[0].reason == ("pp_alloc_fail.py:77 in test_pp_alloc: "
+                                      "net.lib.py.ksft.KsftFailEx: ('Traffic seems low:', 995)")
