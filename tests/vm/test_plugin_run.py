@@ -140,14 +140,16 @@ def _plan(tmp_path: Path, pairs: list[tuple[str, str]], suites: list[str]) -> Pa
 
 
 def test_ktest_run_plan(artifacts, tmp_path: Path) -> None:
+    """Two pairs in parallel guests (-j 2), one run directory."""
     plan = _plan(tmp_path, [("e1000e", "ktest_nic"), ("virtio-net", "virtio_net")],
                  ["tests/nic/test_integrity.py", "tests/nic/test_mtu.py"])
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--plan", str(plan),
-                        "-k", "ping or invalid_mtu", "--out", str(out)],
+                        "-k", "ping or invalid_mtu", "-j", "2", "--out", str(out)],
                        capture_output=True, text=True, timeout=1500, cwd=ROOT)
     print(r.stdout[-5000:], r.stderr[-2000:])
     assert r.returncode == 0, r.stdout[-3000:]
+    assert "2 at a time" in r.stdout, r.stdout[:500]
     table = r.stdout.split("\n\n")[-3] if "\n\n" in r.stdout else r.stdout
     assert "e1000e/ktest_nic" in r.stdout and "virtio-net/virtio_net" in r.stdout
     assert "test_ping_v4_v6" in table or "test_ping_v4_v6" in r.stdout
