@@ -126,8 +126,7 @@ def newer_suite_hooks(pkgs: list[str]) -> list[str]:
     by_suite: dict[str, list[str]] = {}
     for p in pkgs:
         if "/" in p:
-            name, suite = p.split("/", 1)
-            by_suite.setdefault(suite, []).append(p)
+            by_suite.setdefault(p.split("/", 1)[1], []).append(p)
     apt = 'APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get -q'
     debs = "/tmp/ktest-debs"
     hooks = []
