@@ -618,8 +618,9 @@ class Machine:
         except subprocess.TimeoutExpired:
             return None
 
-    def shutdown(self, timeout: float = 10.0) -> str:
-        """Stop the guest (orderly first); return how it ended. Idempotent."""
+    def shutdown(self, timeout: float = 10.0, reason: str = "") -> str:
+        """Stop the guest (orderly first); return how it ended. Idempotent.
+        `how` and the `reason` it was stopped for go to ended.txt."""
         if self.ended is not None:
             return self.ended
         how = "not started"
@@ -629,7 +630,8 @@ class Machine:
         finally:
             self._cleanup()
         self.ended = how
-        (self.run_dir / "ended.txt").write_text(how + "\n") if self.run_dir.exists() else None
+        if self.run_dir.exists():
+            (self.run_dir / "ended.txt").write_text(f"{how}\n{reason}\n" if reason else how + "\n")
         return how
 
     def _stop(self, timeout: float) -> str:

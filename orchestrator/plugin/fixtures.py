@@ -133,14 +133,20 @@ def _ready_dut(request: pytest.FixtureRequest, pool: Pool) -> dut_mod.Dut:
         return d
     except recoverable as first:
         why = _first_line(first)
-    try:
-        if d.loaded():
-            d.unload(check_leaks=False)
-        d.ifname = ""
-        d.setup()
-        return d
-    except recoverable as e:
-        why = f"{why}; after a driver reload: {_first_line(e)}"
+    gone = False
+    with contextlib.suppress(*recoverable):
+        gone = d.function_gone()
+    if gone:
+        why = f"{why}; its PCI function {d.bdf} is gone (a driver reload cannot bring it back)"
+    else:
+        try:
+            if d.loaded():
+                d.unload(check_leaks=False)
+            d.ifname = ""
+            d.setup()
+            return d
+        except recoverable as e:
+            why = f"{why}; after a driver reload: {_first_line(e)}"
     pool.discard(f"DUT unusable before {request.node.nodeid}: {why}")
     m = _get(pool)
     st = request.node.stash.get(verdict.STATE, None)

@@ -93,7 +93,7 @@ class Pool:
         if self.machine is not None:
             self.replaced.append(f"{self.machine.run_dir.name}: {why}")
             self.collect_coverage()
-            self.machine.shutdown()
+            self.machine.shutdown(reason=why)
         self.machine = self.dut = None
         self.tainted = ""
 

@@ -207,6 +207,15 @@ class Dut:
         if wait_carrier:
             self.wait_carrier(1)
 
+    def function_gone(self) -> bool:
+        """The PCI function under test was seen (bdf known) and is gone now
+        (removed, or unplugged without coming back): no driver reload can
+        bring it back. A VF counts as present: the PF driver recreates it."""
+        if not self.bdf or self.is_vf:
+            return False
+        res = self.guest.cmd(f"test -e /sys/bus/pci/devices/{self.bdf}", check=False)
+        return res.exit_status == 1
+
     def carrier(self) -> int:
         out = self.sh(f"cat /sys/class/net/{self.ifname}/carrier 2>/dev/null", check=False)
         return int(out.strip() or 0)

@@ -111,7 +111,7 @@ class Machine:
         self.crashed = True
         self.console.closed = True
 
-    def shutdown(self):
+    def shutdown(self, reason=""):
         self.stopped = True
         self.console.closed = True
         return "crashed" if self.crashed else "quit"

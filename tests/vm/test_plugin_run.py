@@ -127,6 +127,10 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
             for t in ("a_warn_fails", "b_warn_allowed", "c_panic", "d_after_panic",
                       "g_dut_after_removal", "i_after_cleanup_panic")] == list("123456")
     assert (out / "e1000e_e1000e-m1" / "qemu-argv.txt").is_file()
+    # g found the NIC's function gone: no driver reload, straight to m5
+    ended = (out / "e1000e_e1000e-m4" / "ended.txt").read_text()
+    assert "DUT unusable before" in ended and "is gone" in ended, ended
+    assert "after a driver reload" not in ended, ended
     assert list((out / "pcap").glob("*test_e_dut*.pcap"))
     assert not qemu_under(out)
 
