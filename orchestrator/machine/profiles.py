@@ -46,11 +46,6 @@ NIC_MODELS: Mapping[str, NicModel] = {m.name: m for m in (
 MGMT_MODELS = ("e1000",)
 ACCELS = ("auto", "tcg", "kvm")
 VIOMMUS = ("off", "intel")
-# The guest firmware. qboot (QEMU's minimal BIOS, shipped with QEMU) hands
-# over to the kernel in about 70 ms under TCG, SeaBIOS in 100-200 ms; the
-# kernel assigns the BARs and bridge windows qboot leaves unassigned.
-FIRMWARES = ("qboot", "seabios")
-FIRMWARE_FILES = {"qboot": "qboot.rom"}
 _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,30}$")
 
@@ -124,7 +119,6 @@ class Profile:
     cpus: int = 2
     accel: str = "auto"
     viommu: str = "off"
-    firmware: str = "qboot"
     mgmt: MgmtSpec = field(default_factory=MgmtSpec)
     nics: tuple[NicSpec, ...] = ()
     cmdline: tuple[str, ...] = ()
@@ -212,7 +206,6 @@ def parse_profile(data: Any, path: Path | None = None, name: str | None = None) 
         raise r.error("cpus", f"expected 1..8, got {cpus}")
     accel = r.choice("accel", ACCELS, "auto")
     viommu = r.choice("viommu", VIOMMUS, "off")
-    firmware = r.choice("firmware", FIRMWARES, "qboot")
 
     m = r.child("mgmt")
     mgmt = MgmtSpec(model=m.choice("model", MGMT_MODELS, "e1000"),
@@ -268,7 +261,7 @@ def parse_profile(data: Any, path: Path | None = None, name: str | None = None) 
     r.finish()
     return Profile(
         name=pname, path=path, description=description, machine=machine, memory_mib=memory,
-        cpus=cpus, accel=accel, viommu=viommu, firmware=firmware, mgmt=mgmt, nics=tuple(nics),
+        cpus=cpus, accel=accel, viommu=viommu, mgmt=mgmt, nics=tuple(nics),
         cmdline=cmdline, extra_args=extra,
     )
 
@@ -321,8 +314,6 @@ def qemu_argv(profile: Profile, res: Resources, qemu: str = "qemu-system-x86_64"
         "-no-user-config",
         "-display", "none",
         "-vga", "none",
-        *(["-bios", FIRMWARE_FILES[profile.firmware]]
-          if profile.firmware in FIRMWARE_FILES else []),
         "-no-reboot",
         "-chardev", f"socket,id=console,path={res.console_socket},server=on,wait=on",
         "-serial", "chardev:console",

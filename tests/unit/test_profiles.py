@@ -55,15 +55,6 @@ def test_argv_invariants() -> None:
     assert kvm[kvm.index("-accel") + 1] == "kvm" and "host" in kvm
 
 
-def test_firmware_is_qboot_unless_the_profile_asks_for_seabios(tmp_path: Path) -> None:
-    argv = profiles.qemu_argv(profiles.load_profile("e1000e"), RES)
-    assert argv[argv.index("-bios") + 1] == "qboot.rom"
-    sea = _load(tmp_path, "name: s\nfirmware: seabios\n")
-    assert sea.firmware == "seabios" and "-bios" not in profiles.qemu_argv(sea, RES)
-    with pytest.raises(profiles.ProfileError, match="firmware"):
-        _load(tmp_path, "name: s\nfirmware: ovmf\n")
-
-
 def _load(tmp_path: Path, text: str) -> profiles.Profile:
     p = tmp_path / "p.yaml"
     p.write_text(text)
