@@ -8,7 +8,7 @@ start -> SSH ready and their ratio (goal: restore / cold <= 0.25). With
 (--ktest-fresh-guest after-crash) and with a fresh guest per test
 (per-test), and prints the per-test overhead of the latter.
 
-    .venv/bin/python bench/fresh.py [--runs 5] [--suite [--pair e1000e:ktest_nic]]
+    .venv/bin/python bench/fresh.py [--runs 5] [--suite [--pair e1000e:ktest_nic] [-k EXPR]]
 """
 
 from __future__ import annotations
@@ -39,13 +39,15 @@ def launch(arts: object, snapshots: bool, run_dir: Path, machine: str) -> tuple[
         m.shutdown()
 
 
-def suite(pair: str, mode: str, out: Path) -> tuple[float, int]:
+def suite(pair: str, mode: str, out: Path, expr: str | None) -> tuple[float, dict[str, str]]:
+    """Wall time of the NIC suite on `pair` and each test's outcome."""
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "nic"), "-q",
                     "-p", "no:cacheprovider", "--rootdir", str(ROOT), "--ktest-pair", pair,
-                    "--ktest-out", str(out), "--ktest-fresh-guest", mode],
+                    "--ktest-out", str(out), "--ktest-fresh-guest", mode,
+                    *(["-k", expr] if expr else [])],
                    cwd=ROOT, capture_output=True, text=True, check=False)
-    return time.monotonic() - t0, len(read_records(out))
+    return time.monotonic() - t0, {r.test: r.outcome for r in read_records(out)}
 
 
 def main() -> int:
@@ -54,6 +56,7 @@ def main() -> int:
     ap.add_argument("--machine", default=profiles.DEFAULT_PROFILE)
     ap.add_argument("--suite", action="store_true", help="also time the suite both ways")
     ap.add_argument("--pair", default="e1000e:ktest_nic")
+    ap.add_argument("-k", dest="expr", help="only the suite's tests that match (pytest -k)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     arts = session.artifacts()
@@ -74,11 +77,15 @@ def main() -> int:
         }
         result["ratio"] = round(statistics.median(warm) / statistics.median(cold), 3)
         if args.suite:
-            shared, n1 = suite(args.pair, "after-crash", Path(tmp) / "shared")
-            fresh, n2 = suite(args.pair, "per-test", Path(tmp) / "fresh")
-            result.update({"suite_pair": args.pair, "suite_shared_s": round(shared, 1),
-                           "suite_per_test_s": round(fresh, 1), "tests": n2,
-                           "per_test_overhead_s": round((fresh - shared) / max(n2, 1), 2)})
+            shared, o1 = suite(args.pair, "after-crash", Path(tmp) / "shared", args.expr)
+            fresh, o2 = suite(args.pair, "per-test", Path(tmp) / "fresh", args.expr)
+            ran = [t for t, o in o2.items() if o != "skipped"]
+            result.update({"suite_pair": args.pair, "suite_k": args.expr,
+                           "suite_shared_s": round(shared, 1), "suite_per_test_s": round(fresh, 1),
+                           "tests": len(o2), "tests_run": len(ran),
+                           "per_test_overhead_s": round((fresh - shared) / max(len(o2), 1), 2),
+                           "outcomes_differ": sorted(t for t in o1.keys() | o2.keys()
+                                                     if o1.get(t) != o2.get(t))})
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -86,9 +93,13 @@ def main() -> int:
           f"{result['restore_ready_s']}s (medians of {args.runs}); restore/cold "
           f"{result['ratio']} (goal <= 0.25)")
     if args.suite:
-        print(f"suite on {args.pair}: shared guest {result['suite_shared_s']}s, a fresh guest "
-              f"per test {result['suite_per_test_s']}s for {result['tests']} tests: "
-              f"{result['per_test_overhead_s']}s per test")
+        sel = f" -k {args.expr!r}" if args.expr else ""
+        print(f"suite on {args.pair}{sel}: shared guest {result['suite_shared_s']}s, a fresh "
+              f"guest per test {result['suite_per_test_s']}s; {result['tests_run']} of "
+              f"{result['tests']} tests ran (not skipped); {result['per_test_overhead_s']}s "
+              "more per test")
+        for t in result["outcomes_differ"]:  # type: ignore[attr-defined]
+            print(f"  outcome differs: {t}")
     return 0
 
 
