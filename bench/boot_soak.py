@@ -73,18 +73,22 @@ def fetch_qemu_72() -> Path:
     with its own firmware directory."""
     root = cache.cache_root() / "qemu-7.2"
     wrapper = root / "qemu-system-x86_64"
-    if wrapper.exists():
-        return wrapper
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for pkg in ("qemu-system-x86/bookworm", "qemu-system-data/bookworm"):
-            subprocess.run(["apt-get", "download", pkg], cwd=tmp, check=True,
-                           capture_output=True)
-        for deb in Path(tmp).glob("*.deb"):
-            subprocess.run(["dpkg", "-x", str(deb), str(root / "root")], check=True)
     real = root / "root" / "usr" / "bin" / "qemu-system-x86_64"
+    modules = root / "root" / "usr" / "lib" / "x86_64-linux-gnu" / "qemu"
+    if not modules.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for pkg in ("qemu-system-x86/bookworm", "qemu-system-data/bookworm",
+                        "qemu-system-common/bookworm"):
+                subprocess.run(["apt-get", "download", pkg], cwd=tmp, check=True,
+                               capture_output=True)
+            for deb in Path(tmp).glob("*.deb"):
+                subprocess.run(["dpkg", "-x", str(deb), str(root / "root")], check=True)
     data = root / "root" / "usr" / "share" / "qemu"
-    wrapper.write_text(f'#!/bin/sh\nexec {real} -L {data} -L /usr/share/seabios "$@"\n')
+    # Debian builds TCG as a loadable module (in qemu-system-common): 7.2
+    # must load its own, not the installed QEMU's
+    wrapper.write_text(f'#!/bin/sh\nQEMU_MODULE_DIR={modules} exec {real} -L {data} '
+                       f'-L /usr/share/seabios "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qemu.qmp import EventListener, QMPClient
+from qemu.qmp import QMPError as LibraryError
 
 from orchestrator.machine.console import host_stamp
 
@@ -60,7 +61,10 @@ class QMP:
             if time.monotonic() > deadline:
                 raise QMPError(f"no QMP socket at {self.socket_path} after {timeout:.0f}s")
             time.sleep(0.01)
-        self._run(self._client.connect(str(self.socket_path)), timeout)
+        try:
+            self._run(self._client.connect(str(self.socket_path)), timeout)
+        except LibraryError as e:
+            raise QMPError(str(e)) from None
         self.connected = True
         self._note(f"QMP connected: {self._client.greeting}")
         self._listener_task = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)

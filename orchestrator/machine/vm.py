@@ -467,14 +467,25 @@ class Machine:
             # the one failure worth retrying; anything else is reported.
             out = (self.run_dir / "qemu.log").read_text(errors="replace")
             if "host forwarding rule" not in out or attempt == 2:
-                last = out.strip().splitlines()[-1] if out.strip() else "no output"
-                raise self._error(BootError, f"QEMU failed to start: {last}")
+                raise self._error(BootError, f"QEMU failed to start: {self._qemu_last_line()}")
             self._reap()
         self.qmp = QMP(self.qmp_socket, self.run_dir / "qmp.log", self.profile.name)
         try:
             self.qmp.connect(timeout=30, alive=self.alive)
         except QMPError as e:
+            # a QEMU that dies at start (a missing module, a bad option
+            # after the console connected) resets the QMP socket first
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if self.proc is not None:
+                    self.proc.wait(timeout=5)
+            if not self.alive():
+                raise self._error(BootError, f"QEMU exited at start: {self._qemu_last_line()}") \
+                    from None
             raise self._error(BootError, f"QMP: {e}") from e
+
+    def _qemu_last_line(self) -> str:
+        out = (self.run_dir / "qemu.log").read_text(errors="replace").strip()
+        return out.splitlines()[-1] if out else "no output"
 
     def _note_console(self, text: str) -> None:
         with open(self.run_dir / "console.log", "a") as fh:

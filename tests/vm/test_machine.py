@@ -121,6 +121,23 @@ def test_silent_hang_during_boot_is_detected(artifacts, tmp_path: Path) -> None:
     assert not qemu_pids(str(tmp_path / "run"))
 
 
+def test_qemu_dying_after_the_console_connects_names_its_error(artifacts,
+                                                                tmp_path: Path) -> None:
+    """QEMU exits after the console socket is connected (here a device
+    that cannot realize; Debian's QEMU 7.2 without its TCG module does the
+    same): the launch fails with QEMU's own last line, not a QMP traceback."""
+    from orchestrator.machine.vm import Machine
+
+    prof = profiles.load_profile("e1000e")
+    prof = profiles.Profile(**{**prof.__dict__,
+                               "extra_args": ("-device", "e1000,romfile=/no/such.rom")})
+    m = Machine(prof, artifacts.kernel, artifacts.image, run_dir=tmp_path / "run")
+    with pytest.raises(BootError, match='QEMU exited at start: .*failed to find romfile'):
+        m.launch()
+    m.shutdown()
+    assert not qemu_pids(str(tmp_path / "run"))
+
+
 def test_probe_reaches_init_under_tcg(artifacts) -> None:
     ok, reason, seconds = accel.boots_under("tcg", artifacts.kernel.bzimage)
     assert ok, reason
