@@ -2,10 +2,12 @@
 
 A fragment is a .config snippet: ``CONFIG_FOO=y``, ``CONFIG_BAR="text"``,
 ``CONFIG_BAZ=n`` or ``# CONFIG_BAZ is not set``. Fragments merge in order,
-later values win. After ``olddefconfig`` the final .config is compared with
-what the fragments asked for: an option that Kconfig silently dropped (an
-unmet dependency) is reported with the dependency that failed, found by a
-small reader of the Kconfig tree (:class:`KconfigTree`).
+later values win. A line ``# ktest: optional`` marks the next option as
+wanted where the kernel has it: Kconfig may drop it without an error.
+After ``olddefconfig`` the final .config is compared with what the
+fragments asked for: an option that Kconfig silently dropped (an unmet
+dependency) is reported with the dependency that failed, found by a small
+reader of the Kconfig tree (:class:`KconfigTree`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 _SET_RE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+OPTIONAL_MARK = "# ktest: optional"
 
 
 class FragmentError(ValueError):
@@ -28,11 +31,13 @@ class Option:
     name: str  # without the CONFIG_ prefix
     value: str  # "y", "m", "n", a number or a quoted string
     origin: str  # "file:line" of the fragment line that set it
+    optional: bool = False  # may be dropped (marked "# ktest: optional")
 
 
 def parse_fragment(text: str, origin: str = "<fragment>") -> dict[str, Option]:
     """Parse one fragment; raise FragmentError naming the bad line."""
     out: dict[str, Option] = {}
+    optional = False
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         where = f"{origin}:{lineno}"
@@ -41,12 +46,17 @@ def parse_fragment(text: str, origin: str = "<fragment>") -> dict[str, Option]:
             name, value = m.group(1)[len("CONFIG_") :], m.group(2).strip()
             if value == "":
                 raise FragmentError(f"{where}: empty value for {m.group(1)}")
-            out[name] = Option(name, value, where)
+            out[name] = Option(name, value, where, optional)
+            optional = False
             continue
         m = _UNSET_RE.match(line)
         if m:
             name = m.group(1)[len("CONFIG_") :]
-            out[name] = Option(name, "n", where)
+            out[name] = Option(name, "n", where, optional)
+            optional = False
+            continue
+        if line == OPTIONAL_MARK:
+            optional = True
             continue
         if not line or line.startswith("#"):
             continue
@@ -104,11 +114,12 @@ class Dropped:
 
 
 def dropped_options(requested: Mapping[str, Option], final: Mapping[str, str]) -> list[Dropped]:
-    """Options the fragments asked for that the final .config does not have."""
+    """Options the fragments asked for that the final .config does not have
+    (optional ones are not counted)."""
     out = []
     for name, opt in requested.items():
         got = final.get(name, "n")
-        if _norm(got) != _norm(opt.value):
+        if _norm(got) != _norm(opt.value) and not opt.optional:
             out.append(Dropped(opt, got))
     return out
 

@@ -322,6 +322,15 @@ def resolve_driver(spec: str, arts: Any, progress: Progress | None = None,
     return Driver(info, None)
 
 
+def host_ko(driver: Driver, kernel: Any) -> Path | None:
+    """The driver's module file on the host: the one ktest built, or the
+    in-tree module in the kernel's build tree (None if it has none)."""
+    if driver.ko is not None:
+        return driver.ko
+    hits = sorted((Path(kernel.build_dir) / "drivers").rglob(f"{driver.name}.ko"))
+    return hits[0] if hits else None
+
+
 def ko_in_guest(driver: Driver, remote_dir: str = "/tmp") -> str:
     """Where load_module() puts an out-of-tree driver's .ko in the guest."""
     assert driver.ko is not None, f"{driver.name} is an in-tree module"

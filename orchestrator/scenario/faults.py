@@ -20,7 +20,14 @@ cleanup queue.
   removal, which QEMU does not offer.
 * SR-IOV: the PF's VF count.
 * Allocation failures: one operation with the N-th injectable call of the
-  task failing (``ktest-fault``, a guest tool), swept over N.
+  task failing (``ktest-fault``, a guest tool), swept over N. Scoped to the
+  driver under test where the kernel can (the stack-trace filter of 6.12's
+  fault injection): a call counts only when the driver's code is among the
+  SCOPE_DEPTH innermost frames of its call stack, so the sweep fails the
+  driver's own allocations and those of the kernel APIs it calls (kmalloc,
+  devm, dma_alloc_coherent, page_pool, request_irq, ...), not the ones deep
+  inside other subsystems (ACPI's interpreter, sysfs, uevents), whose
+  recovery is not the driver's to test.
 """
 
 from __future__ import annotations
@@ -40,6 +47,13 @@ from orchestrator.machine.qmp import QMPError
 from orchestrator.machine.vm import Machine
 
 AER_STATUS = {"nonfatal": "COMP_TIME", "fatal": "DLP"}
+FAIL_ATTRS = ("/sys/kernel/debug/failslab", "/sys/kernel/debug/fail_page_alloc")
+# frames of a failing call's stack searched for the driver's code: from the
+# fault-injection hook up through the allocator (about 8 frames) and one or
+# two API layers; ACPI's _PRT evaluation under pci_enable_device() sits
+# deeper than this
+SCOPE_DEPTH = 16
+SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
 AER_OUTCOME_RE = re.compile(rb"AER: device recovery (successful|failed)")
 # a correctable error: one "Correctable error message received" line
 AER_CORRECTED_RE = re.compile(rb"AER: Correct(?:ed|able) error (?:message )?received")
@@ -57,6 +71,22 @@ _NTH_RE = re.compile(r"result=(-?\d+)(?: \(([^)]*)\))? injected=([01])")
 
 class FaultError(Exception):
     """A fault could not be injected (not the driver's verdict)."""
+
+
+def module_text_size(ko: Path) -> int:
+    """Bytes of a module's core text as the kernel's loader lays it out:
+    every allocated executable section but the .init ones, in file order,
+    each at its alignment."""
+    from elftools.elf.elffile import ELFFile
+
+    size = 0
+    with open(ko, "rb") as fh:
+        for sec in ELFFile(fh).iter_sections():
+            flags = sec["sh_flags"]
+            if flags & SHF_ALLOC and flags & SHF_EXECINSTR and not sec.name.startswith(".init"):
+                align = max(int(sec["sh_addralign"]), 1)
+                size = -(-size // align) * align + int(sec["sh_size"])
+    return size
 
 
 @dataclass(frozen=True)
@@ -341,6 +371,33 @@ class Faults:
         r = self.guest.cmd(cmds, check=False)
         if not r.ok:
             raise FaultError(f"fault injection knobs: {r.stderr.strip()}")
+
+    def scope_to_module(self, module: str, ko: Path) -> str:
+        """Count only calls with `module`'s code among the SCOPE_DEPTH
+        innermost frames (its .ko on the host gives the text size). Returns
+        what was set, or why the kernel cannot scope (then every call of the
+        task counts). Undone by the test's cleanup."""
+        if not self.guest.cmd(f"test -e {FAIL_ATTRS[0]}/require-start", check=False).ok:
+            return "unscoped: this kernel has no fault-injection stack-trace filter"
+        size = module_text_size(ko)
+        line = self.guest.cmd(f"grep '^{module} ' /proc/modules", check=False).stdout.split()
+        if len(line) < 6 or not size:
+            raise FaultError(f"cannot find the text of module {module} ({line}, {size} bytes)")
+        start = int(line[5], 16)
+        if not start:
+            raise FaultError(f"/proc/modules hides the address of {module}")
+        knobs = {"require-start": start, "require-end": start + size,
+                 "stacktrace-depth": SCOPE_DEPTH}
+
+        def do() -> str:
+            self.guest.cmd("; ".join(f"echo {v} > {a}/{k}" for a in FAIL_ATTRS
+                                     for k, v in knobs.items()))
+            return f"{module} text {start:#x}+{size:#x}, {SCOPE_DEPTH} frames"
+
+        defaults = {"require-start": 0, "require-end": (1 << 64) - 1, "stacktrace-depth": 32}
+        self._undo(self._sh_quiet, "; ".join(f"echo {v} > {a}/{k}" for a in FAIL_ATTRS
+                                             for k, v in defaults.items()))
+        return self.record("scope allocation failures", module, do)
 
     def nth(self, n: int, op: str, *args: str, timeout: float = 120.0) -> NthResult:
         """Run one operation (see guest-images/tools/ktest-fault.c) with its

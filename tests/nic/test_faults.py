@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from steps import assert_clean, background_rx, flow_in, ping, receive
 
+from orchestrator.scenario import drivers
 from orchestrator.scenario import dut as dut_mod
 
 RECOVERY_S = 60  # a recovery that takes longer is a failure
@@ -289,6 +290,9 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) 
         pytest.skip(f"not declared: {dut.driver.name} declares no capability for {op}")
     args, how = ops[op]
     faults.arm_allocation_failures()
+    ko = drivers.host_ko(dut.driver, dut.machine.kernel)
+    scope = faults.scope_to_module(dut.driver.name, ko) if ko else \
+        f"unscoped: no module file for {dut.driver.name}"
     only = SWEEP.split(":") if SWEEP.startswith(f"{op}:") else None
     first, last = (int(only[1]), int(only[1])) if only else (1, SWEEP_MAX)
     dma0 = dut.dma_api_errors()
@@ -319,7 +323,8 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) 
     else:
         if not only:
             pytest.fail(f"{op}: still injecting at fail-nth {SWEEP_MAX}: runaway allocations?")
-    faults.record(f"sweep {op} complete", dut.ifname, lambda: f"{swept - 1} injection points")
+    faults.record(f"sweep {op} complete", dut.ifname,
+                  lambda: f"{swept - 1} injection points ({scope})")
     with dut.step(f"{op}: {swept - 1} injectable calls swept; unload with leak check"):
         dut.unload()
         dut.setup()

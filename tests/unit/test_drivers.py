@@ -65,3 +65,23 @@ def test_pairs() -> None:
     assert drivers.claimants(drivers.info_for("ktest_nic"),
                              drivers.check_pair(drivers.Pair("e1000e", "ktest_nic")).nic) == [
         "e1000e"]
+
+
+def test_module_text_size_counts_core_text_at_its_alignment(tmp_path: Path) -> None:
+    """The size the allocation sweep's scope spans: the executable sections
+    the loader keeps (.text, .text.unlikely, each aligned), not .init.text
+    nor data."""
+    import subprocess
+
+    from orchestrator.scenario import faults
+
+    # binutils: installed with the kernel build's prerequisites
+    src = tmp_path / "m.s"
+    src.write_text(
+        '.section .text,"ax"\n.balign 1\n.fill 10,1,0x90\n'
+        '.section .data,"aw"\n.fill 50,1,0\n'
+        '.section .text.unlikely,"ax"\n.balign 16\n.fill 5,1,0x90\n'
+        '.section .init.text,"ax"\n.fill 100,1,0x90\n')
+    obj = tmp_path / "m.ko"
+    subprocess.run(["as", "-o", str(obj), str(src)], check=True)
+    assert faults.module_text_size(obj) == 16 + 5

@@ -45,6 +45,17 @@ def test_dropped_options() -> None:
     assert [(d.option.name, d.got) for d in dropped] == [("B", "n")]
 
 
+def test_an_optional_option_may_be_dropped() -> None:
+    """'# ktest: optional' covers the next option only; the key's text
+    (render) does not change with it."""
+    text = "# ktest: optional\nCONFIG_A=y\n# plain comment\nCONFIG_B=y\n"
+    requested = kconfig.merge([("f", text)])
+    assert requested["A"].optional and not requested["B"].optional
+    dropped = kconfig.dropped_options(requested, kconfig.read_dotconfig(""))
+    assert [d.option.name for d in dropped] == ["B"]
+    assert kconfig.render(requested) == "CONFIG_A=y\nCONFIG_B=y\n"
+
+
 @pytest.mark.parametrize(
     ("expr", "value"),
     [
