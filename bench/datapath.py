@@ -16,8 +16,12 @@ the same host load. For each driver and round:
       every segment; tcp rate = bytes / the connection's time (SYN to FIN)
 
 and prints the medians and the ratios ktest_nic / e1000e (target >= 1.0).
+--also LABEL=SRC adds a driver built from another source directory (an
+older ktest_nic, say) to the same rounds, to tell a driver change from a
+host or kernel change; its ratio to e1000e is printed too.
 
     .venv/bin/python bench/datapath.py [--rounds 3] [--seconds 4] [--json]
+    .venv/bin/python bench/datapath.py --also old=/tmp/ktest_nic-82a62e0
 """
 
 from __future__ import annotations
@@ -82,11 +86,17 @@ def main() -> int:
     ap.add_argument("--tx-count", type=int, default=20000)
     ap.add_argument("--tcp-bytes", type=int, default=32 << 20)
     ap.add_argument("--machine", default="e1000e")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=SRC",
+                    help="another driver (a module source directory) in the same rounds")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     arts = session.artifacts()
-    drivers = {name: drivers_mod.resolve_driver(name, arts) for name in ("e1000e", "ktest_nic")}
+    names = {"e1000e": "e1000e", "ktest_nic": "ktest_nic"}
+    for spec in args.also:
+        label, _, src = spec.partition("=")
+        names[label] = src
+    drivers = {label: drivers_mod.resolve_driver(src, arts) for label, src in names.items()}
     rates: dict[str, dict[str, list[float]]] = {k: {"rx": [], "tx": [], "tcp": []}
                                                 for k in drivers}
     with tempfile.TemporaryDirectory(prefix="ktest-bench-") as tmp:
@@ -100,7 +110,8 @@ def main() -> int:
             with peer:
                 fid = 1
                 for rnd in range(args.rounds):
-                    order = list(drivers) if rnd % 2 == 0 else list(reversed(drivers))
+                    order = list(drivers)
+                    order = order[rnd % len(order):] + order[:rnd % len(order)]
                     for name in order:
                         d = dut_mod.Dut(m, nic, drivers[name])
                         d.load()
@@ -124,14 +135,17 @@ def main() -> int:
             accel = m.argv[m.argv.index("-accel") + 1] if m.argv else "?"
             m.shutdown()
     med = {k: {d: statistics.median(v) for d, v in r.items()} for k, r in rates.items()}
-    ratio = {d: med["ktest_nic"][d] / med["e1000e"][d] if med["e1000e"][d] else 0.0
-             for d in ("rx", "tx", "tcp")}
+    ratios = {name: {d: med[name][d] / med["e1000e"][d] if med["e1000e"][d] else 0.0
+                     for d in ("rx", "tx", "tcp")} for name in drivers if name != "e1000e"}
+    ratio = ratios["ktest_nic"]
     result = {
         "machine": args.machine, "accel": accel, "rounds": args.rounds, "frame_size": SIZE,
         "rx_offer_fps": args.offer, "tcp_bytes": args.tcp_bytes,
         "median": {k: {("tcp_bytes_per_s" if d == "tcp" else f"{d}_fps"): round(v)
                        for d, v in r.items()} for k, r in med.items()},
         "ratio_ktest_nic_over_e1000e": {d: round(v, 3) for d, v in ratio.items()},
+        "ratios_over_e1000e": {n: {d: round(v, 3) for d, v in r.items()}
+                               for n, r in ratios.items()},
         "target": TARGET, "met": all(v >= TARGET for v in ratio.values()),
     }
     if args.json:
@@ -145,6 +159,10 @@ def main() -> int:
         print(f"  ratio ktest_nic/e1000e: rx {ratio['rx']:.3f}, tx {ratio['tx']:.3f}, "
               f"tcp {ratio['tcp']:.3f} "
               f"(target >= {TARGET}: {'met' if result['met'] else 'NOT met'})")
+        for name, r in ratios.items():
+            if name != "ktest_nic":
+                print(f"  ratio {name}/e1000e: rx {r['rx']:.3f}, tx {r['tx']:.3f}, "
+                      f"tcp {r['tcp']:.3f}")
     return 0
 
 
