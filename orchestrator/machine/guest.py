@@ -5,6 +5,12 @@ selftests' ``cmd()``/``ip()``/``ethtool()`` helpers.
 :class:`CmdError` on a non-zero exit unless ``check=False``;
 ``guest.ip("link show", json=True)`` returns the parsed ``ip -j`` output.
 Every command and its outcome is logged with a host timestamp.
+
+Commands run in a shell kept open on its own SSH channel (:class:`Shell`),
+each in a subshell of it: under TCG a new SSH session (sshd's child, the
+shell's start) costs 0.3-0.5 s, a subshell a few milliseconds. A command
+that leaves a process in the background must redirect its output (it
+would otherwise write into the next command's).
 """
 
 from __future__ import annotations
@@ -12,7 +18,11 @@ from __future__ import annotations
 import base64
 import json as jsonlib
 import logging
+import re
+import secrets
+import select
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +67,77 @@ class SSHUnavailable(Exception):
     pass
 
 
+class ShellLost(Exception):
+    """The shell's channel closed before its command finished (the guest
+    reset or died, or the connection dropped); what it printed until then."""
+
+    def __init__(self, message: str, out: bytes = b"", err: bytes = b"") -> None:
+        super().__init__(message)
+        self.out, self.err = out, err
+
+
+# bash like sshd's own `bash -c` for root; no profile or rc file
+SHELL = "exec bash --noprofile --norc"
+
+
+class Shell:
+    """A bash reading commands from one SSH channel. Each command runs in a
+    subshell (its cd, variables and exit stay its own) with stdin from
+    /dev/null; after it the shell prints a marker with a per-shell random
+    tag to stderr and then to stdout, the exit status in the latter.
+
+    `chan` is a paramiko Channel or anything with its methods."""
+
+    def __init__(self, chan: Any) -> None:
+        self.chan = chan
+        self.tag = secrets.token_hex(8).encode()
+        self._status = re.compile(rb"\n" + self.tag + rb" (\d+)\n")
+        self._err_end = b"\n" + self.tag + b"\n"
+        chan.settimeout(0.2)
+        chan.exec_command(SHELL)
+
+    def usable(self) -> bool:
+        c = self.chan
+        return not (c.closed or c.eof_received or c.exit_status_ready())
+
+    def run(self, command: str, timeout: float) -> tuple[int, bytes, bytes]:
+        """(exit status, stdout, stderr) of `command`; CmdTimeout after
+        `timeout` seconds, ShellLost if the channel ends first. After either
+        the shell is in an unknown state: close it."""
+        tag = self.tag.decode()
+        self.chan.sendall(f"( eval -- {shlex.quote(command)} ) </dev/null\n"
+                          f"__ktest_s=$?; printf '\\n{tag}\\n' >&2; "
+                          f"printf '\\n{tag} %d\\n' $__ktest_s\n".encode())
+        deadline = time.monotonic() + timeout
+        out, err = bytearray(), bytearray()
+        status: re.Match[bytes] | None = None
+        err_at = -1
+        margin = len(self.tag) + 16  # a marker may straddle two reads
+        while True:
+            out_from, err_from = max(0, len(out) - margin), max(0, len(err) - margin)
+            while self.chan.recv_ready():
+                out += self.chan.recv(65536)
+            while self.chan.recv_stderr_ready():
+                err += self.chan.recv_stderr(65536)
+            if status is None:
+                status = self._status.search(out, out_from)
+            if err_at < 0:
+                err_at = err.find(self._err_end, err_from)
+            if status is not None and err_at >= 0:
+                return int(status.group(1)), bytes(out[:status.start()]), bytes(err[:err_at])
+            if not self.usable() and not self.chan.recv_ready() \
+                    and not self.chan.recv_stderr_ready():
+                raise ShellLost(f"the shell's channel closed during `{command}`",
+                                bytes(out), bytes(err))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CmdTimeout(f"`{command}` did not finish within {timeout:.0f}s")
+            select.select([self.chan], [], [], min(left, 1.0))
+
+    def close(self) -> None:
+        self.chan.close()
+
+
 class Guest:
     """One SSH connection to a guest, reconnectable (e.g. after a reset)."""
 
@@ -69,6 +150,8 @@ class Guest:
         self._client: paramiko.SSHClient | None = None
         self._log_file = log_file
         self._uploaded: dict[str, tuple[str, int, int]] = {}
+        self._shells: list[Shell] = []  # idle ones; a busy one belongs to its caller
+        self._lock = threading.Lock()
 
     def _note(self, text: str) -> None:
         log.debug(text)
@@ -120,24 +203,61 @@ class Guest:
         assert self._client is not None
         return self._client
 
-    def cmd(self, command: str, *, check: bool = True, timeout: float = 60.0,
-            input: str | bytes | None = None) -> CmdResult:
-        """Run a shell command in the guest; raise CmdError unless check=False."""
-        start = time.monotonic()
-        self._note(f"SSH> {command}")
+    def _transport(self) -> paramiko.Transport:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             self.connect()
             transport = self.client.get_transport()
         assert transport is not None
-        chan = transport.open_session(timeout=10)
+        return transport
+
+    def _take_shell(self) -> Shell:
+        transport = self._transport()
+        with self._lock:
+            while self._shells:
+                shell = self._shells.pop()
+                if shell.chan.get_transport() is transport and shell.usable():
+                    return shell
+                shell.close()
+        return Shell(transport.open_session(timeout=10))
+
+    def cmd(self, command: str, *, check: bool = True, timeout: float = 60.0,
+            input: str | bytes | None = None) -> CmdResult:
+        """Run a shell command in the guest; raise CmdError unless check=False.
+        A channel that ends before the command does gives exit status -1."""
+        start = time.monotonic()
+        self._note(f"SSH> {command}")
+        if input is not None:
+            status, out, err = self._exec(command, input, start + timeout, timeout)
+        else:
+            shell = self._take_shell()
+            try:
+                status, out, err = shell.run(command, timeout)
+            except ShellLost as lost:
+                status, out, err = -1, lost.out, lost.err
+                shell.close()
+            except BaseException:
+                shell.close()
+                raise
+            else:
+                with self._lock:
+                    self._shells.append(shell)
+        res = CmdResult(command, status, out.decode(errors="replace"),
+                        err.decode(errors="replace"), time.monotonic() - start)
+        self._note(f"SSH< exit={status} ({res.seconds:.2f}s)")
+        if check and status != 0:
+            raise CmdError(res)
+        return res
+
+    def _exec(self, command: str, input: str | bytes, deadline: float,
+              timeout: float) -> tuple[int, bytes, bytes]:
+        """A command with input of its own: a session of its own."""
+        chan = self._transport().open_session(timeout=10)
         chan.settimeout(0.2)
         chan.exec_command(command)
-        if input is not None:
-            chan.sendall(input.encode() if isinstance(input, str) else input)
+        chan.sendall(input.encode() if isinstance(input, str) else input)
         chan.shutdown_write()
         out, err = bytearray(), bytearray()
-        deadline = start + timeout
         try:
             while True:
                 got = False
@@ -164,12 +284,7 @@ class Guest:
             status = chan.recv_exit_status()
         finally:
             chan.close()
-        res = CmdResult(command, status, out.decode(errors="replace"),
-                        err.decode(errors="replace"), time.monotonic() - start)
-        self._note(f"SSH< exit={status} ({res.seconds:.2f}s)")
-        if check and status != 0:
-            raise CmdError(res)
-        return res
+        return status, bytes(out), bytes(err)
 
     def ip(self, args: str, *, json: bool = False, check: bool = True,
            timeout: float = 30.0) -> Any:
@@ -208,6 +323,10 @@ class Guest:
         self.cmd(f"echo {shlex.quote(text)} > /dev/kmsg", timeout=10)
 
     def close(self) -> None:
+        with self._lock:
+            shells, self._shells = self._shells, []
+        for shell in shells:
+            shell.close()
         if self._client is not None:
             self._client.close()
             self._client = None

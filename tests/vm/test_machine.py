@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from orchestrator.machine import accel, profiles
+from orchestrator.machine.guest import CmdTimeout
 from orchestrator.machine.vm import BootError
 from orchestrator.scenario import drivers
 
@@ -86,6 +88,34 @@ def test_profile_boots_and_driver_loads(machine_factory, name: str) -> None:
     assert not qemu_pids(str(m.run_dir))
     log = (m.run_dir / "console.log").read_text()
     assert ("KTEST-READY" if cold else f"restoring snapshot {m.restored_from}") in log
+
+
+def test_commands_share_a_kept_open_shell_but_no_state(machine_factory) -> None:
+    """Guest.cmd runs each command in a subshell of one bash kept open on
+    its channel: nothing a command changes reaches the next, a command past
+    its timeout costs only its shell, two threads run commands at once, and
+    a command with input gets a session of its own."""
+    m = machine_factory("e1000e", snapshots=True)
+    m.launch()
+    g = m.ssh()
+    shell = g.cmd("echo $$").stdout
+    g.cmd("cd /sys; export KTEST_X=1; set -e")
+    assert g.cmd("pwd; echo ${KTEST_X:-unset}; false; echo on").stdout == "/root\nunset\non\n"
+    assert g.cmd("echo $$").stdout == shell
+    r = g.cmd("echo out; printf err >&2; exit 7", check=False)
+    assert (r.exit_status, r.stdout, r.stderr) == (7, "out\n", "err")
+    with pytest.raises(CmdTimeout):
+        g.cmd("sleep 20", timeout=1)
+    assert g.cmd("echo $$").stdout != shell  # the timed-out shell was dropped
+    slow: list[str] = []
+    t = threading.Thread(target=lambda: slow.append(g.cmd("sleep 4; echo slow").stdout))
+    t.start()
+    time.sleep(0.5)
+    assert g.cmd("echo fast").stdout == "fast\n" and not slow  # did not wait for it
+    t.join()
+    assert slow == ["slow\n"]
+    assert g.cmd("cat; echo", input="from the host").stdout == "from the host\n"
+    assert m.shutdown() == "poweroff"
 
 
 def test_panic_is_reported_as_crash(machine_factory) -> None:
