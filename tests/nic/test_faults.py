@@ -284,7 +284,8 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) 
     """Fail the 1st, 2nd, ... injectable allocation of one driver operation
     until it makes no more: each time a clean error (or success), no kernel
     report, no DMA-API error, and the operation then works and traffic
-    flows. The last step is judged by kmemleak too."""
+    flows. Each point is judged with its restore, before the next one. The
+    last step is judged by kmemleak too."""
     ops = {name: (args, how) for name, args, how in _ops(dut)}
     if op not in ops:
         pytest.skip(f"not declared: {dut.driver.name} declares no capability for {op}")
@@ -300,32 +301,34 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) 
     assert console is not None
     from orchestrator import report
 
-    swept = 0
+    points = 0
+    start = console.size
     for n in range(first, last + 1):
         _prepare(dut, op)
         if op == "probe":
             args = ["write", f"{dut.bind_dir}/bind", dut.bind_dev]
-        start = console.size
         with dut.step(f"{op} with fail-nth {n} (replay: KTEST_SWEEP={op}:{n})"):
             res = faults.nth(n, *args)
-            dut.machine.mark(f"ktest: sweep {op} {n} done")
-            bugs = report.judge(console.data(start)).failing
-            assert not bugs, f"fail-nth {n} in {op}: {bugs[0].title}"
-            assert dut.dma_api_errors() == dma0, f"fail-nth {n} in {op}: DMA-API errors grew"
             if res.injected:
                 assert res.errno in (0, 12, 22, 5, 16, 19, 110), \
                     f"fail-nth {n} in {op}: unexpected error {res.errno} ({res.message})"
             _restore(dut, op, how)
             ping(dut, count=1)
-        swept = n
+            dut.machine.mark(f"ktest: sweep {op} {n} done")
+            bugs = report.judge(console.data(start)).failing
+            assert not bugs, f"fail-nth {n} in {op} (or the restore after it): {bugs[0].title}"
+            assert dut.dma_api_errors() == dma0, f"fail-nth {n} in {op}: DMA-API errors grew"
+        start = console.size
+        points += res.injected
         if not res.injected:
             break
     else:
         if not only:
             pytest.fail(f"{op}: still injecting at fail-nth {SWEEP_MAX}: runaway allocations?")
-    faults.record(f"sweep {op} complete", dut.ifname,
-                  lambda: f"{swept - 1} injection points ({scope})")
-    with dut.step(f"{op}: {swept - 1} injectable calls swept; unload with leak check"):
+    what = f"replay of point {first}: {'injected' if points else 'nothing injected'}" \
+        if only else f"{points} injection points"
+    faults.record(f"sweep {op} complete", dut.ifname, lambda: f"{what} ({scope})")
+    with dut.step(f"{op}: {what}; unload with leak check"):
         dut.unload()
         dut.setup()
     ping(dut)
