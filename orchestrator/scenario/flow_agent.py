@@ -36,6 +36,10 @@ Modes, each bounded in time, each printing one JSON object on stdout:
   Prints ``{"sent": N, "errors": N, "failed": N, "seconds": S, ...}``.
 * ``echo --port P [--duration S] [--idle S]``: reflect every datagram to its
   sender; prints ``{"received": N, "echoed": N, "errors": N, ...}``.
+* ``hold --port P [--duration S] [--rcvbuf BYTES]``: bind and read nothing
+  until the duration or SIGTERM/SIGINT, so what arrives stays queued in the
+  socket (and the NIC driver's Rx buffers stay with the stack); then count
+  what was queued and print ``{"held": N, "seconds": S}``.
 
 Exit status: 0 on success, 2 on bad arguments, 1 when ``send`` could not send
 everything.
@@ -446,6 +450,32 @@ def cmd_echo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hold(args: argparse.Namespace) -> int:
+    stop = _Stop()
+    socks = _bind_both(args.port, args.rcvbuf)
+    sys.stderr.write("READY\n")
+    sys.stderr.flush()
+    start = time.monotonic()
+    while not stop.flag:
+        left = args.duration - (time.monotonic() - start)
+        if left <= 0:
+            break
+        select.select([], [], [], min(0.2, left))  # a signal ends it early
+    secs = time.monotonic() - start
+    held = 0
+    for s in socks:
+        while True:
+            try:
+                s.recv(65536, socket.MSG_DONTWAIT)
+            except OSError:
+                break
+            held += 1
+        s.close()
+    sys.stdout.write(to_json({"held": held, "seconds": secs}) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     family = 6 if ":" in args.dst else 4
     af = socket.AF_INET6 if family == 6 else socket.AF_INET
@@ -561,6 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sink":
             sp.add_argument("--count", type=int, default=None,
                             help="stop after this many test-flow datagrams")
+    sp = sub.add_parser("hold")
+    sp.add_argument("--port", type=_port, required=True)
+    sp.add_argument("--duration", type=_seconds, default=30.0,
+                    help="stop after this many seconds (default 30)")
+    sp.add_argument("--rcvbuf", type=int, default=64 << 20)
     sp = sub.add_parser("send")
     sp.add_argument("--dst", required=True)
     sp.add_argument("--port", type=_port, required=True)
@@ -591,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_sink(args)
     if args.mode == "echo":
         return cmd_echo(args)
+    if args.mode == "hold":
+        return cmd_hold(args)
     if args.mode == "tcp-send":
         return cmd_tcp_send(args)
     return cmd_send(args)

@@ -916,6 +916,14 @@ class GuestAgent:
         return self._start(name or f"echo-{port}", "echo", duration, ready_timeout,
                            port=port, idle=idle)
 
+    def hold(self, port: int, duration: float = 60.0, rcvbuf: int = 64 << 20,
+             name: str | None = None, ready_timeout: float = 20.0) -> AgentJob:
+        """Start a socket that reads nothing (up to `rcvbuf` bytes queued):
+        the Rx buffers of what arrives stay with the stack until it is
+        stopped; its result says how many datagrams it held."""
+        return self._start(name or f"hold-{port}", "hold", duration, ready_timeout,
+                           port=port, rcvbuf=rcvbuf)
+
     def result(self, job: AgentJob | None = None, timeout: float | None = None,
                stop: bool = False) -> dict[str, Any]:
         """Wait for a background job to end (SIGTERM it with ``stop`` or when it

@@ -536,6 +536,18 @@ def test_agent_echo_and_sigterm() -> None:
     assert res["received"] == 3 and res["echoed"] == 3 and res["errors"] == 0
 
 
+def test_agent_hold_reads_nothing_until_stopped() -> None:
+    port = free_port()
+    hold = Background("hold", "--port", port, "--duration", 20, "--rcvbuf", 1 << 20)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for seq in range(40):
+            s.sendto(make_payload(3, seq, 1000), ("127.0.0.1", port))
+    assert hold.proc.poll() is None, "hold ended before it was stopped"
+    # what it read while running is not counted: only what it still held
+    res = hold.result(stop=True)
+    assert res["held"] == 40 and res["seconds"] < 20
+
+
 def test_agent_bad_arguments() -> None:
     r = agent("send", "--dst", "::1", "--port", 9, "--flow", 1, "--count", 1, "--size", 60)
     assert r.returncode == 2 and "at least 78" in r.stderr
