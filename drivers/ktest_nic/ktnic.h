@@ -139,6 +139,7 @@ enum ktnic_bug {
 	KTNIC_BUG_TSO_MSS_FROM_MTU,
 	KTNIC_BUG_XDP_NO_FLUSH,
 	KTNIC_BUG_XDP_FRAGS_UNCHECKED,
+	KTNIC_BUG_RX_NO_REFILL_RETRY,
 	KTNIC_BUG_COUNT
 };
 
@@ -271,6 +272,10 @@ struct ktnic_ring {
 	struct xdp_buff xdp;
 	bool xdp_open;
 	bool rx_discard;		/* drop the open frame at its EOP */
+	/* the last refill came up short (allocation failures): written by
+	 * NAPI (or up() with NAPI off), read by the service task
+	 */
+	bool rx_short;
 	struct xdp_rxq_info xdp_rxq;	/* Rx: registered with the pool */
 
 	/* statistics live in ktnic_priv so they survive reconfiguration */
@@ -460,6 +465,7 @@ void ktnic_ring_hw_init_rx(struct ktnic_priv *priv, struct ktnic_ring *ring);
 void ktnic_ring_clean_tx(struct ktnic_ring *ring);
 void ktnic_ring_clean_rx(struct ktnic_ring *ring);
 void ktnic_rx_refill(struct ktnic_ring *ring, u16 count);
+void ktnic_rx_kick_short(struct ktnic_priv *priv);
 u16 ktnic_tx_in_flight(const struct ktnic_ring *ring);
 u16 ktnic_rx_posted(const struct ktnic_ring *ring);
 netdev_tx_t ktnic_start_xmit(struct sk_buff *skb, struct net_device *netdev);

@@ -638,7 +638,8 @@ out_unlock:
  * Periodic while up.  Nothing else reads the device when no interrupt
  * comes: this notices a device that stopped answering (reads of all ones),
  * a link change whose interrupt was lost (or a device whose registers read
- * as zeros: no link), and folds the clear-on-read counters.
+ * as zeros: no link), folds the clear-on-read counters, and polls Rx rings
+ * that allocation failures left short.
  */
 void ktnic_service_task(struct work_struct *work)
 {
@@ -652,6 +653,7 @@ void ktnic_service_task(struct work_struct *work)
 	if (!!(status & KTNIC_STATUS_LU) != netif_carrier_ok(priv->netdev))
 		schedule_work(&priv->link_work);
 	ktnic_hw_update_stats(priv);
+	ktnic_rx_kick_short(priv);
 	schedule_delayed_work(&priv->service_task, KTNIC_SERVICE_INTERVAL);
 }
 

@@ -368,6 +368,11 @@ void ktnic_rx_refill(struct ktnic_ring *ring, u16 count)
 		desc->read.zero = 0;
 		ntu = ktnic_next(ring, ntu);
 	}
+	/* What a ring lacks raises no interrupt: a ring left short, dry in
+	 * the end, is refilled only by a poll that the service task starts.
+	 */
+	if (unlikely(!!count != ring->rx_short))
+		WRITE_ONCE(ring->rx_short, !!count);
 	if (ntu == ring->next_to_use)
 		return;
 
@@ -711,9 +716,42 @@ static int ktnic_clean_rx(struct ktnic_ring *ring, struct napi_struct *napi,
 	u64_stats_add(&st->xdp_aborted, t.xdp_aborted);
 	u64_stats_update_end(&st->syncp);
 
-	if (cleaned)
-		ktnic_rx_refill(ring, ktnic_ring_unused(ring));
+	/* every poll, even one that found no frame: it may be the retry
+	 * of a refill that came up short
+	 */
+	ktnic_rx_refill(ring, ktnic_ring_unused(ring));
 	return done;
+}
+
+/*
+ * Service task (process context): poll the vectors of Rx rings that a
+ * refill left short.  A ring that ran dry delivers no frame, so no
+ * interrupt and no poll would ever refill it.  cfg_lock only if free: a
+ * reconfiguration in progress refills every ring in ktnic_up().
+ */
+void ktnic_rx_kick_short(struct ktnic_priv *priv)
+{
+	int i, r;
+
+	if (ktnic_bug(RX_NO_REFILL_RETRY) || !mutex_trylock(&priv->cfg_lock))
+		return;
+	for (i = 0; i < priv->num_vectors &&
+	     test_bit(KTNIC_S_UP, &priv->state); i++) {
+		struct ktnic_vector *v = &priv->vectors[i];
+
+		if (!v->napi_on)
+			continue;
+		for (r = 0; r < v->num_rxr; r++) {
+			if (!READ_ONCE(v->rxr[r]->rx_short))
+				continue;
+			/* BHs off: the poll runs at local_bh_enable() */
+			local_bh_disable();
+			napi_schedule(&v->napi);
+			local_bh_enable();
+			break;
+		}
+	}
+	mutex_unlock(&priv->cfg_lock);
 }
 
 /* ---- transmit ---- */
