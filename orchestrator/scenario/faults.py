@@ -28,6 +28,10 @@ cleanup queue.
   devm, dma_alloc_coherent, page_pool, request_irq, ...), not the ones deep
   inside other subsystems (ACPI's interpreter, sysfs, uevents), whose
   recovery is not the driver's to test.
+* A window of page allocation failures in any context (softirq too): the
+  next N injectable page allocations in scope fail whoever makes them,
+  which is how an Rx refill under traffic meets them (fail-nth only counts
+  a task's own calls).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator import waiting
 from orchestrator.machine import profiles, qemu
 from orchestrator.machine.console import ConsoleClosed, ConsoleTimeout, host_stamp
 from orchestrator.machine.qmp import QMPError
@@ -398,6 +403,57 @@ class Faults:
         self._undo(self._sh_quiet, "; ".join(f"echo {v} > {a}/{k}" for a in FAIL_ATTRS
                                              for k, v in defaults.items()))
         return self.record("scope allocation failures", module, do)
+
+    def fail_page_allocations(self, times: int, quiet_s: float = 3.0,
+                              timeout: float = 30.0) -> int:
+        """A window of failures: the next `times` injectable page
+        allocations in scope fail, in whatever context they come (an Rx
+        refill runs in softirq). Slab allocations are left alone, and so
+        are the pages the slab allocator takes for itself (allocate_slab in
+        the call stack): a failed skb allocation drops the frame, and its
+        buffer goes straight back to the ring. The window closes when the failures are used up, or
+        when none came for `quiet_s` (the driver stopped asking, or no
+        traffic reaches it), or after `timeout`. Returns how many failures
+        were injected; the knobs go back in cleanup, and at once when the
+        window closes."""
+        attr = FAIL_ATTRS[1]
+        old = self.guest.cmd(f"cat {attr}/times").stdout.strip()
+        # allocate_slab's text: up to the next higher address (the kernel's
+        # own symbols are listed in address order)
+        out = self.guest.cmd("grep -A4 -m1 ' allocate_slab$' /proc/kallsyms", check=False)
+        addrs = [int(ln.split()[0], 16) for ln in out.stdout.splitlines() if ln.strip()]
+        if not addrs or not any(a > addrs[0] for a in addrs):
+            raise FaultError(f"cannot find allocate_slab's text in /proc/kallsyms: {out.stdout}")
+        slab_start, slab_end = addrs[0], min(a for a in addrs if a > addrs[0])
+        restore = (f"echo 0 > {attr}/probability; echo {old} > {attr}/times; "
+                   f"echo 0 > {attr}/reject-start; echo 0 > {attr}/reject-end")
+        self._undo(self._sh_quiet, restore)
+        state = {"left": times, "at": time.monotonic()}
+
+        def closed() -> bool:
+            left = max(int(self.guest.cmd(f"cat {attr}/times").stdout), 0)
+            now = time.monotonic()
+            if left != state["left"]:
+                state["left"], state["at"] = left, now
+            return left == 0 or now - state["at"] >= quiet_s
+
+        def do() -> str:
+            self.guest.cmd(f"echo {slab_start} > {attr}/reject-start; "
+                           f"echo {slab_end} > {attr}/reject-end; "
+                           f"echo {times} > {attr}/times; echo 1 > {attr}/interval; "
+                           f"echo 100 > {attr}/probability")
+            state["at"] = time.monotonic()
+            try:
+                waiting.wait_until(closed, timeout, "allocation failure window",
+                                   interval=0.2, max_interval=0.5)
+            except waiting.WaitTimeout:
+                pass  # traffic kept the driver asking: a window of `timeout` is enough
+            finally:
+                self.guest.cmd(restore)
+            return f"{times - state['left']} injected"
+
+        reply = self.record(f"page allocation failures (up to {times})", "in scope", do)
+        return int(reply.split()[0])
 
     def nth(self, n: int, op: str, *args: str, timeout: float = 120.0) -> NthResult:
         """Run one operation (see guest-images/tools/ktest-fault.c) with its

@@ -2,7 +2,9 @@
 stops answering, SR-IOV changes and allocation failures swept over every
 injectable call. Each test runs with traffic flowing, injects the fault,
 then judges: recovery within a bound, traffic flowing again, the settings
-as before, and (the plugin) no kernel report. What a driver is expected to
+as before, and (the plugin) no kernel report. Allocation failures come two
+ways: swept per operation (fail-nth of the task), and as a window of page
+allocation failures under Rx traffic (the refill in softirq). What a driver is expected to
 survive is its declaration (faults: in its ktest.yaml); a fault it declares
 it fails is a known limitation, reported as such.
 
@@ -17,8 +19,9 @@ import re
 from typing import Any
 
 import pytest
-from steps import assert_clean, background_rx, flow_in, ping, receive
+from steps import TRAFFIC, assert_clean, background_rx, flow_in, ping, receive
 
+from orchestrator import waiting
 from orchestrator.scenario import drivers
 from orchestrator.scenario import dut as dut_mod
 
@@ -26,6 +29,7 @@ RECOVERY_S = 60  # a recovery that takes longer is a failure
 GROUP_MAC = "01:00:5e:01:02:05"
 SWEEP = os.environ.get("KTEST_SWEEP", "")
 SWEEP_MAX = 400  # injectable calls one operation may make before we call it runaway
+HOLD_PORT, HOLD_FLOW = 7003, 91  # frames the stack keeps (an agent that reads nothing)
 
 
 def settings(dut: Any) -> dict[str, Any]:
@@ -278,6 +282,67 @@ def _restore(dut: Any, op: str, how: str) -> None:
         dut.setup()
 
 
+def _scope(dut: Any, faults: Any) -> str:
+    """Allocation failures armed and scoped to the driver under test; what
+    the scope is (or why there is none)."""
+    faults.arm_allocation_failures()
+    ko = drivers.host_ko(dut.driver, dut.machine.kernel)
+    return faults.scope_to_module(dut.driver.name, ko) if ko else \
+        f"unscoped: no module file for {dut.driver.name}"
+
+
+@pytest.mark.fault("alloc_failures")
+@pytest.mark.parametrize("frame", [590, 8000], ids=["standard", "jumbo"])
+def test_rx_refill_failures_under_traffic(dut: Any, traffic: Any, agent: Any, faults: Any,
+                                          cleanup: Any, frame: int) -> None:
+    """Under Rx traffic, with the stack holding what arrives (a socket
+    that reads nothing: no buffer comes back for reuse), every page
+    allocation the driver makes fails for a while, so a ring that refills
+    only when a frame completes runs dry. When allocations work again and the stack
+    lets go, Rx must come back by itself (no down/up) within the recovery
+    bound, with nothing corrupted, no kernel report and no DMA-API error.
+    The jumbo case spreads each frame over several buffers, so failures
+    land in the middle of a chain."""
+    if frame > 1500:
+        if "jumbo" not in dut.driver.info.capabilities:
+            pytest.skip(f"not declared: {dut.driver.name} declares no capability for jumbo")
+        dut.sh(f"ip link set {dut.ifname} mtu 9000")
+        cleanup(dut.sh, f"ip link set {dut.ifname} mtu 1500", 60.0, False)
+        dut.wait_carrier(1)
+    scope = _scope(dut, faults)
+    if scope.startswith("unscoped"):
+        # unscoped, the window would fail the guest's SSH and everything else
+        pytest.skip(f"cannot confine allocation failures to the driver: {scope}")
+    rx = _current(dut, "-g").get("rx", 256)
+    before = settings(dut)
+    dma0 = dut.dma_api_errors()
+    ping(dut, count=1)
+    hold = agent.hold(HOLD_PORT, duration=RECOVERY_S + 60)
+    flow = flow_in(HOLD_FLOW, frame, sport=5101, dport=HOLD_PORT)
+    with traffic.background(flow, max(1, round(500 * TRAFFIC)), dst_mac=dut.mac,
+                            max_seconds=RECOVERY_S):
+        with dut.step(f"Rx under traffic held by the stack, page allocations failing "
+                      f"(ring of {rx})"):
+            injected = faults.fail_page_allocations(4 * rx, timeout=10.0)
+            assert injected, "no page allocation of the driver failed: is traffic reaching it?"
+    held = agent.result(hold, stop=True)["held"]
+    with dut.step(f"Rx resumes by itself after {injected} page allocation failures "
+                  f"({held} frames were held)"):
+        try:
+            waiting.wait_until(lambda: dut.guest.cmd(
+                f"ping -c 1 -W 1 {dut_mod.PEER_IP4}", check=False).ok,
+                RECOVERY_S, "a ping answered")
+            resumed = True
+        except waiting.WaitTimeout:
+            resumed = False
+        if not resumed:
+            pytest.fail(f"Rx never resumed after {injected} page allocation failures under "
+                        f"traffic (no ping answered within {RECOVERY_S}s): the Rx ring "
+                        "ran dry and nothing refills it")
+    assert dut.dma_api_errors() == dma0, "DMA-API errors grew under allocation failures"
+    assert_recovered(dut, traffic, agent, before, "Rx allocation failures")
+
+
 @pytest.mark.fault("alloc_failures")
 @pytest.mark.parametrize("op", ["probe", "open", "mtu", "rings", "channels"])
 def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) -> None:
@@ -290,10 +355,7 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) 
     if op not in ops:
         pytest.skip(f"not declared: {dut.driver.name} declares no capability for {op}")
     args, how = ops[op]
-    faults.arm_allocation_failures()
-    ko = drivers.host_ko(dut.driver, dut.machine.kernel)
-    scope = faults.scope_to_module(dut.driver.name, ko) if ko else \
-        f"unscoped: no module file for {dut.driver.name}"
+    scope = _scope(dut, faults)
     only = SWEEP.split(":") if SWEEP.startswith(f"{op}:") else None
     first, last = (int(only[1]), int(only[1])) if only else (1, SWEEP_MAX)
     dma0 = dut.dma_api_errors()
