@@ -70,7 +70,8 @@ FAULTS: dict[str, str] = {
     "dead_device": "MMIO reads return all ones (memory decoding off): the driver notices, "
                    "stops, and can be unbound",
     "alloc_failures": "every injectable allocation of probe, open, ring and channel "
-                      "changes and MTU changes failing in turn: a clean error, no report",
+                      "changes, MTU changes and a bus reset failing in turn: a clean "
+                      "error, no report",
     "sriov": "VFs created and destroyed under PF traffic",
 }
 KNOWN_FAILS = "fails:"

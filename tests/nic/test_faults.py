@@ -249,6 +249,12 @@ def _ops(dut: Any) -> list[tuple[str, list[str], str]]:
         ops.append(("rings", ["rings", i, str(rx * 2 if rx <= 1024 else rx // 2),
                               str(tx * 2 if tx <= 1024 else tx // 2)],
                     f"ethtool -G {i} rx {rx} tx {tx}"))
+    if dut.driver.info.expectation("bus_reset") == "recovers":
+        # the driver's reset_prepare/reset_done (or its recovery without
+        # them) brings the rings back: the buffers are allocated again
+        dev = f"/sys/bus/pci/devices/{dut.bdf}"
+        ops.append(("reset", ["write", f"{dev}/reset", "1"],
+                    f"echo default > {dev}/reset_method"))
     if "channels_set" in caps:
         cur = _current(dut, "-l")
         ops.append(("channels", ["channels", i, str(min(1, cur.get("rx", 0))),
@@ -266,6 +272,8 @@ def _prepare(dut: Any, op: str) -> None:
             dut.unbind()
     elif op == "open":
         dut.sh(f"ip link set {dut.ifname} down")
+    elif op == "reset":
+        dut.sh(f"echo bus > /sys/bus/pci/devices/{dut.bdf}/reset_method")
 
 
 def _restore(dut: Any, op: str, how: str) -> None:
@@ -344,7 +352,7 @@ def test_rx_refill_failures_under_traffic(dut: Any, traffic: Any, agent: Any, fa
 
 
 @pytest.mark.fault("alloc_failures")
-@pytest.mark.parametrize("op", ["probe", "open", "mtu", "rings", "channels"])
+@pytest.mark.parametrize("op", ["probe", "open", "mtu", "rings", "channels", "reset"])
 def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) -> None:
     """Fail the 1st, 2nd, ... injectable allocation of one driver operation
     until it makes no more: each time a clean error (or success), no kernel
@@ -353,7 +361,8 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, op: str) 
     last step is judged by kmemleak too."""
     ops = {name: (args, how) for name, args, how in _ops(dut)}
     if op not in ops:
-        pytest.skip(f"not declared: {dut.driver.name} declares no capability for {op}")
+        what = "surviving bus_reset" if op == "reset" else f"a capability for {op}"
+        pytest.skip(f"not declared: {dut.driver.name} does not declare {what}")
     args, how = ops[op]
     scope = _scope(dut, faults)
     only = SWEEP.split(":") if SWEEP.startswith(f"{op}:") else None
