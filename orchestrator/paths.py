@@ -45,3 +45,9 @@ def rootfs_dir() -> Path:
 
 def ktest_nic_dir() -> Path:
     return data_root() / "drivers" / "ktest_nic"
+
+
+def faultscope_dir() -> Path:
+    """The guest helper module that keeps the kernel's checkers out of
+    fail-nth sweeps (guest-images/modules/ktest_faultscope)."""
+    return data_root() / "guest-images" / "modules" / "ktest_faultscope"
