@@ -389,6 +389,7 @@ LEAK_SKIP = (
     "^mempool_alloc",
     "^alloc_netdev",
     "^kvmalloc",
+    "^__kvmalloc",  # 6.12: __kvmalloc_node_noprof under kvmalloc()
 )
 _LEAK_STACK = Stack(
     steps=(rx(r"backtrace(?: \(crc [0-9a-fA-F]*\))?:"), TRACE), skip=LEAK_SKIP, own_skip=True

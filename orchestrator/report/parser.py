@@ -180,6 +180,17 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
                         break
                     if nxt.group.name != name and nxt.role in ("oops",):
                         break
+        if name == "AER":
+            # Follow-up lines of an AER event: what the recovery makes other
+            # drivers print (a link coming up, say) may come in between.
+            prev_aer = next((p for p in reversed(out) if p.group.name == "AER"), None)
+            if (
+                prev_aer is not None
+                and not nic.closed(log, prev_aer)
+                and h.index - prev_aer.members[-1] <= 40
+            ):
+                prev_aer.members.append(h.index)
+                continue
         if out:
             prev = out[-1]
             # Follow-up lines of the same multi-line event.

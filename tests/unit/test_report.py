@@ -663,6 +663,19 @@ def test_event_kinds() -> None:
     assert first(FAULT_INJECTION).frame == "ktest_nic_alloc_ring"
 
 
+def test_aer_recovery_with_a_link_event_in_between() -> None:
+    # a fatal error's recovery brings links up before the root port says
+    # how it went: still one AER event, and a successful one
+    lines = AER_OK.splitlines(keepends=True)
+    link_up = "igb 0000:01:00.0 eth1: igb: eth1 NIC Link is Up 1000 Mbps Full Duplex\n"
+    text = "".join(lines[:-1]) + link_up + lines[-1]
+    for t in (text, ts(text)):
+        reports = parse(NOISE + t)
+        assert sorted(r.title for r in reports) == ["AER: recovery successful",
+                                                    "NIC Link is Up on eth1"]
+        assert judge(NOISE + t).passed
+
+
 def test_aer_recovery_failed_is_a_bug() -> None:
     text = AER_OK.replace("device recovery successful", "device recovery failed")
     r = first(ts(text))
@@ -926,3 +939,20 @@ def test_warning_without_bugverbose_names_the_function() -> None:
     (r,) = [x for x in parse_log(log) if x.is_bug]
     assert r.title == "WARNING in ktest_bug_warn_check"
     assert r.modules == ("ktest_bug_warn",)
+
+
+def test_leak_under_kvmalloc_names_the_caller() -> None:
+    # 6.12: kvmalloc() is __kvmalloc_node_noprof in a backtrace
+    text = """\
+unreferenced object 0xffff888011df4000 (size 8192):
+  comm "ktest-fault", pid 115, jiffies 4294900126
+  backtrace (crc 967ba78c):
+    kmemleak_alloc+0x24/0x30
+    __kmalloc_node_noprof+0x27a/0x4a0
+    __kvmalloc_node_noprof+0x4a/0xf0
+    alloc_netdev_mqs+0x71/0x14b0
+    alloc_etherdev_mqs+0x22/0x30
+    0xffffffffa000163e
+    pci_device_probe+0x24d/0x690
+"""
+    assert first(ts(text)).title == "memory leak in alloc_etherdev_mqs"
