@@ -45,6 +45,12 @@ KMEMLEAK_CHECK = (
     "d=$(( 520 - ($(cs) - t0) )); "
     "if [ $d -gt 0 ]; then sleep $(printf '%d.%02d' $((d / 100)) $((d % 100))); fi; "
     "echo scan > /sys/kernel/debug/kmemleak; cat /sys/kernel/debug/kmemleak")
+# kmemleak only says "N new suspected memory leaks" on the console: copy the
+# first objects (with their backtraces) there too, a line per record, so the
+# verdict can name the function that leaked
+KMEMLEAK_TO_CONSOLE = (
+    "head -n 80 /sys/kernel/debug/kmemleak | "
+    "while IFS= read -r l; do printf '%s\\n' \"$l\" > /dev/kmsg; done")
 
 
 class DutError(Exception):
@@ -158,6 +164,7 @@ class Dut:
     def check_leaks(self, dma_errors_before: int) -> None:
         leaks = self.sh(KMEMLEAK_CHECK, timeout=180)
         if leaks.strip():
+            self.sh(KMEMLEAK_TO_CONSOLE, check=False, timeout=60)
             first = leaks.strip().split("\nunreferenced object")[0]
             count = leaks.count("unreferenced object")
             raise DutError(f"kmemleak: {count} unreferenced object(s) after unloading "

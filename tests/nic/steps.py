@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
+from orchestrator import waiting
 from orchestrator.scenario import dut as dut_mod
 from orchestrator.scenario import rss
 from orchestrator.scenario import traffic as traffic_mod
@@ -64,6 +66,18 @@ def ping(dut: Any, count: int = 3, size: int = 56, v6: bool = False,
     out = dut.sh(f"ping {'-6 ' if v6 else ''}{opts}-c {count} -i 0.2 -W 3 -s {size} {dst}",
                  check=False, timeout=60)
     assert f"{count} received" in out, out
+
+
+def traffic_back(dut: Any, timeout: float) -> float | None:
+    """Seconds until a ping to the peer is answered (one a second), or
+    None if none is within `timeout`."""
+    t0 = time.monotonic()
+    try:
+        waiting.wait_until(lambda: dut.guest.cmd(
+            f"ping -c 1 -W 1 {dut_mod.PEER_IP4}", check=False).ok, timeout, "a ping answered")
+    except waiting.WaitTimeout:
+        return None
+    return time.monotonic() - t0
 
 
 def queue_rx_packets(stats: dict[str, int]) -> dict[int, int]:
