@@ -180,28 +180,21 @@ def _combine(log: Log, hits: list[Hit]) -> list[Hit]:
                         break
                     if nxt.group.name != name and nxt.role in ("oops",):
                         break
-        if name == "AER":
-            # Follow-up lines of an AER event: what the recovery makes other
-            # drivers print (a link coming up, say) may come in between.
-            prev_aer = next((p for p in reversed(out) if p.group.name == "AER"), None)
+        # Follow-up lines of the same multi-line event: a REF_TRACKER's come
+        # right after it; an AER's may have other lines in between (what the
+        # recovery makes drivers print, a link coming up, say).
+        if name in ("AER", "REF_TRACKER"):
+            last = out[-1:] if name == "REF_TRACKER" else reversed(out)
+            event = next((p for p in last if p.group.name == name), None)
             if (
-                prev_aer is not None
-                and not nic.closed(log, prev_aer)
-                and h.index - prev_aer.members[-1] <= 40
+                event is not None
+                and not nic.closed(log, event)
+                and h.index - event.members[-1] <= 40
             ):
-                prev_aer.members.append(h.index)
+                event.members.append(h.index)
                 continue
         if out:
             prev = out[-1]
-            # Follow-up lines of the same multi-line event.
-            if (
-                name == prev.group.name
-                and name in ("AER", "REF_TRACKER")
-                and not nic.closed(log, prev)
-            ):
-                if h.index - prev.members[-1] <= 40:
-                    prev.members.append(h.index)
-                    continue
             if (
                 name == "REF_TRACKER"
                 and prev.group.name == "UNREGISTER"

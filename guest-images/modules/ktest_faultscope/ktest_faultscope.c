@@ -56,7 +56,13 @@ static const char * const ktfs_plumbing[] = {
 	"ktfs_",
 };
 
+/* ktfs_lock guards the scratch space of a walk and the last site: the
+ * handler runs deep inside allocations, where stack is scarce.
+ */
 static DEFINE_SPINLOCK(ktfs_lock);
+static unsigned long ktfs_entries[KTFS_DEPTH];
+static char ktfs_name[KSYM_SYMBOL_LEN];
+static char ktfs_walked[KTFS_SITE_LEN];
 static char ktfs_site[KTFS_SITE_LEN];
 static atomic_long_t ktfs_exempted = ATOMIC_LONG_INIT(0);
 static struct dentry *ktfs_dir;
@@ -71,26 +77,29 @@ static bool ktfs_starts(const char *name, const char * const *list, size_t n)
 	return false;
 }
 
-/* True if a checker is on the stack; otherwise @site gets the frames. */
-static bool ktfs_walk(char *site, size_t len)
+/* True if a checker is on the stack; otherwise ktfs_walked gets the
+ * frames. Called with ktfs_lock held.
+ */
+static bool ktfs_walk(void)
 {
-	unsigned long entries[KTFS_DEPTH];
-	char name[KSYM_SYMBOL_LEN];
 	unsigned int n, i;
 	size_t used = 0;
 
-	n = stack_trace_save(entries, ARRAY_SIZE(entries), 0);
-	if (site)
-		site[0] = '\0';
+	lockdep_assert_held(&ktfs_lock);
+	n = stack_trace_save(ktfs_entries, ARRAY_SIZE(ktfs_entries), 0);
+	ktfs_walked[0] = '\0';
 	for (i = 0; i < n; i++) {
-		sprint_symbol_no_offset(name, entries[i]);
-		if (ktfs_starts(name, ktfs_checkers, ARRAY_SIZE(ktfs_checkers)))
+		sprint_symbol_no_offset(ktfs_name, ktfs_entries[i]);
+		if (ktfs_starts(ktfs_name, ktfs_checkers,
+				ARRAY_SIZE(ktfs_checkers)))
 			return true;
-		if (!site || used >= len ||
-		    ktfs_starts(name, ktfs_plumbing, ARRAY_SIZE(ktfs_plumbing)))
+		if (used >= sizeof(ktfs_walked) ||
+		    ktfs_starts(ktfs_name, ktfs_plumbing,
+				ARRAY_SIZE(ktfs_plumbing)))
 			continue;
-		used += scnprintf(site + used, len - used, "%s%s",
-				  used ? " < " : "", name);
+		used += scnprintf(ktfs_walked + used,
+				  sizeof(ktfs_walked) - used, "%s%s",
+				  used ? " < " : "", ktfs_name);
 	}
 	return false;
 }
@@ -110,22 +119,21 @@ static int ktfs_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 static int ktfs_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct ktfs_call *call = (struct ktfs_call *)ri->data;
-	char site[KTFS_SITE_LEN];
 	unsigned long flags;
+	bool checker;
 
 	/* Only calls that fail-nth counted: the countdown moved. */
 	if (!call->fail_nth || READ_ONCE(current->fail_nth) == call->fail_nth)
 		return 0;
-	if (ktfs_walk(site, sizeof(site))) {
+	spin_lock_irqsave(&ktfs_lock, flags);
+	checker = ktfs_walk();
+	if (!checker && regs_return_value(regs))
+		strscpy(ktfs_site, ktfs_walked, sizeof(ktfs_site));
+	spin_unlock_irqrestore(&ktfs_lock, flags);
+	if (checker) {
 		WRITE_ONCE(current->fail_nth, call->fail_nth);
 		regs_set_return_value(regs, 0);
 		atomic_long_inc(&ktfs_exempted);
-		return 0;
-	}
-	if (regs_return_value(regs)) {
-		spin_lock_irqsave(&ktfs_lock, flags);
-		strscpy(ktfs_site, site, sizeof(ktfs_site));
-		spin_unlock_irqrestore(&ktfs_lock, flags);
 	}
 	return 0;
 }
