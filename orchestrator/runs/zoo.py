@@ -14,6 +14,7 @@ default and fault suites (``ktest run -m PROFILE -d ktest_nic``): no report.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -39,6 +40,7 @@ class Bug:
     kind: str | None = None  # expected report kind (None: no kernel report expected)
     title: str = ""  # regex searched in the report's title
     message: str = ""  # regex searched in the failure message (no report expected)
+    env: tuple[tuple[str, str], ...] = ()  # suite knobs the scenario runs with (KTEST_SWEEP)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,11 @@ def load_zoo(path: Path | None = None) -> Zoo:
             kind=b.get("kind", str, None, "a report kind"),
             title=b.get("title", str, "", "a regex"),
             message=b.get("message", str, "", "a regex"),
+            env=tuple(sorted((str(k), str(v)) for k, v in
+                             b.get("env", dict, {}, "suite knobs (KTEST_NAME: value)").items())),
         )
+        if any(not k.startswith("KTEST_") for k, _ in bug.env):
+            raise b.error("env", "suite knobs are named KTEST_*")
         if not bug.kind and not bug.message:
             raise b.error("kind", "give a report kind (and title) or a failure message")
         if not suite_path(bug.scenario).exists():
@@ -150,11 +156,13 @@ def run_bug(bug: Bug, profile: str, out: Path, extra: list[str] | None = None,
             *(extra or [])]
     t0 = time.monotonic()
     bug_out.mkdir(parents=True, exist_ok=True)
-    update_manifest(bug_out, zoo_bug=bug.name, driver_params=f"bugs={bug.name}",
-                    **dict(manifest or {}))
+    recorded = dict(manifest or {})
+    knobs = {**dict(recorded.get("env") or {}), **dict(bug.env)}
+    recorded["env"] = knobs
+    update_manifest(bug_out, zoo_bug=bug.name, driver_params=f"bugs={bug.name}", **recorded)
     with open(bug_out / "pytest.log", "wb") as log:
         subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                       cwd=paths.data_root(), check=False)
+                       cwd=paths.data_root(), check=False, env={**os.environ, **knobs})
     records = read_records(bug_out)
     caught, got = judge(bug, records)
     return BugResult(bug, caught, got, time.monotonic() - t0,

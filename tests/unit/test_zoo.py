@@ -44,6 +44,8 @@ def test_judge() -> None:
 
 
 ZOO_SUITE = '''
+import os
+
 import pytest
 
 
@@ -53,7 +55,7 @@ def ktest_pair(request):
 
 
 def test_exposes(ktest_pair):
-    assert False, "Rx stalled"
+    assert False, "Rx stalled at " + os.environ.get("KTEST_SWEEP", "no sweep")
 '''
 
 
@@ -66,7 +68,9 @@ def test_a_bugs_folder_is_a_run_directory_repro_can_replay(tmp_path: Path,
     monkeypatch.setenv("KTEST_CACHE", str(tmp_path / "cache"))
     suite = tmp_path / "test_zoo_fake.py"
     suite.write_text(ZOO_SUITE)
-    bug = zoo.Bug("rx_stall", "a stall", f"{suite}::test_exposes", message="Rx stalled")
+    # the bug's suite knobs reach its scenario and its run.json (a repro replays them)
+    bug = zoo.Bug("rx_stall", "a stall", f"{suite}::test_exposes",
+                  message="Rx stalled at probe:3-5", env=(("KTEST_SWEEP", "probe:3-5"),))
     choices = {"kernel": "6.1", "accel": "tcg"}
     res = zoo.run_bug(bug, "e1000e-viommu", tmp_path / "zoo", [],
                       manifest={"choices": choices})
@@ -77,3 +81,13 @@ def test_a_bugs_folder_is_a_run_directory_repro_can_replay(tmp_path: Path,
     assert again.pair_spec == "e1000e-viommu:ktest_nic"
     assert again.driver_params == "bugs=rx_stall"
     assert again.choices.kernel == "6.1" and again.choices.accel == "tcg"
+    assert dict(again.env)["KTEST_SWEEP"] == "probe:3-5"
+
+
+def test_a_bugs_knobs_are_suite_knobs(tmp_path: Path) -> None:
+    good = zoo.load_zoo()
+    assert dict(next(b for b in good.bugs if b.name == "probe_error_leak").env)
+    bad = tmp_path / "zoo.yaml"
+    bad.write_text(zoo.zoo_path().read_text().replace("KTEST_SWEEP:", "SWEEP:", 1))
+    with pytest.raises(zoo.ConfigError, match="KTEST_"):
+        zoo.load_zoo(bad)
