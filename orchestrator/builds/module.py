@@ -4,12 +4,17 @@ The module source is copied into a scratch directory (so the user's tree
 gets no build products) and built with ``make -C <kernel build> M=... W=1``.
 Any compiler error or warning fails the build with the compiler's lines.
 A cache entry ``<cache>/module/<key>/`` holds the ``.ko`` files; the key is
-the hash of the module source and the kernel artifact's key.
+the hash of the module source and the kernel artifact's key. The module is
+compiled with debug information (``-g`` changes no code): the guest gets the
+``.ko`` without it, and ``debug/<name>.ko`` keeps it on the host, so that a
+kernel report's frame in the module names the function inlined there
+(:func:`inlined_at`).
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -75,7 +80,7 @@ def check_src(src: Path) -> Path:
 
 
 def module_key(src: Path, kernel: Kernel, coverage: bool = False) -> str:
-    h = cache.Hasher("module").add("kernel", kernel.identity)
+    h = cache.Hasher("module").add("kernel", kernel.identity).add("debuginfo", "host copy")
     h.add_tree("src", src, source_files(src))
     if coverage:
         h.add("coverage", "gcov")
@@ -118,6 +123,7 @@ def _build(src: Path, kernel: Kernel, key: str, entry: Path,
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest)
         argv = ["make", "-C", str(kernel.build_dir), f"M={work}", "W=1", f"-j{jobs()}",
+                "KCFLAGS=-g",
                 *(["GCOV_PROFILE=y"] if coverage else []), "modules"]
         before = len(log.read_text(errors="replace"))
         rc = run_logged(argv, log)
@@ -132,8 +138,14 @@ def _build(src: Path, kernel: Kernel, key: str, entry: Path,
         if not kos:
             raise BuildError(f"module {src.name} built no .ko file", [], log)
         names = []
+        (entry / "debug").mkdir(exist_ok=True)
         for ko in kos:
-            shutil.copy2(ko, entry / ko.name)
+            shutil.copy2(ko, entry / "debug" / ko.name)
+            strip = subprocess.run(["objcopy", "--strip-debug", str(ko), str(entry / ko.name)],
+                                   capture_output=True, text=True, check=False)
+            if strip.returncode != 0:
+                raise BuildError(f"module {src.name}: objcopy --strip-debug failed",
+                                 strip.stderr.strip().splitlines()[-1:], log)
             names.append(ko.name)
     info = {
         "key": key,
@@ -147,3 +159,55 @@ def _build(src: Path, kernel: Kernel, key: str, entry: Path,
     }
     cache.write_marker(entry, info)
     return Module(entry, key, tuple(entry / n for n in names), info)
+
+
+def debug_twin(ko: Path) -> Path | None:
+    """The module file with its debug information that ktest kept beside
+    `ko` (None for a module ktest did not build)."""
+    twin = ko.parent / "debug" / ko.name
+    return twin if twin.is_file() else None
+
+
+def _functions(ko: Path) -> list[tuple[str, str, int, int]]:
+    """The module's functions: (name, section, offset in it, size)."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    out = []
+    with open(ko, "rb") as fh:
+        elf = ELFFile(fh)
+        for table in elf.iter_sections():
+            if not isinstance(table, SymbolTableSection):
+                continue
+            for sym in table.iter_symbols():
+                ndx = sym["st_shndx"]
+                if sym["st_info"]["type"] == "STT_FUNC" and isinstance(ndx, int):
+                    out.append((sym.name, elf.get_section(ndx).name, int(sym["st_value"]),
+                                int(sym["st_size"])))
+    return out
+
+
+def function_at(ko: Path, section: str, offset: int) -> tuple[str, int, int] | None:
+    """The module's function at `offset` into `section`: (name, offset
+    into the function, its size)."""
+    for name, sec, value, size in _functions(ko):
+        if sec == section and value <= offset < value + size:
+            return name, offset - value, size
+    return None
+
+
+def inlined_at(ko: Path, function: str, offset: int) -> list[tuple[str, str]]:
+    """The functions at `function`+`offset` of the module, innermost first
+    (an inlined function, then each one it was inlined into), each with its
+    source file; empty when the module has no debug information or no such
+    function. `offset` is a frame's: a return address, so the byte before
+    it is looked up (the call)."""
+    for name, section, value, _ in _functions(ko):
+        if name == function:
+            addr = value + max(offset - 1, 0)
+            out = subprocess.run(["addr2line", "-f", "-i", "-j", section, "-e", str(ko),
+                                  hex(addr)], capture_output=True, text=True, check=False)
+            lines = out.stdout.splitlines()
+            chain = [(lines[i], lines[i + 1].split(":")[0]) for i in range(0, len(lines) - 1, 2)]
+            return [(f, file) for f, file in chain if f != "??"]
+    return []

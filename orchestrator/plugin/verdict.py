@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator import report
+from orchestrator.builds import module
 from orchestrator.machine.vm import Machine
 from orchestrator.plugin.pool import Pool
 from orchestrator.plugin.record import ConsoleSpan, ReportRef
@@ -78,6 +79,7 @@ def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None
         st.spans[-1].end = end
     st.start = end
     verdict = report.judge(segment, allow=st.allow)
+    verdict.failing = _name_inlined(st, verdict.failing)
     st.failing += verdict.failing
     st.allowed += verdict.allowed
     if verdict.failing or verdict.allowed:
@@ -87,6 +89,19 @@ def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None
     if verdict.failing and not st.decided:
         st.decided = phase
     return verdict
+
+
+def _name_inlined(st: TestState, reports: list[report.Report]) -> list[report.Report]:
+    """Reports whose guilty frame is in the driver ktest built, titled
+    after the function inlined there (the module's debug information)."""
+    d = st.pool.dut
+    ko = d.driver.ko if d is not None else None
+    twin = module.debug_twin(ko) if ko is not None and reports else None
+    if twin is None:
+        return reports
+    assert ko is not None
+    return [report.name_inlined(r, ko.stem.replace("-", "_"),
+                                lambda f, o: module.inlined_at(twin, f, o)) for r in reports]
 
 
 def console_tail(st: TestState, lines: int = CONSOLE_LINES) -> str:

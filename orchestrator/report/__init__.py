@@ -12,15 +12,18 @@ from .lines import split_prefix, strip_prefixes
 from .model import Kind, Report, Severity, bugs_and_events
 from .parser import parse_log as parse
 from .policy import DEFAULT, Verdict, judge
+from .stack import InlineLookup, name_inlined
 
 __all__ = [
     "DEFAULT",
+    "InlineLookup",
     "Kind",
     "Report",
     "Severity",
     "Verdict",
     "bugs_and_events",
     "judge",
+    "name_inlined",
     "parse",
     "split_prefix",
     "strip_prefixes",

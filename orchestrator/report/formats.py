@@ -404,7 +404,9 @@ WARNING = Group(
     ("WARNING:",),
     (
         F(
-            r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check|at)",
+            # (a kernel without the file in its WARNING line names the function)
+            r"WARNING: .*(?:lib/debugobjects\.c.* (?:debug_print|debug_check|at)"
+            r"| at debug_print_object\+)",
             "WARNING: ODEBUG bug in {0}",
             stack=warn_stack(
                 "debug_",
@@ -418,15 +420,29 @@ WARNING = Group(
                 "__free_",
                 "debug_check",
                 "kobject_",
+                # a net_device freed with its timers or works still active:
+                # the driver's call of free_netdev is the culprit
+                "netdev_release",
+                "device_release",
+                "put_device",
+                "free_netdev",
             ),
         ),
         F(
-            r"WARNING: .*mm/usercopy\.c.* (?:usercopy_warn|at)",
+            # CONFIG_DEBUG_LIST's checks (a double add: a NAPI instance
+            # scheduled while it is still on a poll list)
+            r"WARNING: .*(?:lib/list_debug\.c.* (?:__list|at)"
+            r"| at __list_(?:add|del_entry)_valid_or_report\+)",
+            "BUG: corrupted list in {0}",
+            stack=warn_stack("__list_", "list_add", "list_del", "__napi_schedule", "napi_schedule"),
+        ),
+        F(
+            r"WARNING: .*(?:mm/usercopy\.c.* (?:usercopy_warn|at)| at usercopy_warn\+)",
             "WARNING: bad usercopy in {0}",
             stack=warn_stack("usercopy", "__check"),
         ),
         F(
-            r"WARNING: .*lib/kobject\.c.* (?:kobject_|at)",
+            r"WARNING: .*(?:lib/kobject\.c.* (?:kobject_|at)| at kobject_\w+\+)",
             "WARNING: kobject bug in {0}",
             stack=warn_stack("kobject_"),
         ),
@@ -436,7 +452,7 @@ WARNING = Group(
             stack=warn_stack("proc_"),
         ),
         F(
-            r"WARNING: .*lib/refcount\.c.* (?:refcount_|at)",
+            r"WARNING: .*(?:lib/refcount\.c.* (?:refcount_|at)| at refcount_warn_saturate\+)",
             "WARNING: refcount bug in {0}",
             stack=warn_stack("refcount", "kobject_"),
         ),

@@ -10,12 +10,14 @@ and hangs use a custom chooser instead.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property, lru_cache
 
 from .lines import ascii_digits
+from .model import Report
 from .titles import canonical_frame, demangle
 
 
@@ -174,6 +176,7 @@ SKIP_COMMON: tuple[str, ...] = (
     "__phys_addr",
     # debug objects, lockdep and locking primitives
     "debug_object",
+    "lookup_object_or_alloc",
     "timer_is_static_object",
     "work_is_static_object",
     "print_unlock",
@@ -287,12 +290,14 @@ SKIP_COMMON: tuple[str, ...] = (
     "dev_emerg",
     # timers, work, completions
     "del_timer",
-    "__timer_delete_sync",
+    "^timer_delete",
+    "__timer_delete",
     "sk_stop_timer_sync",
     "__mod_timer",
     "flush_work",
-    "__cancel_work_timer",
+    "__cancel_work",
     "cancel_work_sync",
+    "cancel_delayed_work",
     "try_to_grab_pending",
     "flush_workqueue",
     "drain_workqueue",
@@ -786,3 +791,31 @@ def extract_frames(text: str, stack: Stack) -> FrameResult:
     if res.ok or not stack.fallback:
         return res
     return _run(text, stack.fallback, stack.skip_re, stack.chooser, corrupting)
+
+
+InlineLookup = Callable[[str, int], Sequence[tuple[str, str]]]
+
+
+def name_inlined(report: Report, module: str, lookup: InlineLookup) -> Report:
+    """`report` titled after the function that was inlined at its guilty
+    frame, when that frame is in `module` (``FUNC+0xOFF/0xSIZE [module]``)
+    and `lookup(FUNC, OFF)` (the module's debug information: innermost
+    first, each with its source file) names one of the module's own
+    functions there that the skip list does not skip; a helper from a
+    kernel header (include/) is not the module's."""
+    m = re.search(r" in (\S+)$", report.title)
+    if m is None:
+        return report
+    func = m.group(1)
+    frame = rf"(?<![\w.]){re.escape(func)}\+0x([0-9a-f]+)/0x[0-9a-f]+ \[{re.escape(module)}\]"
+    at = re.search(frame, report.text)
+    if at is None:
+        return report
+    skip = _skip_matcher(())
+    for name, file in lookup(func, int(at.group(1), 16)):
+        if "/include/" in file or skip[name]:
+            continue
+        if name == func:
+            return report
+        return dataclasses.replace(report, title=report.title[:m.start(1)] + name, frame=name)
+    return report

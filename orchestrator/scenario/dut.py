@@ -14,12 +14,16 @@ for the rest of the /24 and /64, so extra flow sources work).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from orchestrator.builds.module import function_at
 from orchestrator.machine.guest import Guest
 from orchestrator.machine.profiles import NicSpec
 from orchestrator.machine.vm import Machine
@@ -49,8 +53,23 @@ KMEMLEAK_CHECK = (
 # first objects (with their backtraces) there too, a line per record, so the
 # verdict can name the function that leaked
 KMEMLEAK_TO_CONSOLE = (
-    "head -n 80 /sys/kernel/debug/kmemleak | "
+    "echo {b64} | base64 -d | "
     "while IFS= read -r l; do printf '%s\\n' \"$l\" > /dev/kmsg; done")
+KMEMLEAK_CONSOLE_LINES = 80
+# a backtrace frame kmemleak could not name (its module is gone)
+RAW_FRAME = re.compile(r"^(\s+)0x([0-9a-f]{16})$", re.M)
+
+
+def name_module_frames(text: str, text_base: int, ko: Path, module: str) -> str:
+    """`text` with each bare frame address inside the module's .text (as
+    loaded at `text_base`) written as ``func+0xOFF/0xSIZE [module]``."""
+    def name(m: re.Match[str]) -> str:
+        at = function_at(ko, ".text", int(m.group(2), 16) - text_base)
+        if at is None:
+            return m.group(0)
+        func, off, size = at
+        return f"{m.group(1)}{func}+{off:#x}/{size:#x} [{module}]"
+    return RAW_FRAME.sub(name, text)
 
 
 class DutError(Exception):
@@ -153,18 +172,36 @@ class Dut:
         """Unload the driver; then (by default) check that kmemleak finds
         nothing new and the DMA-API debug error count did not grow."""
         before = self.dma_api_errors()
+        text = None
         if check_leaks:
             self.sh("echo clear > /sys/kernel/debug/kmemleak", check=False)
+            text = self._text_base()
         cmd = "rmmod" if self.driver.ko is not None else "modprobe -r"
         self.guest.cmd(f"{cmd} {self.driver.name}", timeout=120)
         self.ifname = ""
         if check_leaks:
-            self.check_leaks(before)
+            self.check_leaks(before, text)
 
-    def check_leaks(self, dma_errors_before: int) -> None:
+    def _text_base(self) -> int | None:
+        """Where the loaded driver's .text is (a module ktest built)."""
+        if self.driver.ko is None:
+            return None
+        out = self.sh(f"cat /sys/module/{self.driver.name}/sections/.text 2>/dev/null",
+                      check=False).strip()
+        return int(out, 16) if re.fullmatch(r"0x[0-9a-f]+", out) else None
+
+    def check_leaks(self, dma_errors_before: int, text_base: int | None = None) -> None:
+        """kmemleak finds nothing new, and dma-debug no new error. A leak
+        found after the driver was unloaded has its frames in the driver
+        as bare addresses: `text_base` (the driver's .text when it was
+        loaded) names them from its module file."""
         leaks = self.sh(KMEMLEAK_CHECK, timeout=180)
         if leaks.strip():
-            self.sh(KMEMLEAK_TO_CONSOLE, check=False, timeout=60)
+            if text_base is not None and self.driver.ko is not None:
+                leaks = name_module_frames(leaks, text_base, self.driver.ko, self.driver.name)
+            head = "\n".join(leaks.strip().splitlines()[:KMEMLEAK_CONSOLE_LINES]) + "\n"
+            self.sh(KMEMLEAK_TO_CONSOLE.format(b64=base64.b64encode(head.encode()).decode()),
+                    check=False, timeout=60)
             first = leaks.strip().split("\nunreferenced object")[0]
             count = leaks.count("unreferenced object")
             raise DutError(f"kmemleak: {count} unreferenced object(s) after unloading "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import pathlib
 import re
 
 import pytest
@@ -956,3 +957,190 @@ unreferenced object 0xffff888011df4000 (size 8192):
     pci_device_probe+0x24d/0x690
 """
     assert first(ts(text)).title == "memory leak in alloc_etherdev_mqs"
+
+
+# 6.12, CONFIG_DEBUG_BUGVERBOSE=n: a work's timer still active when the
+# driver's remove frees the net_device (ktest_nic bugs=work_outlives_remove)
+ODEBUG_612 = """\
+[   36.227128][  T100] ------------[ cut here ]------------
+[   36.227623][  T100] ODEBUG: free active (active state 0) object: 00000000b923d31f object type: timer_list hint: ktnic_reset_task+0x0/0x150 [ktest_nic]
+[   36.233940][  T100] WARNING: CPU: 1 PID: 100 at debug_print_object+0x1ad/0x2b0
+[   36.235082][  T100] Modules linked in: ktest_nic(O-)
+[   36.238616][  T100] CPU: 1 UID: 0 PID: 100 Comm: rmmod Tainted: G           O       6.12.118-ktest #1
+[   36.239510][  T100] Tainted: [O]=OOT_MODULE
+[   36.240846][  T100] RIP: 0010:debug_print_object+0x1ad/0x2b0
+[   36.246039][  T100] Call Trace:
+[   36.246381][  T100]  <TASK>
+[   36.247428][  T100]  debug_check_no_obj_freed+0x485/0x5c0
+[   36.248945][  T100]  kfree+0x1f8/0x3a0
+[   36.249606][  T100]  kvfree+0x24/0x30
+[   36.249809][  T100]  netdev_release+0x68/0x80
+[   36.250039][  T100]  device_release+0xc6/0x240
+[   36.250304][  T100]  kobject_put+0x120/0x210
+[   36.250547][  T100]  put_device+0xe/0x20
+[   36.250752][  T100]  free_netdev+0x3f8/0x5b0
+[   36.251014][  T100]  ktnic_remove+0x2b0/0x3a0 [ktest_nic]
+[   36.251743][  T100]  pci_device_remove+0x5d/0xc0
+[   36.252333][  T100]  device_remove+0xbf/0x150
+[   36.252628][  T100]  device_release_driver_internal+0x31b/0x680
+[   36.252976][  T100]  driver_detach+0xc4/0x190
+[   36.253268][  T100]  bus_remove_driver+0x10f/0x1c0
+"""
+
+# 6.12: KASAN in debugobjects' lookup, under cancel_delayed_work_sync on a
+# freed object (ktest_nic bugs=free_netdev_early)
+KASAN_CANCEL_612 = """\
+[   38.002603][  T123] BUG: KASAN: slab-use-after-free in timer_is_static_object+0x64/0x70
+[   38.004271][  T123] Read of size 8 at addr ffff888005fe1628 by task rmmod/123
+[   38.004696][  T123]
+[   38.005710][  T123] CPU: 1 UID: 0 PID: 123 Comm: rmmod Tainted: G           O       6.12.118-ktest #1
+[   38.006647][  T123] Tainted: [O]=OOT_MODULE
+[   38.007078][  T123] Call Trace:
+[   38.007177][  T123]  <TASK>
+[   38.007323][  T123]  dump_stack_lvl+0x6b/0xa0
+[   38.007447][  T123]  print_report+0xc7/0x620
+[   38.007644][  T123]  kasan_report+0xec/0x120
+[   38.007723][  T123]  __asan_report_load8_noabort+0x14/0x20
+[   38.007748][  T123]  timer_is_static_object+0x64/0x70
+[   38.007775][  T123]  lookup_object_or_alloc.part.0+0x68e/0xae0
+[   38.007866][  T123]  debug_object_assert_init+0x2b3/0x370
+[   38.008013][  T123]  __timer_delete+0x6a/0x130
+[   38.008148][  T123]  timer_delete+0xb/0x10
+[   38.008172][  T123]  try_to_grab_pending+0x54/0x640
+[   38.008210][  T123]  __cancel_work+0x88/0x250
+[   38.008426][  T123]  cancel_delayed_work_sync+0x14/0xb0
+[   38.008458][  T123]  ktnic_remove+0x12c/0x3a0 [ktest_nic]
+[   38.009091][  T123]  pci_device_remove+0x5d/0xc0
+[   38.009131][  T123]  device_remove+0xbf/0x150
+[   38.009167][  T123]  device_release_driver_internal+0x31b/0x680
+[   38.009210][  T123]  driver_detach+0xc4/0x190
+[   38.009243][  T123]  bus_remove_driver+0x10f/0x1c0
+[   38.009277][  T123]  driver_unregister+0x68/0x90
+[   38.009303][  T123]  pci_unregister_driver+0x24/0x240
+[   38.009348][  T123]  ktnic_exit+0x10/0x20 [ktest_nic]
+[   38.009414][  T123]  __x64_sys_delete_module+0x316/0x4d0
+[   38.009538][  T123]  x64_sys_call+0x522/0x9f0
+[   38.009560][  T123]  do_syscall_64+0x5f/0x100
+[   38.009592][  T123]  entry_SYSCALL_64_after_hwframe+0x4b/0x53
+"""
+
+
+def test_odebug_without_bugverbose_names_the_driver() -> None:
+    from orchestrator.report import parse as parse_log
+
+    (r,) = [x for x in parse_log(ODEBUG_612.encode()) if x.is_bug]
+    assert r.title == "WARNING: ODEBUG bug in ktnic_remove"
+
+
+def test_use_after_free_under_cancel_work_names_the_caller() -> None:
+    from orchestrator.report import parse as parse_log
+
+    (r,) = [x for x in parse_log(KASAN_CANCEL_612.encode()) if x.is_bug]
+    assert r.title == "KASAN: slab-use-after-free Read in ktnic_remove"
+
+
+KASAN_INLINED = """\
+[   32.571461][    C0] BUG: KASAN: slab-use-after-free in ktnic_poll+0x374d/0x4070 [ktest_nic]
+[   32.574528][    C0] Read of size 4 at addr ffff8880118e2428 by task bash/79
+[   32.577820][    C0] Call Trace:
+[   32.577820][    C0]  <IRQ>
+[   32.577950][    C0]  dump_stack_lvl+0x6b/0xa0
+[   32.578662][    C0]  print_report+0xc7/0x620
+[   32.578853][    C0]  kasan_report+0xec/0x120
+[   32.578951][    C0]  __asan_report_load4_noabort+0x14/0x20
+[   32.578977][    C0]  ktnic_poll+0x374d/0x4070 [ktest_nic]
+[   32.582104][    C0]  __napi_poll.constprop.0+0xa3/0x5b0
+[   32.582175][    C0]  net_rx_action+0x9a1/0x10c0
+[   32.582667][    C0]  </IRQ>
+"""
+
+
+def test_a_frame_in_the_module_is_named_after_the_function_inlined_there() -> None:
+    from orchestrator.report import name_inlined, parse
+
+    (r,) = [x for x in parse(KASAN_INLINED.encode()) if x.is_bug]
+    assert r.title == "KASAN: slab-use-after-free Read in ktnic_poll"
+    asked = []
+
+    def lookup(func: str, off: int) -> list[tuple[str, str]]:
+        asked.append((func, off))
+        return [("skb_headlen", "/src/linux/include/linux/skbuff.h"),
+                ("ktnic_clean_tx", "/tmp/ktest-mod-1/ktest_nic/ktnic_txrx.c"),
+                ("ktnic_poll", "/tmp/ktest-mod-1/ktest_nic/ktnic_txrx.c")]
+
+    named = name_inlined(r, "ktest_nic", lookup)
+    assert asked == [("ktnic_poll", 0x374D)]
+    assert named.title == "KASAN: slab-use-after-free Read in ktnic_clean_tx"
+    assert named.frame == "ktnic_clean_tx"
+    # nothing inlined there, another module, or no debug information: as it was
+    assert name_inlined(r, "ktest_nic", lambda f, o: [("ktnic_poll", "x.c")]) == r
+    assert name_inlined(r, "e1000e", lookup) == r
+    assert name_inlined(r, "ktest_nic", lambda f, o: []) == r
+
+
+def test_inlined_at_reads_the_debug_information(tmp_path: pathlib.Path) -> None:
+    import subprocess
+
+    from orchestrator.builds.module import inlined_at
+
+    # (gcc and binutils: the bootstrap installs them for the kernel build)
+    (tmp_path / "m.c").write_text(
+        "int g;\n"
+        "static inline void inner(int *p) { g += *p * 3; }\n"
+        "void outer(int *p) { g++; inner(p); g--; }\n")
+    obj = tmp_path / "m.o"  # relocatable, like a .ko
+    subprocess.run(["gcc", "-O2", "-g", "-c", str(tmp_path / "m.c"), "-o", str(obj)], check=True)
+    chains = {tuple(f for f, _ in inlined_at(obj, "outer", off)) for off in range(1, 40)}
+    assert ("inner", "outer") in chains and ("outer",) in chains
+    assert inlined_at(obj, "nosuch", 4) == []
+
+    # a kmemleak backtrace after the module is gone: bare addresses
+    from orchestrator.scenario.dut import name_module_frames
+
+    base = 0xFFFFFFFFA0000000
+    leak = ("  backtrace (crc 0):\n    __kvmalloc_node_noprof+0x21/0xf0\n"
+            f"    {base + 3:#x}\n    0xffffffff81234567\n    __dev_open+0x1ee/0x3c0\n")
+    named = name_module_frames(leak, base, obj, "m")
+    assert "    outer+0x3/0x" in named and named.count(" [m]") == 1
+    assert "    0xffffffff81234567\n" in named  # not the module's
+
+
+# 6.12, CONFIG_DEBUG_LIST, no BUGVERBOSE: a NAPI instance scheduled while
+# still on a poll list (ktest_nic bugs=budget_after_complete)
+LIST_DOUBLE_ADD_612 = """\
+[   37.483463][    C1] ------------[ cut here ]------------
+[   37.484367][    C1] list_add double add: new=ffff888005fb8b68, prev=ffff888005fb8b68, next=ffff888066b3a0c0.
+[   37.485786][    C1] WARNING: CPU: 1 PID: 24 at __list_add_valid_or_report+0xe4/0x120
+[   37.487504][    C1] Modules linked in: ktest_nic(O)
+[   37.490542][    C1] CPU: 1 UID: 0 PID: 24 Comm: ksoftirqd/1 Tainted: G           O       6.12.118-ktest #1
+[   37.491396][    C1] Tainted: [O]=OOT_MODULE
+[   37.496566][    C1] Call Trace:
+[   37.496864][    C1]  <IRQ>
+[   37.497232][    C1]  __napi_schedule_irqoff+0x136/0x2d0
+[   37.498548][    C1]  ktnic_msix_queue_irq+0x27/0x40 [ktest_nic]
+[   37.498863][    C1]  __handle_irq_event_percpu+0x1db/0x5c0
+[   37.499232][    C1]  handle_irq_event+0xa6/0x1c0
+[   37.499479][    C1]  handle_edge_irq+0x1fe/0xad0
+[   37.499795][    C1]  __common_interrupt+0x71/0x1d0
+[   37.500139][    C1]  common_interrupt+0x7d/0x90
+[   37.500389][    C1]  </IRQ>
+[   37.500556][    C1]  <TASK>
+[   37.500725][    C1]  asm_common_interrupt+0x27/0x40
+"""
+
+
+def test_list_corruption_without_bugverbose_is_a_corrupted_list() -> None:
+    (r,) = [x for x in parse(LIST_DOUBLE_ADD_612.encode()) if x.is_bug]
+    assert r.title == "BUG: corrupted list in ktnic_msix_queue_irq"
+
+
+def test_refcount_warning_without_bugverbose() -> None:
+    log = (b"[   12.1][   T47] refcount_t: underflow; use-after-free.\n"
+           b"[   12.2][   T47] WARNING: CPU: 0 PID: 47 at refcount_warn_saturate+0x12/0x80\n"
+           b"[   12.3][   T47] RIP: 0010:refcount_warn_saturate+0x12/0x80\n"
+           b"[   12.4][   T47] Call Trace:\n"
+           b"[   12.5][   T47]  <TASK>\n"
+           b"[   12.6][   T47]  ktnic_remove+0x11/0x100 [ktest_nic]\n"
+           b"[   12.7][   T47]  </TASK>\n")
+    (r,) = [x for x in parse(log) if x.is_bug]
+    assert r.title == "WARNING: refcount bug in ktnic_remove"
