@@ -137,8 +137,12 @@ static struct ktnic_ring *ktnic_alloc_ring(struct ktnic_priv *priv,
 	ring->desc_bytes = (size_t)count * KTNIC_DESC_SIZE;
 	ring->desc = dma_alloc_coherent(dev, ring->desc_bytes, &ring->desc_dma,
 					GFP_KERNEL);
-	if (!ring->desc)
+	if (!ring->desc) {
+		/* the unwind that skips a step: the buffer array leaks */
+		if (ktnic_bug(RING_UNWIND_LEAK))
+			goto err_free_ring;
 		goto err_free_bufs;
+	}
 
 	if (!is_tx && ktnic_alloc_rx_pool(priv, ring)) {
 		/* undoes whatever part of the pool set-up succeeded */

@@ -39,7 +39,8 @@ class Bug:
     scenario: str  # a pytest node id (file::test, parameters optional)
     kind: str | None = None  # expected report kind (None: no kernel report expected)
     title: str = ""  # regex searched in the report's title
-    message: str = ""  # regex searched in the failure message (no report expected)
+    message: str = ""  # regex searched in the failure message of a failure with no report
+    # (with a kind too: either is the bug's signature)
     env: tuple[tuple[str, str], ...] = ()  # suite knobs the scenario runs with (KTEST_SWEEP)
 
 
@@ -67,7 +68,8 @@ class BugResult:
     @property
     def expected(self) -> str:
         if self.bug.kind:
-            return f"FAIL, {self.bug.kind} /{self.bug.title}/"
+            return f"FAIL, {self.bug.kind} /{self.bug.title}/" + \
+                (f" or /{self.bug.message}/" if self.bug.message else "")
         return f"FAIL /{self.bug.message}/"
 
 
@@ -128,7 +130,7 @@ def judge(bug: Bug, records: list[Record]) -> tuple[bool, str]:
         for rep in r.reports:
             if bug.kind and rep.kind == bug.kind and re.search(bug.title, rep.title):
                 return True, f"FAIL, {rep.kind}: {rep.title}"
-        if not bug.kind and not r.reports and re.search(bug.message, r.message):
+        if bug.message and not r.reports and re.search(bug.message, r.message):
             return True, f"FAIL: {r.message[:160]}"
     first = failed[0]
     what = f"{first.reports[0].kind}: {first.reports[0].title}" if first.reports else \

@@ -65,7 +65,10 @@ def ping(dut: Any, count: int = 3, size: int = 56, v6: bool = False,
     opts = "-M do " if df else ""
     out = dut.sh(f"ping {'-6 ' if v6 else ''}{opts}-c {count} -i 0.2 -W 3 -s {size} {dst}",
                  check=False, timeout=60)
-    assert f"{count} received" in out, out
+    got = re.search(r"(\d+) received", out)
+    assert got is not None and int(got.group(1)) == count, \
+        (f"ping {dst} with {size}-byte payloads{' (DF)' * df}: "
+         f"{got.group(1) if got else 'no'} of {count} replies received\n{out}")
 
 
 def traffic_back(dut: Any, timeout: float) -> float | None:

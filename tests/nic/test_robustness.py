@@ -5,6 +5,7 @@ off; each is also the scenario that exposes one class of driver bug."""
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -12,6 +13,9 @@ import pytest
 from steps import PEER_PORT, assert_clean, flow_in, ping, receive
 
 from orchestrator.scenario import dut as dut_mod
+from orchestrator.waiting import WaitTimeout, wait_until
+
+TX_USECS = 4000  # Tx interrupt moderation during the ring changes
 
 
 def test_counters_of_a_down_interface(dut: Any) -> None:
@@ -62,22 +66,39 @@ def test_transmit_after_a_driver_reset(dut: Any, traffic: Any, agent: Any) -> No
 
 
 @pytest.mark.requires("ring_set")
-def test_ring_changes_while_transmitting(dut: Any, traffic: Any, agent: Any) -> None:
+def test_ring_changes_while_transmitting(dut: Any, traffic: Any, agent: Any,
+                                         cleanup: Any) -> None:
     """Rings resized three times while the guest floods the peer: in-flight
     packets are dropped with the old ring, and the queue must not stay
-    stopped (BQL and the stop/wake state start over)."""
+    stopped (BQL and the stop/wake state start over). Once Tx is idle,
+    BQL must count nothing in flight on any queue: bytes the driver
+    dropped with a ring but never took out of BQL shrink the queue's
+    window for good (and stall it once they exceed the limit). Tx
+    interrupts are moderated (tx-usecs, where the driver takes it) so
+    that completed packets wait for their clean-up when a ring change
+    drops them."""
     ping(dut, count=1)
     result: dict[str, Any] = {}
+    coal = re.search(r"^tx-usecs:\s+(\d+)", dut.sh(f"ethtool -c {dut.ifname}", check=False), re.M)
+    if coal and dut.guest.cmd(f"ethtool -C {dut.ifname} tx-usecs {TX_USECS}", check=False).ok:
+        cleanup(dut.sh, f"ethtool -C {dut.ifname} tx-usecs {coal.group(1)}", 60.0, False)
 
     def flood() -> None:
         result["send"] = agent.send(dst=dut_mod.PEER_IP4, port=PEER_PORT, flow=50,
                                     count=30000, size=1514, rate=0)
+
+    def tx_packets() -> int:
+        return int(dut.sh(f"cat /sys/class/net/{dut.ifname}/statistics/tx_packets"))
 
     sender = threading.Thread(target=flood, name="flood")
     sender.start()
     try:
         for k, size in enumerate((128, 512, 256), 1):
             with dut.step(f"ring change {k} of 3 under a Tx flood (tx {size})"):
+                # the flood is on the wire (not still starting up) at each change
+                goal = tx_packets() + 500
+                wait_until(lambda g=goal: tx_packets() >= g, 60.0,
+                           "500 packets of the flood sent")
                 dut.sh(f"ethtool -G {dut.ifname} tx {size}")
     finally:
         sender.join(timeout=300)
@@ -88,3 +109,26 @@ def test_ring_changes_while_transmitting(dut: Any, traffic: Any, agent: Any) -> 
         got = traffic.wait_rx(51, 500, timeout=30)
         assert sent["sent"] == 500 and got.received == 500, (sent, got)
     assert_clean(receive(dut, traffic, agent, [flow_in(52)], 300), 52, 300)
+    with dut.step("BQL counts nothing in flight once Tx is idle"):
+        stuck = _bql_in_flight(dut)
+        if stuck:
+            try:
+                wait_until(lambda: not _bql_in_flight(dut), 10.0, "BQL idle")
+                stuck = {}
+            except WaitTimeout:
+                stuck = _bql_in_flight(dut)
+        assert not stuck, (f"BQL still counts bytes in flight with Tx idle ({stuck}): the ring "
+                           "changes dropped packets without resetting the queues' BQL state")
+
+
+def _bql_in_flight(dut: Any) -> dict[str, int]:
+    """Bytes BQL counts in flight per Tx queue (those with any)."""
+    out = dut.sh(f"grep -H . /sys/class/net/{dut.ifname}/queues/tx-*/byte_queue_limits/inflight",
+                 check=False)
+    got = {}
+    for line in out.splitlines():
+        path, _, value = line.rpartition(":")
+        queue = path.split("/queues/")[-1].split("/")[0]
+        if value.strip().isdigit() and int(value):
+            got[queue] = int(value)
+    return got

@@ -41,6 +41,11 @@ def test_judge() -> None:
     behaviour = zoo.Bug("y", "c", "t::t", message="corrupted")
     assert zoo.judge(behaviour, [Record(test="t", outcome="failed",
                                         message="flow 1: {'corrupted': 3}")])[0]
+    # a kind and a message: either signature
+    both = zoo.Bug("z", "c", "t::t", kind="KASAN", title="in ktnic_clean_tx", message="stalled")
+    assert zoo.judge(both, [hit])[0]
+    assert zoo.judge(both, [Record(test="t", outcome="failed", message="Tx stalled")])[0]
+    assert not zoo.judge(both, [other])[0]
 
 
 ZOO_SUITE = '''

@@ -385,11 +385,15 @@ def test_tx_flood_small_ring(knic: Any, traffic: Any) -> None:
 
 
 def test_unload_with_a_reset_pending(knic: Any, traffic: Any) -> None:
-    """Two resets asked for back to back (the second waits out the rate
-    limit as delayed work), then the driver unloaded at once: remove must
-    cancel the pending reset, or its timer fires on freed memory."""
+    """A reset, and once it is done a second one (which waits out the rate
+    limit as delayed work, its timer armed), then the driver unloaded at
+    once: remove must cancel the pending reset, or its timer is freed
+    while active and fires on freed memory."""
     dut = knic
-    dut.sh(f"echo 1 > {DBG}/{dut.bdf}/reset; echo 1 > {DBG}/{dut.bdf}/reset")
+    resets = dut.ethtool_stats()["resets"]
+    dut.sh(f"echo 1 > {DBG}/{dut.bdf}/reset")
+    wait_until(lambda: dut.ethtool_stats()["resets"] > resets, 20.0, "the first reset done")
+    dut.sh(f"echo 1 > {DBG}/{dut.bdf}/reset")
     dut.unload()
     dut.setup()
     ping(dut)
