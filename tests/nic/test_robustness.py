@@ -18,8 +18,9 @@ from orchestrator.waiting import WaitTimeout, wait_until
 TX_USECS = 4000  # Tx interrupt moderation during the ring changes
 
 
-def test_counters_of_a_down_interface(dut: Any) -> None:
-    """ndo_get_stats64 and ethtool -S while the rings do not exist."""
+def test_counters_of_a_down_interface(dut: Any, traffic: Any) -> None:
+    """ndo_get_stats64 and ethtool -S while the rings do not exist (the
+    peer, `traffic`, answers the ping at the end)."""
     dut.unload(check_leaks=False)
     dut.load()
     with dut.step("counters before the first open"):
