@@ -78,6 +78,24 @@ class ShellLost(Exception):
 
 # bash like sshd's own `bash -c` for root; no profile or rc file
 SHELL = "exec bash --noprofile --norc"
+# a guest whose SSH server takes longer to answer a request to run a command
+# is wedged (paramiko's exec_command itself waits for the answer unbounded)
+EXEC_REPLY_S = 30.0
+
+
+def exec_bounded(chan: Any, command: str, timeout: float = EXEC_REPLY_S) -> None:
+    """chan.exec_command(command), but if the server has not answered
+    within `timeout` the channel is closed, which ends the wait with
+    ShellLost."""
+    timer = threading.Timer(timeout, chan.close)
+    timer.daemon = True
+    timer.start()
+    try:
+        chan.exec_command(command)
+    except (paramiko.SSHException, EOFError) as e:
+        raise ShellLost(f"the guest's SSH server did not start `{command}`: {e}") from e
+    finally:
+        timer.cancel()
 
 
 class Shell:
@@ -94,7 +112,7 @@ class Shell:
         self._status = re.compile(rb"\n" + self.tag + rb" (\d+)\n")
         self._err_end = b"\n" + self.tag + b"\n"
         chan.settimeout(0.2)
-        chan.exec_command(SHELL)
+        exec_bounded(chan, SHELL)
 
     def usable(self) -> bool:
         c = self.chan
@@ -227,10 +245,17 @@ class Guest:
         A channel that ends before the command does gives exit status -1."""
         start = time.monotonic()
         self._note(f"SSH> {command}")
-        if input is not None:
-            status, out, err = self._exec(command, input, start + timeout, timeout)
-        else:
-            shell = self._take_shell()
+        shell = None
+        try:
+            if input is not None:
+                status, out, err = self._exec(command, input, start + timeout, timeout)
+            else:
+                shell = self._take_shell()
+        except ShellLost as lost:
+            # a wedged guest: exit status -1, as for a channel that ended
+            self._note(f"SSH! {lost}")
+            status, out, err = -1, lost.out, lost.err + str(lost).encode()
+        if shell is not None:
             try:
                 status, out, err = shell.run(command, timeout)
             except ShellLost as lost:
@@ -254,7 +279,7 @@ class Guest:
         """A command with input of its own: a session of its own."""
         chan = self._transport().open_session(timeout=10)
         chan.settimeout(0.2)
-        chan.exec_command(command)
+        exec_bounded(chan, command)
         chan.sendall(input.encode() if isinstance(input, str) else input)
         chan.shutdown_write()
         out, err = bytearray(), bytearray()

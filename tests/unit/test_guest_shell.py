@@ -155,3 +155,32 @@ def test_a_shell_that_dies_mid_command_is_lost_with_what_it_printed(shell: Shell
         shell.run("echo partial; kill -9 $$", 10)
     assert lost.value.out == b"partial\n"
     assert not shell.usable()
+
+
+class SilentServer:
+    """A channel whose server never answers the request to run a command:
+    exec_command waits, as paramiko's does, until the channel is closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def exec_command(self, command: str) -> None:
+        self.closed.wait()
+        import paramiko
+
+        raise paramiko.SSHException("Channel closed.")
+
+
+def test_a_wedged_ssh_server_ends_the_wait_for_a_command() -> None:
+    import time
+
+    from orchestrator.machine.guest import exec_bounded
+
+    chan = SilentServer()
+    t0 = time.monotonic()
+    with pytest.raises(ShellLost, match="did not start"):
+        exec_bounded(chan, "bash", timeout=0.3)
+    assert chan.closed.is_set() and time.monotonic() - t0 < 5
