@@ -182,9 +182,17 @@ class Dut:
         if check_leaks:
             self.check_leaks(before, text)
 
+    def _host_ko(self) -> Path | None:
+        """The driver's module file on the host (ktest's build, or the
+        kernel build tree's for an in-tree module)."""
+        kernel = getattr(self.machine, "kernel", None)
+        if self.driver.ko is None and kernel is None:
+            return None
+        return drivers.host_ko(self.driver, kernel)
+
     def _text_base(self) -> int | None:
-        """Where the loaded driver's .text is (a module ktest built)."""
-        if self.driver.ko is None:
+        """Where the loaded driver's .text is (None: no module file)."""
+        if self._host_ko() is None:
             return None
         out = self.sh(f"cat /sys/module/{self.driver.name}/sections/.text 2>/dev/null",
                       check=False).strip()
@@ -197,8 +205,9 @@ class Dut:
         loaded) names them from its module file."""
         leaks = self.sh(KMEMLEAK_CHECK, timeout=180)
         if leaks.strip():
-            if text_base is not None and self.driver.ko is not None:
-                leaks = name_module_frames(leaks, text_base, self.driver.ko, self.driver.name)
+            ko = self._host_ko() if text_base is not None else None
+            if text_base is not None and ko is not None:
+                leaks = name_module_frames(leaks, text_base, ko, self.driver.name)
             head = "\n".join(leaks.strip().splitlines()[:KMEMLEAK_CONSOLE_LINES]) + "\n"
             self.sh(KMEMLEAK_TO_CONSOLE.format(b64=base64.b64encode(head.encode()).decode()),
                     check=False, timeout=60)
