@@ -13,6 +13,7 @@ kernel report's frame in the module names the function inlined there
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -168,8 +169,35 @@ def debug_twin(ko: Path) -> Path | None:
     return twin if twin.is_file() else None
 
 
-def _functions(ko: Path) -> list[tuple[str, str, int, int]]:
+SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
+
+
+def module_text_size(ko: Path) -> int:
+    """Bytes of a module's core text as the kernel's loader lays it out:
+    every allocated executable section but the .init ones, in file order,
+    each at its alignment."""
+    from elftools.elf.elffile import ELFFile
+
+    size = 0
+    with open(ko, "rb") as fh:
+        for sec in ELFFile(fh).iter_sections():
+            flags = sec["sh_flags"]
+            if flags & SHF_ALLOC and flags & SHF_EXECINSTR and not sec.name.startswith(".init"):
+                align = max(int(sec["sh_addralign"]), 1)
+                size = -(-size // align) * align + int(sec["sh_size"])
+    return size
+
+
+def _functions(ko: Path) -> tuple[tuple[str, str, int, int], ...]:
     """The module's functions: (name, section, offset in it, size)."""
+    st = ko.stat()
+    return _read_functions(str(ko), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_functions(ko: str, size: int,
+                    mtime_ns: int) -> tuple[tuple[str, str, int, int], ...]:
+    """(_functions, read once per version of the file)"""
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import SymbolTableSection
 
@@ -184,7 +212,7 @@ def _functions(ko: Path) -> list[tuple[str, str, int, int]]:
                 if sym["st_info"]["type"] == "STT_FUNC" and isinstance(ndx, int):
                     out.append((sym.name, elf.get_section(ndx).name, int(sym["st_value"]),
                                 int(sym["st_size"])))
-    return out
+    return tuple(out)
 
 
 def function_at(ko: Path, section: str, offset: int) -> tuple[str, int, int] | None:

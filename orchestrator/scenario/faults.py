@@ -53,6 +53,7 @@ from typing import Any
 
 from orchestrator import paths, waiting
 from orchestrator.builds import module as module_mod
+from orchestrator.builds.module import module_text_size
 from orchestrator.machine import profiles, qemu
 from orchestrator.machine.console import ConsoleClosed, ConsoleTimeout, host_stamp
 from orchestrator.machine.qmp import QMPError
@@ -65,7 +66,6 @@ FAIL_ATTRS = ("/sys/kernel/debug/failslab", "/sys/kernel/debug/fail_page_alloc")
 # two API layers; ACPI's _PRT evaluation under pci_enable_device() sits
 # deeper than this
 SCOPE_DEPTH = 16
-SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
 AER_OUTCOME_RE = re.compile(rb"AER: device recovery (successful|failed)")
 # a correctable error: one "Correctable error message received" line
 AER_CORRECTED_RE = re.compile(rb"AER: Correct(?:ed|able) error (?:message )?received")
@@ -84,22 +84,6 @@ SCOPE_DIR = "/sys/kernel/debug/ktest_faultscope"
 
 class FaultError(Exception):
     """A fault could not be injected (not the driver's verdict)."""
-
-
-def module_text_size(ko: Path) -> int:
-    """Bytes of a module's core text as the kernel's loader lays it out:
-    every allocated executable section but the .init ones, in file order,
-    each at its alignment."""
-    from elftools.elf.elffile import ELFFile
-
-    size = 0
-    with open(ko, "rb") as fh:
-        for sec in ELFFile(fh).iter_sections():
-            flags = sec["sh_flags"]
-            if flags & SHF_ALLOC and flags & SHF_EXECINSTR and not sec.name.startswith(".init"):
-                align = max(int(sec["sh_addralign"]), 1)
-                size = -(-size // align) * align + int(sec["sh_size"])
-    return size
 
 
 @dataclass(frozen=True)
