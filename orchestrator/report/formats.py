@@ -452,7 +452,7 @@ WARNING = Group(
             stack=warn_stack("proc_"),
         ),
         F(
-            r"WARNING: .*(?:lib/refcount\.c.* (?:refcount_|at)| at refcount_warn_saturate\+)",
+            r"WARNING: .*lib/refcount\.c.* (?:refcount_|at)",
             "WARNING: refcount bug in {0}",
             stack=warn_stack("refcount", "kobject_"),
         ),
