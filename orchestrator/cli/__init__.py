@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output directory (default: a new one in "
                                                 "the cache)")
     p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
+    p.add_argument("--coverage", action="store_true",
+                   help="build ktest_nic for gcov; print and keep its coverage over the "
+                        "bugs' scenarios (coverage.json, coverage-html/)")
     _add_qemu_opt(p)
     _add_kernel_opts(p)
     p.set_defaults(func=runs.cmd_zoo)
@@ -325,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_known_opt(p, "more known issues for both runs")
     p.set_defaults(func=runs.cmd_compare)
+
+    p = sub.add_parser("coverage", help="the driver's line and branch coverage added up over "
+                                        "runs made with --coverage (runs, zoos, shards)")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run or zoo directories")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="where coverage.info, coverage.json and coverage-html/ go")
+    p.set_defaults(func=runs.cmd_coverage)
 
     p = sub.add_parser("merge", help="join run directories (shards of one run) into one")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="the runs to merge")

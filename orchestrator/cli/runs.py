@@ -176,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     print(execute.summary_table(result))
     if args.coverage:
-        _print_coverage(out)
+        _print_coverage([out], out)
     if args.baseline:
         from orchestrator.runs import compare
 
@@ -192,19 +192,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAIL if result.failed else 0
 
 
-def _print_coverage(out: Path) -> None:
+def _print_coverage(runs: list[Path], out: Path) -> bool:
+    """The driver's coverage over the tracefiles of `runs`, added up into
+    `out`; False when there is none."""
     from orchestrator.scenario import coverage
 
     try:
-        summary = coverage.report(sorted((out / "coverage").glob("*.info")), out)
+        summary = coverage.report(coverage.tracefiles_under(runs), out)
     except coverage.CoverageError as e:
         print(f"\ncoverage: {e}")
-        return
+        return False
     print(f"\ncoverage of the driver under test: lines {summary['lines_pct']}%, branches "
           f"{summary['branches_pct']}% ({summary['html']})")
     for f in summary["files"]:
         print(f"  {f['file']:<22} lines {f['line_pct']:5.1f}% ({f['lines'][0]}/{f['lines'][1]})"
               f"  branches {f['branch_pct']:5.1f}% ({f['branches'][0]}/{f['branches'][1]})")
+    return True
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    """Add up the driver coverage of several runs (a run, a zoo, shards)."""
+    dirs = [Path(d) for d in args.dirs]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        die(f"{missing[0]}: no such directory")
+    return 0 if _print_coverage(dirs, Path(args.out)) else EXIT_FAIL
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -217,7 +229,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         die(str(e))
     out = Path(args.out) if args.out else execute.default_out("zoo")
     progress = Progress()
-    build(choices_of(args), ["ktest_nic"], progress)
+    build(choices_of(args), ["ktest_nic"], progress, coverage=args.coverage)
     progress.done()
     chosen = [b for b in z.bugs if not args.bug or b.name in args.bug]
     print(f"ktest zoo: {len(chosen)} bug(s) on {args.machine or z.profile}, results in {out}")
@@ -238,6 +250,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     print(f"\n{caught} of {len(results)} bugs caught with the expected verdict, "
           f"{len(z.unobservable)} classes not observable here ({(time.monotonic() - t0) / 60:.1f}"
           f" min); {out / 'zoo.json'}")
+    if args.coverage:
+        _print_coverage([out], out)
     return 0 if caught == len(results) else EXIT_FAIL
 
 

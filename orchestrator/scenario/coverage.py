@@ -103,12 +103,19 @@ def uncovered_functions(text: str) -> dict[str, list[str]]:
     return out
 
 
+def tracefiles_under(dirs: list[Path]) -> list[Path]:
+    """The per-guest tracefiles of run directories, zoo directories (one
+    run directory per bug) or any tree of them."""
+    return sorted({t for d in dirs for t in d.glob("**/coverage/*.info")})
+
+
 def report(tracefiles: list[Path], out: Path) -> dict[str, Any]:
     """Add up tracefiles into out/coverage.info, out/coverage-html/ and
     out/coverage.json (per file: lines and branches hit/found)."""
     files = [t for t in tracefiles if t.is_file() and t.stat().st_size]
     if not files:
         raise CoverageError("no coverage data was collected")
+    out.mkdir(parents=True, exist_ok=True)
     total = out / "coverage.info"
     args = ["lcov", "--quiet", *LCOV_RC, "--output-file", str(total)]
     for t in files:
