@@ -52,6 +52,8 @@ CAPABILITIES: dict[str, str] = {
     "tso": "TCP segmentation offload is on (tcp-segmentation-offload: on)",
     "xdp": "a native XDP program attaches (ip link set DEV xdpdrv)",
     "xdp_frags": "a multi-buffer XDP program (xdp.frags) attaches at MTU 9000",
+    "mac_set": "the MAC address can be changed while the interface is up (ip link set DEV "
+               "address)",
 }
 FUNCTIONS = ("pf", "vf")
 # Every fault a driver may say it survives (faults: in its declaration), with

@@ -283,6 +283,14 @@ class Dut:
             raise DutError(str(e)) from None
         return time.monotonic() - t0
 
+    def address(self) -> str:
+        """The interface's MAC address now (`mac` is the function's own)."""
+        return self.sh(f"cat /sys/class/net/{self.ifname}/address").strip()
+
+    def set_address(self, mac: str, check: bool = True) -> bool:
+        """Change the interface's MAC address (as it is: up or down)."""
+        return self.guest.cmd(f"ip link set dev {self.ifname} address {mac}", check=check).ok
+
     def set_link(self, up: bool) -> None:
         """The cable: QMP set_link on the NIC's netdev."""
         assert self.machine.qmp is not None
@@ -464,6 +472,18 @@ def _rss_settable(d: Dut) -> bool:
     return d.guest.cmd(f"ethtool -X {d.ifname} hkey {cfg.key.hex(':')}", check=False).ok
 
 
+PROBE_MAC = "02:6b:74:00:00:fe"  # locally administered, no NIC of ktest's has it
+
+
+def _mac_settable(d: Dut) -> bool:
+    """Another address is taken while up (the same one would not reach the
+    driver), and the old one back."""
+    old = d.address()
+    if not d.set_address(PROBE_MAC, check=False):
+        return False
+    return d.set_address(old, check=False)
+
+
 def _resettable(d: Dut) -> bool:
     """ethtool --reset mac works (and the link comes back)."""
     if not d.guest.cmd(f"ethtool --reset {d.ifname} mac", check=False).ok:
@@ -500,4 +520,5 @@ CAPS: dict[str, Callable[[Dut], bool]] = {
     "tso": lambda d: "tcp-segmentation-offload: on" in d.sh(f"ethtool -k {d.ifname}"),
     "xdp": lambda d: xdp.probe(d),
     "xdp_frags": lambda d: _max_mtu(d) >= 9000 and xdp.probe(d, frags=True),
+    "mac_set": lambda d: _mac_settable(d),
 }

@@ -140,18 +140,21 @@ def sentinel_flows(dut: Any) -> list[Any]:
     return spread_flows(dut, queues, SENTINEL_FLOW, unpredicted=32)[0]
 
 
-def rx_counted(dut: Any, traffic: Any, agent: Any, send: Any, per_sentinel: int = 2) -> int:
+def rx_counted(dut: Any, traffic: Any, agent: Any, send: Any, per_sentinel: int = 2,
+               mac: str | None = None) -> int:
     """How many frames the NIC counted as received while `send()` sent them.
     The counter is read once sentinel frames sent afterwards on every Rx
     queue reached a sink in the guest: each queue had handled the earlier
-    frames by then (a queue delivers in order). Sentinels are not counted."""
+    frames by then (a queue delivers in order). Sentinels are not counted.
+    They go to `mac` (default: the function's own MAC). The frames `send()`
+    sends must not go to the sink (they would end its job early)."""
     sentinels = sentinel_flows(dut)
     total = per_sentinel * len(sentinels)
     before = dut.link_stats()["rx"]["packets"]
     job = agent.sink(port=SINK_PORT, duration=60, count=total, name="sentinel")
     send()
     for f in sentinels:
-        traffic.send_flow(f, per_sentinel, rate=1000, dst_mac=dut.mac)
+        traffic.send_flow(f, per_sentinel, rate=1000, dst_mac=mac or dut.mac)
     res = agent.sink_result(job, timeout=60)
     got = sum(res["flows"].get(str(f.id), {}).get("received", 0) for f in sentinels)
     assert got == total, f"only {got} of {total} sentinel frames arrived: {res}"
