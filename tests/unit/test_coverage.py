@@ -4,16 +4,12 @@ guests wrote them), without a VM; lcov itself is real."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from orchestrator import cli
 from orchestrator.scenario import coverage
-
-pytestmark = pytest.mark.skipif(shutil.which("lcov") is None,
-                                reason="lcov is installed by scripts/bootstrap")
 
 
 def tracefile(src: Path, hits: dict[int, int], branches: dict[int, tuple[int, int]]) -> str:
