@@ -14,8 +14,9 @@ start -> "Run /init" and QEMU start -> SSH ready.
         --variant 6.12-qemu7.2=qemu:$(python bench/boot_soak.py --fetch-qemu-7.2)
 
 A variant is LABEL[=key:value,...] with keys kernel (6.12, 6.1), src (a
-kernel tree, built like `ktest build kernel --src`) and qemu (a binary); a
-bare label that is a kernel version means that version.
+kernel tree, built like `ktest build kernel --src`), qemu (a binary) and
+boots (its own count instead of --boots); a bare label that is a kernel
+version means that version.
 --fetch-qemu-7.2 unpacks Debian 12's own QEMU 7.2 package into the cache and
 prints a wrapper script to pass as qemu: (for the QEMU 10 vs 7.2 figures).
 """
@@ -47,6 +48,7 @@ class Variant:
     label: str
     req: KernelRequest
     qemu: str | None = None
+    want: int | None = None  # boots of its own (default: --boots)
     arts: Any = None
     init: list[float] = field(default_factory=list)
     ready: list[float] = field(default_factory=list)
@@ -68,7 +70,8 @@ def parse_variant(text: str) -> Variant:
         opts = {"kernel": label}
     src = opts.get("src")
     req = KernelRequest(src=Path(src) if src else None, version=opts.get("kernel", "6.12"))
-    return Variant(label, req, opts.get("qemu"))
+    return Variant(label, req, opts.get("qemu"),
+                   int(opts["boots"]) if "boots" in opts else None)
 
 
 def fetch_qemu_72() -> Path:
@@ -162,13 +165,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ktest-soak-") as tmpd:
         tmp = Path(args.keep) if args.keep else Path(tmpd)
         with neighbour(variants[0].arts, tmp, args.neighbour):
-            for i in range(args.boots):
+            for i in range(max(v.want or args.boots for v in variants)):
                 for v in variants:
+                    want = v.want or args.boots
+                    if i >= want:
+                        continue
+                    good = len(v.ready)
                     boot_once(v, tmp / f"{v.label}-{i:03d}")
-                    last = f"{v.ready[-1]:.1f}s" if len(v.ready) + len(v.failures) + \
-                        sum(v.hangs.values()) == i + 1 and v.ready else "failed"
-                    print(f"[{i + 1}/{args.boots}] {v.label}: {last}; hangs "
-                          f"{sum(v.hangs.values())}", file=sys.stderr)
+                    last = f"{v.ready[-1]:.1f}s" if len(v.ready) > good else "failed"
+                    print(f"[{i + 1}/{want}] {v.label}: {last}; hangs "
+                          f"{sum(v.hangs.values())}, booted again {sum(v.retried.values())}",
+                          file=sys.stderr, flush=True)
     rows = []
     for v in variants:
         rows.append({
@@ -181,7 +188,8 @@ def main() -> int:
     if args.json:
         print(json.dumps({"neighbour": args.neighbour, "variants": rows}, indent=2))
         return 0
-    print(f"boot soak: {args.boots} boots per variant, neighbour guest: {args.neighbour}, "
+    print(f"boot soak: {args.boots} boots per variant unless it says, neighbour guest: "
+          f"{args.neighbour}, "
           f"host: {os.cpu_count()} CPUs")
     print(f"{'variant':<18} {'kernel':<18} {'boots':>5} {'hangs':>5} {'other':>5} "
           f"{'/init med':>9} {'p90':>6} {'SSH med':>8} {'p90':>6}")
