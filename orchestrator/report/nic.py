@@ -343,7 +343,8 @@ def fault_injection(log: Log, h: Hit, win: Window) -> Analysis:
     m = _FAULT_NAME.search(text)
     frame, _ = _frame_or_corrupted(text, _FAULT_STACK)
     what = m.group(1) if m else "forcing a failure"
-    title = f"FAULT_INJECTION: {what} in {frame}"
+    # verbose=1 (ktest's sweeps) prints no stack: no frame to name
+    title = f"FAULT_INJECTION: {what}" + (f" in {frame}" if frame != "corrupted" else "")
     return _result(
         h,
         title,
