@@ -1,8 +1,10 @@
 """Driver life cycle under Rx traffic: load/unload, bind/unbind, link flaps,
-admin down/up. Each cycle is a step, so a failure names it."""
+admin down/up; what ethtool says of the driver and the link. Each cycle is a
+step, so a failure names it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from steps import CYCLES, assert_clean, background_rx, flow_in, ping, receive
@@ -48,6 +50,47 @@ def test_link_down_up_under_traffic(dut: Any, traffic: Any, agent: Any) -> None:
                 dut.wait_carrier(1, timeout=15)
     ping(dut)
     assert_clean(receive(dut, traffic, agent, [flow_in(1)], 300), 1, 300)
+
+
+def ethtool_fields(text: str) -> dict[str, str]:
+    """`Key: value` lines of ethtool's output (indented ones too)."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition(": ")
+        if sep:
+            out[key] = value.strip()
+    return out
+
+
+def test_ethtool_reports_identity_and_link_state(dut: Any) -> None:
+    """ethtool -i names the driver and its device; ethtool shows the link
+    as it is: a speed and duplex while the cable is in, none while it is
+    out (a speed left over from before is a classic stale report)."""
+    info = ethtool_fields(dut.sh(f"ethtool -i {dut.ifname}"))
+    assert info.get("driver") == dut.driver.name, f"ethtool -i says driver {info.get('driver')}"
+    assert info.get("bus-info") in (dut.bdf, dut.bind_dev), \
+        f"ethtool -i says bus-info {info.get('bus-info')}, the device is {dut.bdf}"
+    with dut.step("cable in"):
+        up = ethtool_fields(dut.sh(f"ethtool {dut.ifname}"))
+        assert up.get("Link detected") == "yes", up
+        speed = up.get("Speed", "Unknown!")
+        if speed != "Unknown!":  # virtio_net has none unless QEMU is given one
+            assert re.fullmatch(r"\d+Mb/s", speed), f"speed {speed!r}"
+            assert up.get("Duplex") in ("Full", "Half"), f"duplex {up.get('Duplex')!r}"
+    dut.set_link(False)
+    try:
+        with dut.step("cable out"):
+            dut.wait_carrier(0, timeout=10)
+            down = ethtool_fields(dut.sh(f"ethtool {dut.ifname}"))
+            assert down.get("Link detected") == "no", down
+            if speed != "Unknown!":
+                assert down.get("Speed") == "Unknown!", \
+                    f"cable out, and ethtool still says speed {down.get('Speed')}"
+    finally:
+        dut.set_link(True)
+    with dut.step("cable in again"):
+        dut.wait_carrier(1, timeout=15)
+        assert ethtool_fields(dut.sh(f"ethtool {dut.ifname}")).get("Speed", "Unknown!") == speed
 
 
 def test_admin_down_up_under_traffic(dut: Any, traffic: Any, agent: Any) -> None:
