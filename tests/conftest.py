@@ -51,21 +51,23 @@ def nic_key(item: pytest.Item) -> str | None:
     return f"{Path(path).name}::{name}{own}"
 
 
-OPT_IN = ROOT / "tests" / "upstream"  # collected only when named (ktest run --plan upstream)
+# collected only when named (ktest run --plan upstream, --plan zoo)
+OPT_IN = (ROOT / "tests" / "upstream", ROOT / "tests" / "zoo")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     path = collection_path.resolve()
-    if path != OPT_IN and OPT_IN not in path.parents:
+    suite = next((s for s in OPT_IN if path == s or s in path.parents), None)
+    if suite is None:
         return None
     named = [Path(str(a).split("::")[0]).resolve() for a in config.args]
-    return not any(a == path or a == OPT_IN or OPT_IN in a.parents or path in a.parents
+    return not any(a == path or a == suite or suite in a.parents or path in a.parents
                    for a in named) or None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if re.search(r"tests/(vm|nic|upstream)/", str(item.fspath).replace(os.sep, "/")):
+        if re.search(r"tests/(vm|nic|upstream|zoo)/", str(item.fspath).replace(os.sep, "/")):
             item.add_marker(pytest.mark.vm)
     listed = config.getoption("--nic-selection")
     if not listed:

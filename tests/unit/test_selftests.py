@@ -143,15 +143,20 @@ def test_subtests_become_results(tmp_path: Path) -> None:
     assert recs[2]["message"] == "SKIP no FEC" and recs[3]["message"] == "Check failed 0 < 1"
 
 
-def test_upstream_suite_is_collected_only_when_named() -> None:
-    """A plain `pytest` (the project's tests) never collects it: collecting it
-    builds the kernel tree's selftests."""
+def test_upstream_and_zoo_suites_are_collected_only_when_named() -> None:
+    """A plain `pytest` (the project's tests) never collects them: collecting
+    the upstream suite builds the kernel tree's selftests, and the zoo takes
+    25 minutes."""
     root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
                         "-p", "no:cacheprovider"], capture_output=True, text=True,
                        timeout=300, cwd=root)
     assert r.returncode == 0 and "tests/nic/test_integrity.py" in r.stdout, r.stdout[-2000:]
-    assert "tests/upstream" not in r.stdout
+    assert "tests/upstream" not in r.stdout and "tests/zoo" not in r.stdout
+    named = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                            "-p", "no:cacheprovider", "tests/zoo"], capture_output=True,
+                           text=True, timeout=300, cwd=root)
+    assert named.returncode == 0 and "test_bug_is_caught[" in named.stdout, named.stdout[-2000:]
 
 
 def test_a_python_exception_is_the_reason() -> None:
