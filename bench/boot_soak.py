@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -162,20 +163,26 @@ def main() -> int:
     for v in variants:
         print(f"building {v.label} ...", file=sys.stderr)
         v.arts = session.artifacts(v.req)
+    # Ctrl-C or SIGTERM ends the soak early: the boots so far make the table
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stopped = False
     with tempfile.TemporaryDirectory(prefix="ktest-soak-") as tmpd:
         tmp = Path(args.keep) if args.keep else Path(tmpd)
         with neighbour(variants[0].arts, tmp, args.neighbour):
-            for i in range(max(v.want or args.boots for v in variants)):
-                for v in variants:
-                    want = v.want or args.boots
-                    if i >= want:
-                        continue
-                    good = len(v.ready)
-                    boot_once(v, tmp / f"{v.label}-{i:03d}")
-                    last = f"{v.ready[-1]:.1f}s" if len(v.ready) > good else "failed"
-                    print(f"[{i + 1}/{want}] {v.label}: {last}; hangs "
-                          f"{sum(v.hangs.values())}, booted again {sum(v.retried.values())}",
-                          file=sys.stderr, flush=True)
+            try:
+                for i in range(max(v.want or args.boots for v in variants)):
+                    for v in variants:
+                        want = v.want or args.boots
+                        if i >= want:
+                            continue
+                        good = len(v.ready)
+                        boot_once(v, tmp / f"{v.label}-{i:03d}")
+                        last = f"{v.ready[-1]:.1f}s" if len(v.ready) > good else "failed"
+                        print(f"[{i + 1}/{want}] {v.label}: {last}; hangs "
+                              f"{sum(v.hangs.values())}, booted again "
+                              f"{sum(v.retried.values())}", file=sys.stderr, flush=True)
+            except KeyboardInterrupt:
+                stopped = True
     rows = []
     for v in variants:
         rows.append({
@@ -186,9 +193,11 @@ def main() -> int:
             "ssh_ready_s": stats(v.ready),
         })
     if args.json:
-        print(json.dumps({"neighbour": args.neighbour, "variants": rows}, indent=2))
+        print(json.dumps({"neighbour": args.neighbour, "stopped_early": stopped,
+                          "variants": rows}, indent=2))
         return 0
-    print(f"boot soak: {args.boots} boots per variant unless it says, neighbour guest: "
+    print(f"boot soak: {args.boots} boots per variant unless it says"
+          f"{' (stopped early: the boots done)' if stopped else ''}, neighbour guest: "
           f"{args.neighbour}, "
           f"host: {os.cpu_count()} CPUs")
     print(f"{'variant':<18} {'kernel':<18} {'boots':>5} {'hangs':>5} {'other':>5} "
