@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import statistics
@@ -156,6 +157,9 @@ def main() -> int:
     ap.add_argument("--fetch-qemu-7.2", dest="fetch72", action="store_true",
                     help="unpack Debian 12's QEMU 7.2 into the cache, print its wrapper")
     args = ap.parse_args()
+    # paramiko's transport thread logs each refused SSH attempt while the
+    # guest's sshd starts; the readiness wait retries them
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     if args.fetch72:
         print(fetch_qemu_72())
         return 0
