@@ -9,21 +9,19 @@ from typing import Any
 import pytest
 
 from orchestrator.runs import zoo
+from orchestrator.runs.choices import Choices
 
-# the pair's choices that the bug's own pytest process must share
-FORWARDED = ("--ktest-kernel", "--ktest-kernel-src", "--ktest-kernel-config",
-             "--ktest-kernel-variant", "--ktest-accel", "--ktest-qemu")
-FLAGS = ("--ktest-coverage", "--ktest-no-snapshots")
+FLAGS = ("--ktest-coverage", "--ktest-no-snapshots")  # also for each bug's run
 
 
-def forwarded(config: pytest.Config) -> list[str]:
-    out: list[str] = []
-    for name in FORWARDED:
-        value = config.getoption(name)
-        for v in value if isinstance(value, list) else [value]:
-            if v:
-                out += [name, str(v)]
-    return out + [f for f in FLAGS if config.getoption(f)]
+def choices(config: pytest.Config) -> Choices:
+    """The pair's kernel and QEMU, which each bug's own pytest must share."""
+    return Choices.make(kernel=config.getoption("--ktest-kernel"),
+                        kernel_src=config.getoption("--ktest-kernel-src"),
+                        variant=config.getoption("--ktest-kernel-variant"),
+                        config=tuple(config.getoption("--ktest-kernel-config")),
+                        accel=config.getoption("--ktest-accel"),
+                        qemu=config.getoption("--ktest-qemu"))
 
 
 def test_bug_is_caught(zoo_bug: zoo.Bug, ktest_pair: Any, ktest_out: Path,
@@ -32,7 +30,10 @@ def test_bug_is_caught(zoo_bug: zoo.Bug, ktest_pair: Any, ktest_out: Path,
     if pair.driver != "ktest_nic":
         pytest.fail(f"the zoo's bugs are ktest_nic's injections; the pair's driver is "
                     f"{pair.driver}", pytrace=False)
-    res = zoo.run_bug(zoo_bug, pair.profile, ktest_out / "zoo", forwarded(pytestconfig))
+    c = choices(pytestconfig)
+    extra = [*c.plugin_args(), *(f for f in FLAGS if pytestconfig.getoption(f))]
+    res = zoo.run_bug(zoo_bug, pair.profile, ktest_out / "zoo", extra,
+                      manifest={"choices": c.to_dict()})
     assert res.caught, (f"{zoo_bug.name} ({zoo_bug.klass}) was not caught by "
                         f"{zoo_bug.scenario.split('::')[-1]}: expected {res.expected}; got "
                         f"{res.got} (run: {ktest_out / 'zoo' / zoo_bug.name})")
