@@ -47,6 +47,15 @@ def phase_outcome(rep: pytest.TestReport) -> str | None:
 
 
 def message_of(rep: pytest.TestReport) -> str:
+    got = _failure_line(rep)
+    why = str(getattr(rep, "wasxfail", ""))
+    if why and why not in got:
+        # an expected failure says first why it was expected, then what failed
+        return f"{why} (got: {got})"[:500] if got else why[:500]
+    return got
+
+
+def _failure_line(rep: pytest.TestReport) -> str:
     if rep.skipped and isinstance(rep.longrepr, tuple):
         return str(rep.longrepr[2]).removeprefix("Skipped: ")
     text = rep.longreprtext.strip()
