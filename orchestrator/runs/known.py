@@ -194,12 +194,12 @@ def from_limitations(lims: Iterable[qemu.Limitation] = qemu.LIMITATIONS) -> list
     """The QEMU version table's emulator limitations, as known issues."""
     out = []
     for lim in lims:
-        since = qemu.FEATURES[lim.feature].since
+        since = qemu.FEATURES[lim.feature].since if lim.feature else None
         out.append(KnownIssue(
             reason=lim.reason, test="|".join(lim.tests),
             pair="/(" + "|".join(re.escape(d) for d in lim.drivers) + ")$",
-            qemu=f"<{since[0]}.{since[1]}", link=lim.link,
-            source=f"orchestrator/machine/qemu.py LIMITATIONS ({lim.feature})"))
+            qemu=f"<{since[0]}.{since[1]}" if since else None, link=lim.link,
+            source=f"orchestrator/machine/qemu.py LIMITATIONS ({lim.label})"))
     return out
 
 

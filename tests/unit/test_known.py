@@ -91,12 +91,35 @@ def test_qemu_limitation_is_a_known_issue_on_old_qemu_only() -> None:
     assert explained(warned, OLD_QEMU) is None
 
 
+VF_LINK = "tests/nic/test_lifecycle.py::test_link_down_up_under_traffic[igb-vf/igbvf]"
+
+
+@pytest.mark.parametrize("version", [OLD_QEMU, NEW, Versions((6, 12, 117), (99, 0, 0))])
+def test_an_unfixed_qemu_limitation_is_known_on_every_version(version: Versions) -> None:
+    """igb's VF mailbox interrupt lands on the wrong vector in every QEMU so
+    far: igbvf keeps carrier with the cable out on all of them."""
+    r = failed(VF_LINK, "igb-vf/igbvf", "cable out: carrier 0: not within 10s")
+    assert "mailbox_interrupt_to_vf" in (explained(r, version) or "")
+    # the PF driver sees the cable, so it is not excused
+    pf = VF_LINK.replace("igb-vf/igbvf", "igb/igb")
+    assert explained(failed(pf, "igb/igb", r.message), version) is None
+    # nor another test of the VF
+    mtu = VF_LINK.replace("test_link_down_up_under_traffic", "test_mtu_change")
+    assert explained(failed(mtu, "igb-vf/igbvf", r.message), version) is None
+
+
 @pytest.mark.parametrize("version", [(7, 2, 22), (8, 0, 0), (8, 1, 0), (10, 0, 2)])
 @pytest.mark.parametrize("driver,test", [
     ("e1000e", LINK_TEST),
     ("e1000e", "tests/nic/test_x.py::test_link_flap_storm[e1000e-viommu/e1000e]"),
     ("ktest_nic", LINK_TEST.replace("e1000e/e1000e", "e1000e/ktest_nic")),
     ("e1000e", "tests/nic/test_mtu.py::test_jumbo_9000[e1000e/e1000e]"),
+    ("e1000e", LINK_TEST.replace("test_link_down_up_under_traffic",
+                                 "test_ethtool_reports_identity_and_link_state")),
+    ("igbvf", VF_LINK),
+    ("igbvf", VF_LINK.replace("test_link_down_up_under_traffic",
+                              "test_ethtool_reports_identity_and_link_state")),
+    ("igb", VF_LINK.replace("igb-vf/igbvf", "igb/igb")),
 ])
 def test_plugin_xfail_and_known_issues_agree(version: tuple[int, int, int], driver: str,
                                              test: str) -> None:
