@@ -92,7 +92,8 @@ def parse_tracefile(text: str) -> list[FileCoverage]:
 
 
 def uncovered_functions(text: str) -> dict[str, list[str]]:
-    """Per source file, the functions no test entered."""
+    """Per source file, the functions no test entered. lcov 1.x writes
+    "FNDA:hits,name" (Debian 12), lcov 2.x "FNA:index,hits,name" (Debian 13)."""
     out: dict[str, list[str]] = {}
     path = ""
     for line in text.splitlines():
@@ -100,6 +101,8 @@ def uncovered_functions(text: str) -> dict[str, list[str]]:
             path = line[3:]
         elif line.startswith("FNDA:0,"):
             out.setdefault(path, []).append(line.split(",", 1)[1])
+        elif (m := re.match(r"^FNA:\d+,0,(.+)$", line)):
+            out.setdefault(path, []).append(m.group(1))
     return out
 
 

@@ -78,3 +78,13 @@ def test_ktest_coverage_command(runs: tuple[Path, Path], tmp_path: Path,
     with pytest.raises(SystemExit):
         cli.main(["coverage", str(tmp_path / "absent"), "--out", str(out)])
     assert "absent: no such directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("records", [
+    ["FN:1,f", "FN:5,g", "FNDA:3,f", "FNDA:0,g"],  # lcov 1.x (Debian 12)
+    ["FNL:0,1,2", "FNA:0,3,f", "FNL:1,5,6", "FNA:1,0,g"],  # lcov 2.x (Debian 13)
+])
+def test_uncovered_functions_in_both_lcov_formats(records: list[str]) -> None:
+    text = "\n".join(["TN:", "SF:/src/ktnic_main.c", *records, "FNF:2", "FNH:1",
+                      "end_of_record"])
+    assert coverage.uncovered_functions(text) == {"/src/ktnic_main.c": ["g"]}
