@@ -127,8 +127,12 @@ def report(tracefiles: list[Path], out: Path) -> dict[str, Any]:
     if res.returncode != 0:
         raise CoverageError(f"lcov --add-tracefile failed: {res.stderr.strip()[-300:]}")
     html = out / "coverage-html"
-    subprocess.run(["genhtml", "--quiet", "--branch-coverage", "--output-directory", str(html),
-                    str(total)], capture_output=True, text=True, check=False)
+    res = subprocess.run(["genhtml", "--quiet", "--branch-coverage", "--output-directory",
+                          str(html), str(total)], capture_output=True, text=True, check=False)
+    if res.returncode != 0:  # coverage.info stays: it is already written
+        err = res.stderr.strip().splitlines()
+        raise CoverageError(f"genhtml failed: {(err or ['no message'])[0][:300]} "
+                            f"(the added-up data is in {total})")
     text = total.read_text()
     per_file = parse_tracefile(text)
 

@@ -13,9 +13,9 @@ from orchestrator.scenario import coverage
 
 
 def tracefile(src: Path, hits: dict[int, int], branches: dict[int, tuple[int, int]]) -> str:
-    """A tracefile of `src` (functions f at line 1, g at line 5): line
+    """A tracefile of `src` (functions f at line 2, g at line 6): line
     counts, and per line a two-way branch's (taken, not taken) counts."""
-    lines = [f"SF:{src}", "FN:1,f", "FN:5,g",
+    lines = [f"SF:{src}", "FN:2,f", "FN:6,g",
              f"FNDA:{hits.get(2, 0)},f", f"FNDA:{hits.get(6, 0)},g", "FNF:2",
              f"FNH:{sum(1 for n in (2, 6) if hits.get(n))}"]
     for line, (taken, not_taken) in branches.items():
@@ -88,3 +88,13 @@ def test_uncovered_functions_in_both_lcov_formats(records: list[str]) -> None:
     text = "\n".join(["TN:", "SF:/src/ktnic_main.c", *records, "FNF:2", "FNH:1",
                       "end_of_record"])
     assert coverage.uncovered_functions(text) == {"/src/ktnic_main.c": ["g"]}
+
+
+def test_a_genhtml_failure_is_an_error_and_keeps_the_data(runs: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "blocked"
+    out.mkdir()
+    (out / "coverage-html").write_text("a file where genhtml wants its directory")
+    with pytest.raises(coverage.CoverageError, match="genhtml failed"):
+        coverage.report(coverage.tracefiles_under([runs[0]]), out)
+    assert (out / "coverage.info").stat().st_size
