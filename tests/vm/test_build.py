@@ -13,6 +13,7 @@ import pytest
 from orchestrator.builds import kernel as kernel_mod
 from orchestrator.builds import module as module_mod
 from orchestrator.builds.common import BuildError
+from orchestrator.machine import doctor
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "tests" / "modules"
@@ -115,7 +116,9 @@ def test_doctor_real_probe() -> None:
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "doctor", "--refresh-probe",
                         "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     rows = {row["name"]: row for row in json.loads(r.stdout)["checks"]}
-    missing = [n for n, row in rows.items() if row["status"] != "found"]
+    # Debian's 6.1 source exists only on Debian 12; bootstrap installs it there
+    elsewhere = {"linux-source-6.1"} if doctor.debian_codename() != "bookworm" else set()
+    missing = [n for n, row in rows.items() if row["status"] != "found" and n not in elsewhere]
     assert r.returncode == 0 and not missing, (missing, r.stderr)
     accel = rows["accelerator"]["detail"]
     assert accel.startswith(("tcg (", "kvm (")) and "probe boot" in accel

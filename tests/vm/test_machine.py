@@ -176,9 +176,12 @@ def test_probe_reaches_init_under_tcg(artifacts) -> None:
 def _start_boot(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     env = {**os.environ, "KTEST_CACHE": os.environ.get("KTEST_CACHE", "")}
     env = {k: v for k, v in env.items() if v}
+    # as from a terminal: a test run started in the background of a
+    # non-interactive shell has SIGINT ignored, and a child would inherit that
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "boot"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+                            env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     run_dir = None
     deadline = time.monotonic() + 300
