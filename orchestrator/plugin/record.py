@@ -28,6 +28,9 @@ from orchestrator.builds import cache
 # "flaky": failed, then passed when run again (--ktest-reruns); every try is
 # in Record.attempts.
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "flaky")
+# the outcomes that fail a run and get a test run again; not "xpassed": only a
+# QEMU limitation's xfail is non-strict (see orchestrator.runs.verdicts)
+BAD_OUTCOMES = ("failed", "error")
 PHASES = ("setup", "call", "teardown")
 RESULTS = "results.jsonl"
 MANIFEST = "run.json"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator.plugin.record import (
+    BAD_OUTCOMES,
     Attempt,
     ConsoleSpan,
     Record,
@@ -29,7 +30,6 @@ from orchestrator.plugin.record import (
 # user property: [(name, outcome, reason)] of a test's own subtests
 SUBTESTS = "ktest_subtests"
 _RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "error": 4, "failed": 5}
-FAILED = ("failed", "error", "xpassed")
 
 
 def phase_outcome(rep: pytest.TestReport) -> str | None:
@@ -145,7 +145,7 @@ def _fold_tries(rec: Record, tries: list[Attempt]) -> None:
     rec.attempts = [*tries, _attempt(rec)]
     rec.started = tries[0].started
     rec.duration = round(sum(a.duration for a in rec.attempts), 3)
-    failed = [a for a in tries if a.outcome in FAILED]
+    failed = [a for a in tries if a.outcome in BAD_OUTCOMES]
     if rec.outcome == "passed" and failed:
         rec.outcome = "flaky"
         rec.phase = failed[0].phase

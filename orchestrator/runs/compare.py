@@ -67,7 +67,7 @@ def _group(before: Record | None, after: Record | None) -> str | None:
     if after.outcome == "flaky":
         return "flaky"
     if was_bad:
-        return "fixed" if after.outcome in ("passed", "xfailed") else "not_run"
+        return "fixed" if after.outcome in ("passed", "xfailed", "xpassed") else "not_run"
     return None
 
 

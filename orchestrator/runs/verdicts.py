@@ -6,6 +6,11 @@ A record keeps what the test did (`outcome`); a known issue (`known`) or a
 rerun (`outcome == "flaky"`) only changes how it is shown and counted:
 
     PASS FAIL ERROR SKIP XFAIL XPASS   the outcome as pytest saw it
+    XPASS   passed although a limitation of this QEMU was expected to make
+            it fail (a non-strict xfail, orchestrator.machine.qemu): shown,
+            never bad, since that emulator cannot show what the test checks.
+            A driver's declared known failure is a strict xfail, so its
+            unexpected pass is a FAIL (update the declaration).
     FLAKY   failed, then passed when run again (--reruns); never a plain pass
     KNOWN   a failure that a known issue explains (orchestrator.runs.known)
 """
@@ -14,9 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.plugin.record import Record
+from orchestrator.plugin.record import BAD_OUTCOMES, Record
 
-BAD_OUTCOMES = ("failed", "error", "xpassed")
 OUTCOME = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP",
            "xfailed": "XFAIL", "xpassed": "XPASS", "flaky": "FLAKY"}
 STATUSES = ("FAIL", "ERROR", "XPASS", "KNOWN", "FLAKY", "XFAIL", "SKIP", "PASS")

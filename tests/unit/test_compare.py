@@ -24,10 +24,11 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
     a, b = FakeRun(tmp_path / "a"), FakeRun(tmp_path / "b")
     for run, outcomes in ((a, {"ping": "passed", "rx": "failed", "tx": "failed",
                                "mtu": "failed", "vlan": "passed", "gone": "failed",
-                               "flap": "passed"}),
+                               "flap": "passed", "link": "failed", "storm": "passed"}),
                           (b, {"ping": "failed", "rx": "passed", "tx": "failed",
                                "mtu": "skipped", "vlan": "passed", "flap": "flaky",
-                               "new_test": "error"})):
+                               "new_test": "error", "link": "xpassed",
+                               "storm": "xpassed"})):
         for name, outcome in outcomes.items():
             run.test(t(f"test_{name}"), E, outcome, message=f"{name} {outcome}")
     # the same test on another pair is another test
@@ -50,7 +51,8 @@ def test_every_group(tmp_path: Path) -> None:
     assert groups(c) == {
         "new": {("test_ping", E), ("test_new_test", E)},
         "still_failing": {("test_tx", E)},
-        "fixed": {("test_rx", E), ("test_ping", V)},
+        # an XPASS (a QEMU limitation's xfail that passed) fails nothing
+        "fixed": {("test_rx", E), ("test_ping", V), ("test_link", E)},
         "not_run": {("test_mtu", E), ("test_gone", E)},
         "known": {("test_aer", V)},
         "flaky": {("test_flap", E)},
@@ -67,7 +69,7 @@ def test_a_run_against_itself_has_nothing_new(tmp_path: Path) -> None:
     c = compare.compare(load_run(a), load_run(a))
     assert not c.anything_new and not c.groups["fixed"]
     assert {r.test.split("::")[1] for r in c.groups["still_failing"]} == {
-        "test_rx", "test_tx", "test_mtu", "test_gone", "test_ping"}
+        "test_rx", "test_tx", "test_mtu", "test_gone", "test_ping", "test_link"}
 
 
 def test_cli_table_json_and_exit_status(tmp_path: Path,
@@ -75,16 +77,17 @@ def test_cli_table_json_and_exit_status(tmp_path: Path,
     a, b = two_runs(tmp_path)
     assert cli.main(["compare", str(a), str(b)]) == 1
     text = capsys.readouterr().out
-    assert "2 new failures, 1 still failing, 2 fixed" in text
+    assert "2 new failures, 1 still failing, 3 fixed" in text
     new_block = text.split("new failures:")[1].split("\n\n")[0]
     assert " PASS -> FAIL  e1000e/ktest_nic  tests/nic/test_x.py::test_ping: ping failed" \
         in new_block
     assert cli.main(["compare", "--json", str(a), str(b)]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert data["counts"] == {"new": 2, "still_failing": 1, "fixed": 2, "not_run": 2,
+    assert data["counts"] == {"new": 2, "still_failing": 1, "fixed": 3, "not_run": 2,
                               "known": 1, "flaky": 1}
     assert {r["test"] for r in data["fixed"]} == {"tests/nic/test_x.py::test_rx",
-                                                  "tests/nic/test_x.py::test_ping"}
+                                                  "tests/nic/test_x.py::test_ping",
+                                                  "tests/nic/test_x.py::test_link"}
     assert cli.main(["compare", str(b), str(b)]) == 0
 
 

@@ -11,6 +11,9 @@ from typing import Any
 
 from wire import run_inner as run_plugin
 
+from orchestrator.plugin.record import Record
+from orchestrator.runs import verdicts
+
 INNER = '''
 import pytest
 
@@ -34,6 +37,14 @@ def test_error(broken):
 @pytest.mark.xfail(reason="known emulator limitation of QEMU 1.0: the model loses it")
 def test_xfail():
     assert 1 == 2, "no carrier within 10s"
+
+@pytest.mark.xfail(reason="known emulator limitation of QEMU 1.0: no link change arrives")
+def test_xpass():
+    pass
+
+@pytest.mark.xfail(reason="the driver declares it cannot", strict=True)
+def test_xpass_strict():
+    pass
 '''
 
 
@@ -44,7 +55,8 @@ def test_results_jsonl(tmp_path: Path) -> None:
             for ln in (out / "results.jsonl").read_text().splitlines()}
     assert {k: v["outcome"] for k, v in recs.items()} == {
         "test_pass": "passed", "test_fail": "failed", "test_skip": "skipped",
-        "test_error": "error", "test_xfail": "xfailed"}
+        "test_error": "error", "test_xfail": "xfailed", "test_xpass": "xpassed",
+        "test_xpass_strict": "failed"}
     assert "one is not two" in recs["test_fail"]["message"]
     assert recs["test_skip"]["message"] == "not today"
     assert "setup broke" in recs["test_error"]["message"]
@@ -52,6 +64,11 @@ def test_results_jsonl(tmp_path: Path) -> None:
     why = recs["test_xfail"]["message"]
     assert why.startswith("known emulator limitation of QEMU 1.0: the model loses it (got: ")
     assert "no carrier within 10s" in why
+    # what fails the run: a limitation's XPASS does not (that QEMU cannot show
+    # what the test checks); the unexpected pass of a driver's declared failure does
+    bad = {k for k, v in recs.items() if verdicts.is_bad(Record.from_dict(v))}
+    assert bad == {"test_fail", "test_error", "test_xpass_strict"}
+    assert "XPASS(strict)" in recs["test_xpass_strict"]["message"]
 
 
 def test_without_out_nothing_is_written(tmp_path: Path) -> None:
@@ -64,6 +81,7 @@ def test_without_out_nothing_is_written(tmp_path: Path) -> None:
 
 RERUN = '''
 import os
+import pytest
 from pathlib import Path
 
 COUNT = Path(os.environ["KTEST_TRIES_DIR"])
@@ -92,6 +110,11 @@ def test_passes():
 def test_kernel_report():
     tries("report")
     assert False, "WARNING in ktnic_poll"
+
+
+@pytest.mark.xfail(reason="known emulator limitation of QEMU 1.0")
+def test_xpass():
+    tries("xpass")
 '''
 
 # What the verdict hook does when a kernel report fails a test.
@@ -123,7 +146,7 @@ def run_inner(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[s
 
 def test_reruns_keep_every_try_and_call_it_flaky(tmp_path: Path) -> None:
     r, recs = run_inner(tmp_path, "--ktest-reruns", "2")
-    assert len(recs) == 4, r.stdout
+    assert len(recs) == 5, r.stdout
     flaky = recs["test_flaky"]
     assert flaky["outcome"] == "flaky", flaky
     assert [a["outcome"] for a in flaky["attempts"]] == ["failed", "passed"]
@@ -135,15 +158,18 @@ def test_reruns_keep_every_try_and_call_it_flaky(tmp_path: Path) -> None:
     # a kernel report decided it: never run again
     assert recs["test_kernel_report"]["outcome"] == "failed"
     assert (tmp_path / "report").read_text() == "1" and not recs["test_kernel_report"]["attempts"]
+    # a limitation's XPASS is not a failure to try again
+    assert recs["test_xpass"]["outcome"] == "xpassed" and not recs["test_xpass"]["attempts"]
+    assert (tmp_path / "xpass").read_text() == "1"
     # pytest saw only the last try of each test: 2 failed, 2 passed
-    assert r.returncode == 1 and "2 failed, 2 passed" in r.stdout, r.stdout
+    assert r.returncode == 1 and "2 failed, 2 passed, 1 xpassed" in r.stdout, r.stdout
 
 
 def test_without_reruns_a_failure_is_final(tmp_path: Path) -> None:
     _, recs = run_inner(tmp_path)
     assert {k: v["outcome"] for k, v in recs.items()} == {
         "test_flaky": "failed", "test_always_fails": "failed", "test_passes": "passed",
-        "test_kernel_report": "failed"}
+        "test_kernel_report": "failed", "test_xpass": "xpassed"}
     assert (tmp_path / "always").read_text() == "1"
 
 
