@@ -114,9 +114,7 @@ def qemu_features() -> list[tuple[str, bool, str]]:
     except qemu.QemuError:
         return []
     return [(f"{f.name} (>= {f.since[0]}.{f.since[1]})", ok, f.what)
-            for f, ok in qemu.enabled(v)] + \
-        [(f"snapshot restore of {h.name}", not h.applies(v), h.reason)
-         for h in qemu.SNAPSHOT_HAZARDS]
+            for f, ok in qemu.enabled(v)]
 
 
 def accelerator_line(refresh: bool = False) -> tuple[bool, str]:

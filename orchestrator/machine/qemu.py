@@ -7,9 +7,7 @@ get one line naming the version and the reason when this QEMU is too old;
 :data:`LIMITATIONS` lists the emulator bugs (of older versions, or of
 every version so far) that a test must not blame on a driver (the plugin
 marks those tests xfail, and orchestrator.runs.known reads the same table
-as known issues); :data:`SNAPSHOT_HAZARDS` the devices whose guests some
-versions do not bring back whole from a snapshot (those guests boot cold
-there). (Measured facts: ../shared/QEMU-NOTES.md.)
+as known issues). (Measured facts: ../shared/QEMU-NOTES.md.)
 
 The binary is ``$KTEST_QEMU`` when set (a user's own build; ``ktest
 --qemu PATH`` sets it for everything it starts), else
@@ -117,51 +115,6 @@ LIMITATIONS: tuple[Limitation, ...] = (
         name="igb-vf-mailbox-irq",
     ),
 )
-
-
-@dataclass(frozen=True)
-class SnapshotHazard:
-    """A device that versions after `last_good` (up to `fixed`, if any) do
-    not restore faithfully: a guest with it must boot cold there, or a clean
-    driver fails for the emulator. Where the breakage began is not known
-    exactly, so every version after the last one measured good counts."""
-
-    name: str  # what is restored, for `ktest doctor`
-    device: str  # regex searched in each -device value of the QEMU command line
-    last_good: tuple[int, int, int]
-    fixed: tuple[int, int, int] | None
-    reason: str
-
-    def applies(self, v: QemuVersion) -> bool:
-        at = (v.major, v.minor, v.micro)
-        return at > self.last_good and (self.fixed is None or at < self.fixed)
-
-
-SNAPSHOT_HAZARDS: tuple[SnapshotHazard, ...] = (
-    # Measured here: QEMU 10.0.13 (Debian 13's) restores a virtio-net-viommu
-    # guest whose virtio_net then completes a Tx descriptor it never posted
-    # ("output.0:id 0 is not a head!") and the NIC reads unmapped IOVAs
-    # (DMAR "PTE Read access is not set") on the first traffic; the same
-    # guest booted cold passes, with either kernel build and without ats=on.
-    # 10.0.2 (bookworm-backports) restores it fine; e1000e and igb behind
-    # intel-iommu restore fine on both.
-    SnapshotHazard(
-        "virtio-net behind intel-iommu", r"^virtio-net-pci,(?=.*\biommu_platform=on\b)",
-        (10, 0, 2), None,
-        "after QEMU 10.0.2, a virtio-net NIC behind intel-iommu comes back from a "
-        "snapshot with its Tx queue out of step with the guest (virtio_net: \"output.0:id 0 "
-        "is not a head!\", then DMAR read faults; seen on 10.0.13)",
-    ),
-)
-
-
-def snapshot_hazard(v: QemuVersion, argv: list[str]) -> SnapshotHazard | None:
-    """The hazard that forbids restoring a guest started with `argv` on `v`."""
-    devices = [b for a, b in zip(argv, argv[1:], strict=False) if a == "-device"]
-    for h in SNAPSHOT_HAZARDS:
-        if h.applies(v) and any(re.search(h.device, d) for d in devices):
-            return h
-    return None
 
 
 def binary() -> str:

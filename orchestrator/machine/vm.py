@@ -342,15 +342,14 @@ class Machine:
     def _launch(self) -> BootTimes:
         base = self._prepare()
         snap = None
-        snapshots = self.snapshots and not self._snapshot_hazard(base)
-        if snapshots:
+        if self.snapshots:
             key = self._snapshot_key(base)
             snap = snapshot_mod.lookup(key)
         if snap is not None:
             times = self._restore(base, snap)
         else:
             times = self._boot(base)
-            if snapshots:
+            if self.snapshots:
                 self._save_snapshot(key)
         for s in self._qemu_ends:
             s.close()
@@ -404,19 +403,6 @@ class Machine:
         for p in (self.qmp_socket, self.console_socket):
             with contextlib.suppress(OSError):
                 p.unlink()
-
-    def _snapshot_hazard(self, base: Resources) -> bool:
-        """Does this QEMU fail to restore this guest whole? Then it boots cold,
-        and the console says why."""
-        assert self.qemu_version is not None
-        argv = qemu_argv(self.profile, base, self.qemu)
-        hazard = qemu_mod.snapshot_hazard(self.qemu_version, argv)
-        if hazard is None:
-            return False
-        log.info("%s: booting cold, no snapshot: %s", self.profile.name, hazard.reason)
-        self._note_console(f"ktest: booting cold, no snapshot on QEMU {self.qemu_version}: "
-                           f"{hazard.reason}")
-        return True
 
     def _snapshot_key(self, base: Resources) -> str:
         assert self.qemu_version is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.machine import profiles, qemu
+from orchestrator.machine import profiles
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "argv"
 RES = profiles.Resources(
@@ -132,21 +132,3 @@ def test_count_expands_nics(tmp_path: Path) -> None:
     argv = profiles.qemu_argv(p, res)
     ports = [a for a in argv if a.startswith("pcie-root-port")]
     assert len(ports) == 3 and len({a.split(",")[0] for a in ports}) == 1
-
-
-def test_snapshot_hazards_pick_the_guests_a_qemu_cannot_restore() -> None:
-    """QEMU 10.0.13 brought a virtio-net-viommu guest back from a snapshot
-    with its Tx queue out of step (a clean virtio_net failed on DMAR
-    faults); those guests boot cold there. 10.0.2 restored it fine, and
-    every other shipped profile restores on both."""
-    def hazard(name: str, v: tuple[int, int, int]) -> qemu.SnapshotHazard | None:
-        prof = profiles.load_profile(name)
-        res = dataclasses.replace(RES, nic_fds={n.id: 7 + i for i, n in enumerate(prof.nics)})
-        return qemu.snapshot_hazard(qemu.QemuVersion(*v), profiles.qemu_argv(prof, res))
-
-    broken = {name for name in profiles.available_profiles() if hazard(name, (10, 0, 13))}
-    assert broken == {"virtio-net-viommu"}
-    assert not any(hazard(name, (10, 0, 2)) for name in profiles.available_profiles())
-    # not measured after 10.0.13: counted as broken until a version is known good
-    assert hazard("virtio-net-viommu", (11, 2, 0)) is not None
-    assert hazard("virtio-net-viommu", (9, 2, 0)) is None
