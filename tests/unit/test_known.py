@@ -90,6 +90,14 @@ def test_qemu_limitation_is_a_known_issue_on_old_qemu_only() -> None:
                                 "test_ethtool_reports_identity_and_link_state")
     assert "QEMU < 8.1" in (explained(failed(ethtool, "e1000e/e1000e", r.message),
                                       OLD_QEMU) or "")
+    # the first ping after a load or a bind is lost to it too (on 7.2: 1 of
+    # 8 loads; none of 30 loads and 30 binds on 10.0.2)
+    for cycles in ("test_load_unload_cycles_under_traffic",
+                   "test_bind_unbind_cycles_under_traffic"):
+        lost = failed(LINK_TEST.replace("test_link_down_up_under_traffic", cycles),
+                      "e1000e/e1000e", "cycle 6 of 8: load and ping: 0 of 1 replies received")
+        assert "QEMU < 8.1" in (explained(lost, OLD_QEMU) or "")
+        assert explained(failed(lost.test, lost.pair or "", lost.message)) is None  # QEMU 10
     # an entry without a title never hides a kernel report
     warned = failed(LINK_TEST, "e1000e/e1000e", "WARNING in e1000_watchdog",
                     report="WARNING in e1000_watchdog")
