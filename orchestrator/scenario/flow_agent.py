@@ -28,7 +28,13 @@ Modes, each bounded in time, each printing one JSON object on stdout:
   0.0.0.0:P and [::]:P (V6ONLY; skipped if the guest has no IPv6); prints
   ``READY`` on stderr once bound; stops at the duration, after ``--idle``
   seconds without datagrams once one arrived, after N test-flow datagrams, or
-  on SIGTERM/SIGINT; prints ``{"flows": {"<id>": {...}}, "other": N, ...}``.
+  on SIGTERM/SIGINT; prints ``{"flows": {"<id>": {...}}, "other": N, ...}``;
+  ``socket_drops`` is what the kernel dropped at the sink's own sockets, and
+  ``udp_errors`` the guest's UDP receive errors while it ran, by cause:
+  ``rcvbuf`` (a full receive buffer: the reader fell behind, not the NIC) and
+  ``csum`` (a bad UDP checksum: a frame corrupted on the way). Its buffer is
+  32 MiB by default: a driver that builds skbs on whole pages charges 4 KiB
+  or more per small frame.
 * ``send --dst IP --port P --flow ID --count N --size BYTES --rate PPS``:
   N datagrams paced at PPS (0: as fast as possible) by absolute deadlines
   (no drift); ENOBUFS/EAGAIN/ECONNREFUSED are retried briefly and counted in
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import select
 import signal
 import socket
@@ -357,6 +364,47 @@ def _set_buf(sock: socket.socket, opt: int, force: int, size: int) -> None:
             pass
 
 
+def socket_drops(socks: list[socket.socket]) -> int | None:
+    """Datagrams the kernel dropped at these sockets (the drops column of
+    /proc/net/udp and udp6, found by inode); None when it cannot be read."""
+    inodes = {str(os.fstat(s.fileno()).st_ino) for s in socks}
+    total, seen = 0, 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) >= 13 and cols[9] in inodes:
+                total += int(cols[-1])
+                seen += 1
+    return total if seen else None
+
+
+def udp_errors() -> dict[str, int]:
+    """The guest's UDP (v4 + v6) receive-buffer and checksum error counts."""
+    out = {"rcvbuf": 0, "csum": 0}
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [r.split() for r in f if r.startswith("Udp:")]
+        if len(rows) == 2:
+            v4 = dict(zip(rows[0][1:], rows[1][1:], strict=False))
+            out["rcvbuf"] += int(v4.get("RcvbufErrors", 0))
+            out["csum"] += int(v4.get("InCsumErrors", 0))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/net/snmp6") as f:
+            v6 = dict(r.split()[:2] for r in f if r.startswith("Udp6"))
+        out["rcvbuf"] += int(v6.get("Udp6RcvbufErrors", 0))
+        out["csum"] += int(v6.get("Udp6InCsumErrors", 0))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
 def _serve(socks: list[socket.socket], duration: float, idle: float, stop: _Stop,
            handle: Handler) -> float:
     """Receive until duration/idle/stop or ``handle`` returns True; return seconds."""
@@ -393,6 +441,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     flows: dict[int, FlowRx] = {}
     other = [0]
     total = [0]
+    errs0 = udp_errors()
     sys.stderr.write("READY\n")
     sys.stderr.flush()
 
@@ -410,10 +459,13 @@ def cmd_sink(args: argparse.Namespace) -> int:
         return args.count is not None and total[0] >= args.count
 
     secs = _serve(socks, args.duration, args.idle, stop, handle)
+    drops = socket_drops(socks)
+    errs = udp_errors()
     for s in socks:
         s.close()
     out = {"flows": {str(k): flows[k].as_dict() for k in sorted(flows)},
-           "other": other[0], "received": total[0], "seconds": secs}
+           "other": other[0], "received": total[0], "seconds": secs,
+           "socket_drops": drops, "udp_errors": {k: errs[k] - errs0[k] for k in errs}}
     sys.stdout.write(to_json(out) + "\n")
     sys.stdout.flush()
     return 0
@@ -441,10 +493,12 @@ def cmd_echo(args: argparse.Namespace) -> int:
         return False
 
     secs = _serve(socks, args.duration, args.idle, stop, handle)
+    drops = socket_drops(socks)
     for s in socks:
         s.close()
     out: dict[str, object] = dict(counts)
     out["seconds"] = secs
+    out["socket_drops"] = drops
     sys.stdout.write(to_json(out) + "\n")
     sys.stdout.flush()
     return 0
@@ -587,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop after this many seconds (default 30)")
         sp.add_argument("--idle", type=_seconds, default=0.0,
                         help="stop after this many quiet seconds once a datagram came (0: off)")
-        sp.add_argument("--rcvbuf", type=int, default=4 << 20)
+        sp.add_argument("--rcvbuf", type=int, default=32 << 20)
         if name == "sink":
             sp.add_argument("--count", type=int, default=None,
                             help="stop after this many test-flow datagrams")

@@ -832,6 +832,17 @@ _SH_HELPERS = (
 )
 
 
+def sink_flows(res: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """A sink's per-flow results by flow id. When the sink's own sockets
+    dropped datagrams, each flow also carries ``sink_socket_drops`` and the
+    guest's ``udp_errors`` by cause, so a flow that came up short says
+    whether the frames died at a full buffer or a bad checksum rather than
+    on the NIC."""
+    extra = ({"sink_socket_drops": res["socket_drops"], "udp_errors": res.get("udp_errors")}
+             if res.get("socket_drops") else {})
+    return {int(k): {**v, **extra} for k, v in res["flows"].items()}
+
+
 class AgentError(Exception):
     pass
 

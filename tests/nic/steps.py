@@ -49,7 +49,7 @@ def receive(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
     for f in flows:
         traffic.send_flow(f, count, rate=rate, dst_mac=dut.mac)
     res = agent.sink_result(timeout=120)
-    return {int(k): v for k, v in res["flows"].items()}
+    return traffic_mod.sink_flows(res)
 
 
 def assert_clean(per_flow: dict[int, Any], fid: int, count: int) -> None:

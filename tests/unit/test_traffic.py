@@ -556,8 +556,9 @@ def test_agent_bad_arguments() -> None:
                  "--size", 100).returncode == 2
 
 
-ALLOWED = {"__future__", "argparse", "errno", "select", "signal", "socket", "struct", "sys",
-           "time", "zlib", "collections.abc"}
+# os: argparse imports it, so it is there wherever the agent can run at all
+ALLOWED = {"__future__", "argparse", "errno", "os", "select", "signal", "socket", "struct",
+           "sys", "time", "zlib", "collections.abc"}
 
 
 def test_agent_imports_only_minimal_stdlib() -> None:
@@ -671,3 +672,25 @@ def test_guest_agent_sink_send_echo(tmp_path: Path) -> None:
 def test_flow_agent_module_is_the_format_source() -> None:
     assert traffic.make_payload is flow_agent.make_payload
     assert traffic.FlowRx is flow_agent.FlowRx
+
+
+def test_sink_counts_its_own_socket_drops() -> None:
+    """A socket whose buffer overflowed: its drops come from /proc/net/udp,
+    and sink_flows puts them beside every flow (none when there were none)."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with rx, tx:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        rx.bind(("127.0.0.1", 0))
+        assert flow_agent.socket_drops([rx]) == 0
+        for _ in range(200):
+            tx.sendto(b"x" * 1000, rx.getsockname())
+        drops = flow_agent.socket_drops([rx])
+        assert drops is not None and 150 <= drops < 200, drops
+    errs = flow_agent.udp_errors()
+    assert set(errs) == {"rcvbuf", "csum"} and all(v >= 0 for v in errs.values())
+    res = {"flows": {"3": {"received": 5}}, "socket_drops": 7,
+           "udp_errors": {"rcvbuf": 7, "csum": 0}}
+    assert traffic.sink_flows(res) == {3: {"received": 5, "sink_socket_drops": 7,
+                                           "udp_errors": {"rcvbuf": 7, "csum": 0}}}
+    assert traffic.sink_flows({**res, "socket_drops": 0}) == {3: {"received": 5}}

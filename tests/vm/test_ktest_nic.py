@@ -77,7 +77,7 @@ def rx_in(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
     agent.sink(port=SINK_PORT, duration=60 + count * len(flows) / rate, idle=3)
     for f in flows:
         traffic.send_flow(f, count, rate=rate, dst_mac=dut.mac)
-    per = {int(k): v for k, v in agent.sink_result(timeout=120)["flows"].items()}
+    per = traffic_mod.sink_flows(agent.sink_result(timeout=120))
     for f in flows:
         got = per.get(f.id)
         assert got is not None, f"flow {f.id}: nothing received"
