@@ -24,10 +24,11 @@ So the smallest is 60 for IPv4 (a 2-byte body) and 78 for IPv6.
 
 Modes, each bounded in time, each printing one JSON object on stdout:
 
-* ``sink --port P [--duration S] [--idle S] [--count N]``: receive on
+* ``sink --port P [--duration S] [--idle S] [--count N [--linger S]]``: receive on
   0.0.0.0:P and [::]:P (V6ONLY; skipped if the guest has no IPv6); prints
   ``READY`` on stderr once bound; stops at the duration, after ``--idle``
-  seconds without datagrams once one arrived, after N test-flow datagrams, or
+  seconds without datagrams once one arrived, after N test-flow datagrams
+  (and ``--linger`` seconds more, for duplicates that trail them), or
   on SIGTERM/SIGINT; prints ``{"flows": {"<id>": {...}}, "other": N, ...}``;
   ``socket_drops`` is what the kernel dropped at the sink's own sockets, and
   ``udp_errors`` the guest's UDP receive errors while it ran, by cause:
@@ -406,17 +407,20 @@ def udp_errors() -> dict[str, int]:
 
 
 def _serve(socks: list[socket.socket], duration: float, idle: float, stop: _Stop,
-           handle: Handler) -> float:
-    """Receive until duration/idle/stop or ``handle`` returns True; return seconds."""
+           handle: Handler, end: list[float] | None = None) -> float:
+    """Receive until duration/idle/stop, ``handle`` returns True, or the
+    monotonic time ``end[0]`` (which ``handle`` may set); return seconds."""
     start = time.monotonic()
     deadline = start + duration
+    end = end if end is not None else [deadline]
     last = None  # time of the last datagram
     done = False
     while not done and not stop.flag:
         now = time.monotonic()
-        if now >= deadline or (idle > 0 and last is not None and now - last >= idle):
+        stop_at = min(deadline, end[0])
+        if now >= stop_at or (idle > 0 and last is not None and now - last >= idle):
             break
-        timeout = min(0.2, deadline - now)
+        timeout = min(0.2, stop_at - now)
         ready, _, _ = select.select(socks, [], [], max(0.0, timeout))
         for s in ready:
             for _ in range(512):
@@ -441,6 +445,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     flows: dict[int, FlowRx] = {}
     other = [0]
     total = [0]
+    end = [float("inf")]
     errs0 = udp_errors()
     sys.stderr.write("READY\n")
     sys.stderr.flush()
@@ -456,9 +461,13 @@ def cmd_sink(args: argparse.Namespace) -> int:
             rx = flows[flow] = FlowRx()
         rx.add(seq, len(data), ok)
         total[0] += 1
-        return args.count is not None and total[0] >= args.count
+        if args.count is not None and total[0] == args.count:
+            if args.linger <= 0:
+                return True
+            end[0] = time.monotonic() + args.linger
+        return False
 
-    secs = _serve(socks, args.duration, args.idle, stop, handle)
+    secs = _serve(socks, args.duration, args.idle, stop, handle, end)
     drops = socket_drops(socks)
     errs = udp_errors()
     for s in socks:
@@ -645,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sink":
             sp.add_argument("--count", type=int, default=None,
                             help="stop after this many test-flow datagrams")
+            sp.add_argument("--linger", type=_seconds, default=0.0,
+                            help="with --count: go on receiving this long after it")
     sp = sub.add_parser("hold")
     sp.add_argument("--port", type=_port, required=True)
     sp.add_argument("--duration", type=_seconds, default=30.0,

@@ -916,10 +916,12 @@ class GuestAgent:
 
     def sink(self, port: int, duration: float = 30.0, idle: float | None = None,
              count: int | None = None, name: str | None = None,
-             ready_timeout: float = 20.0) -> AgentJob:
-        """Start a sink in the background; returns once it listens."""
+             ready_timeout: float = 20.0, linger: float | None = None) -> AgentJob:
+        """Start a sink in the background; returns once it listens. With
+        ``count`` it ends that many test-flow datagrams in (``linger``
+        seconds later: duplicates trailing the last frame are still seen)."""
         return self._start(name or f"sink-{port}", "sink", duration, ready_timeout,
-                           port=port, idle=idle, count=count)
+                           port=port, idle=idle, count=count, linger=linger)
 
     def echo(self, port: int, duration: float = 30.0, idle: float | None = None,
              name: str | None = None, ready_timeout: float = 20.0) -> AgentJob:

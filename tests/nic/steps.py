@@ -45,7 +45,10 @@ def receive(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
             rate: int = 1000, vlan_ip: str | None = None) -> dict[int, Any]:
     """The peer sends `count` frames of each flow; the guest's sink counts
     them. Returns the sink's per-flow result."""
-    agent.sink(port=SINK_PORT, duration=60 + count * len(flows) / max(rate, 1), idle=3)
+    # ends 1 s after the last expected frame (a duplicate of it still
+    # counts), or 3 s after the last frame when some never come
+    agent.sink(port=SINK_PORT, duration=60 + count * len(flows) / max(rate, 1), idle=3,
+               count=count * len(flows), linger=1)
     for f in flows:
         traffic.send_flow(f, count, rate=rate, dst_mac=dut.mac)
     res = agent.sink_result(timeout=120)

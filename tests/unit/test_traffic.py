@@ -694,3 +694,27 @@ def test_sink_counts_its_own_socket_drops() -> None:
     assert traffic.sink_flows(res) == {3: {"received": 5, "sink_socket_drops": 7,
                                            "udp_errors": {"rcvbuf": 7, "csum": 0}}}
     assert traffic.sink_flows({**res, "socket_drops": 0}) == {3: {"received": 5}}
+
+
+def test_sink_with_count_lingers_for_trailing_duplicates(tmp_path: Path) -> None:
+    """--count ends the sink at the expected number of datagrams, --linger
+    later: duplicates that trail the last expected frame are still counted,
+    and nothing waits for the idle timeout or the duration."""
+    ga = GuestAgent(LocalGuest(), remote=str(tmp_path / "agent.py"), python=sys.executable,
+                    workdir=str(tmp_path))
+    port = free_port()
+    ga.sink(port, duration=60, idle=30, count=10, linger=1.5)
+    t0 = time.monotonic()
+    ga.send("127.0.0.1", port, flow=5, count=10, size=200, rate=0)
+    ga.send("127.0.0.1", port, flow=5, count=2, size=200, rate=0)  # seqs 0 and 1 again
+    res = ga.sink_result(timeout=20)
+    took = time.monotonic() - t0
+    assert res["flows"]["5"]["received"] == 12 and res["flows"]["5"]["duplicated"] == 2, res
+    assert 1.5 <= took < 10, took
+
+    port = free_port()
+    ga.sink(port, duration=60, idle=30, count=10)  # no linger: ends at the 10th
+    ga.send("127.0.0.1", port, flow=6, count=10, size=200, rate=0)
+    t0 = time.monotonic()
+    res = ga.sink_result(timeout=20)
+    assert res["flows"]["6"]["received"] == 10 and time.monotonic() - t0 < 5, res

@@ -40,7 +40,8 @@ SINK_PORT, PEER_PORT = 7100, 7101
 
 
 def debugfs(dut: Any, name: str) -> dict[str, str]:
-    return dict(re.findall(r"^(\w+): (.*)$", dut.sh(f"cat {DBG}/{dut.bdf}/{name}"), re.M))
+    text = dut.guest.read(f"{DBG}/{dut.bdf}/{name}", check=True)
+    return dict(re.findall(r"^(\w+): (.*)$", text, re.M))
 
 
 def ping(dut: Any, count: int = 3, size: int = 56, df: bool = False) -> None:
@@ -74,7 +75,8 @@ def balanced_flows(dut: Any, n: int) -> tuple[list[Any], dict[int, int]]:
 def rx_in(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
           rate: int = 1000) -> None:
     """The peer sends `count` frames of each flow; all arrive whole."""
-    agent.sink(port=SINK_PORT, duration=60 + count * len(flows) / rate, idle=3)
+    agent.sink(port=SINK_PORT, duration=60 + count * len(flows) / rate, idle=3,
+               count=count * len(flows), linger=1)
     for f in flows:
         traffic.send_flow(f, count, rate=rate, dst_mac=dut.mac)
     per = traffic_mod.sink_flows(agent.sink_result(timeout=120))
