@@ -98,6 +98,12 @@ def exec_bounded(chan: Any, command: str, timeout: float = EXEC_REPLY_S) -> None
         timer.cancel()
 
 
+# bash builtins only; the file on stdin, its lines out as they are (a last
+# line without a newline gets one); a file that cannot be opened is status 1
+READ_FILE = ("{ mapfile -t __l && if ((${#__l[@]})); then printf '%s\\n' \"${__l[@]}\"; fi; } "
+             "2>/dev/null")
+
+
 class Shell:
     """A bash reading commands from one SSH channel. Each command runs in a
     subshell (its cd, variables and exit stay its own) with stdin from
@@ -342,6 +348,14 @@ class Guest:
         self._note(f"SSH get {remote} -> {local}")
         with self.client.open_sftp() as sftp:
             sftp.get(remote, str(local))
+
+    def read(self, path: str, *, check: bool = False, timeout: float = 30.0) -> str:
+        """A small text file's contents (sysfs, procfs, debugfs): "" when it
+        cannot be read, or CmdError with ``check``. Read by bash builtins: a
+        `cat` is an exec, a few hundred milliseconds under TCG, and tests
+        poll files like these."""
+        res = self.cmd(f"{READ_FILE} < {shlex.quote(path)}", check=check, timeout=timeout)
+        return res.stdout if res.exit_status == 0 else ""
 
     def kmsg(self, text: str) -> None:
         """Write a line into the guest kernel log (test markers)."""

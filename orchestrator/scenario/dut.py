@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ class Dut:
 
     # -- module --
     def loaded(self) -> bool:
-        out = self.sh("cat /proc/modules", check=False)
+        out = self.guest.read("/proc/modules")
         return any(line.split(" ", 1)[0] == self.driver.name for line in out.splitlines())
 
     def load(self, params: str | None = None) -> None:
@@ -151,7 +152,7 @@ class Dut:
         self.pf_ifname = pf
         numvfs = f"/sys/bus/pci/devices/{pf_bdf}/sriov_numvfs"
         self.sh(f"ip link set {pf} up")
-        if int(self.sh(f"cat {numvfs}").strip() or 0) != self.nic.vfs:
+        if int(self.guest.read(numvfs, check=True).strip() or 0) != self.nic.vfs:
             self.sh(f"echo 0 > {numvfs}; echo {self.nic.vfs} > {numvfs}", timeout=120)
         for i in range(self.nic.vfs):
             self.sh(f"ip link set {pf} vf {i} mac {self.nic.vf_mac(i)}")
@@ -194,8 +195,7 @@ class Dut:
         """Where the loaded driver's .text is (None: no module file)."""
         if self._host_ko() is None:
             return None
-        out = self.sh(f"cat /sys/module/{self.driver.name}/sections/.text 2>/dev/null",
-                      check=False).strip()
+        out = self.guest.read(f"/sys/module/{self.driver.name}/sections/.text").strip()
         return int(out, 16) if re.fullmatch(r"0x[0-9a-f]+", out) else None
 
     def check_leaks(self, dma_errors_before: int, text_base: int | None = None) -> None:
@@ -221,7 +221,7 @@ class Dut:
                            f"{after} during {self.driver.name} unload")
 
     def dma_api_errors(self) -> int:
-        out = self.sh("cat /sys/kernel/debug/dma-api/error_count 2>/dev/null", check=False)
+        out = self.guest.read("/sys/kernel/debug/dma-api/error_count")
         return int(out.strip() or 0)
 
     def bind(self) -> None:
@@ -253,10 +253,13 @@ class Dut:
         if not self.ifname:
             self.wait_netdev()
         i = self.ifname
-        self.sh(f"ip link set {i} mtu {mtu}; ip addr flush dev {i}; "
-                f"ip addr add {GUEST_IP4}/{PREFIX4} dev {i}; "
-                f"ip -6 addr add {GUEST_IP6}/{PREFIX6} dev {i} nodad; "
-                f"ip link set {i} promisc off; ip link set {i} up")
+        # one exec (each costs a few hundred ms under TCG); -force: every
+        # line is tried, and any that failed fails the whole
+        lines = (f"link set {i} mtu {mtu}", f"addr flush dev {i}",
+                 f"addr add {GUEST_IP4}/{PREFIX4} dev {i}",
+                 f"addr add {GUEST_IP6}/{PREFIX6} dev {i} nodad",
+                 f"link set {i} promisc off", f"link set {i} up")
+        self.sh(f"printf '%s\\n' {shlex.join(lines)} | ip -force -batch -")
         if wait_carrier:
             self.wait_carrier(1)
 
@@ -270,7 +273,7 @@ class Dut:
         return res.exit_status == 1
 
     def carrier(self) -> int:
-        out = self.sh(f"cat /sys/class/net/{self.ifname}/carrier 2>/dev/null", check=False)
+        out = self.guest.read(f"/sys/class/net/{self.ifname}/carrier")
         return int(out.strip() or 0)
 
     def wait_carrier(self, want: int, timeout: float = 20.0) -> float:
@@ -285,7 +288,7 @@ class Dut:
 
     def address(self) -> str:
         """The interface's MAC address now (`mac` is the function's own)."""
-        return self.sh(f"cat /sys/class/net/{self.ifname}/address").strip()
+        return self.guest.read(f"/sys/class/net/{self.ifname}/address", check=True).strip()
 
     def set_address(self, mac: str, check: bool = True) -> bool:
         """Change the interface's MAC address (as it is: up or down)."""

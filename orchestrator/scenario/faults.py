@@ -278,16 +278,14 @@ class Faults:
 
     # ------------------------------------------------------------ resets
     def reset_methods(self) -> list[str]:
-        out = self.guest.cmd(f"cat /sys/bus/pci/devices/{self.bdf}/reset_method",
-                             check=False).stdout
-        return out.split()
+        return self.guest.read(f"/sys/bus/pci/devices/{self.bdf}/reset_method").split()
 
     def function_reset(self, method: str, bdf: str | None = None) -> str:
         """A reset through /sys/.../reset with one reset method ("flr" or
         "bus"); the device's reset_method is put back afterwards."""
         bdf = bdf or self.bdf
         path = f"/sys/bus/pci/devices/{bdf}"
-        methods = self.guest.cmd(f"cat {path}/reset_method", check=False).stdout.split()
+        methods = self.guest.read(f"{path}/reset_method").split()
         if method not in methods:
             raise FaultError(f"{bdf} offers the reset methods {methods or 'none'}, not {method}")
         if method == "flr" and self.nic.model == "igb" and self.machine.qemu_version:
@@ -420,7 +418,7 @@ class Faults:
         were injected; the knobs go back in cleanup, and at once when the
         window closes."""
         attr = FAIL_ATTRS[1]
-        old = self.guest.cmd(f"cat {attr}/times").stdout.strip()
+        old = self.guest.read(f"{attr}/times", check=True).strip()
         # allocate_slab's text: up to the next higher address (the kernel's
         # own symbols are listed in address order)
         out = self.guest.cmd("grep -A4 -m1 ' allocate_slab$' /proc/kallsyms", check=False)
@@ -434,7 +432,7 @@ class Faults:
         state = {"left": times, "at": time.monotonic()}
 
         def closed() -> bool:
-            left = max(int(self.guest.cmd(f"cat {attr}/times").stdout), 0)
+            left = max(int(self.guest.read(f"{attr}/times", check=True)), 0)
             now = time.monotonic()
             if left != state["left"]:
                 state["left"], state["at"] = left, now
@@ -479,7 +477,7 @@ class Faults:
 
     def exempted(self) -> int:
         """Calls ktest_faultscope took back so far (0 when not loaded)."""
-        out = self.guest.cmd(f"cat {SCOPE_DIR}/exempted 2>/dev/null", check=False).stdout
+        out = self.guest.read(f"{SCOPE_DIR}/exempted")
         return int(out.strip() or 0)
 
     def nth(self, n: int, op: str, *args: str, timeout: float = 120.0) -> NthResult:
@@ -495,8 +493,7 @@ class Faults:
                 raise FaultError(f"{argv}: exit {r.exit_status}: {(r.stderr or r.stdout).strip()}")
             site = ""
             if parsed.injected:
-                site = self.guest.cmd(f"cat {SCOPE_DIR}/site 2>/dev/null",
-                                      check=False).stdout.strip()
+                site = self.guest.read(f"{SCOPE_DIR}/site").strip()
             res.append(NthResult(n, parsed.errno, parsed.message, parsed.injected, site))
             return r.stdout.strip() + (f" at {site}" if site else "")
 

@@ -99,13 +99,13 @@ def attached(dut: Dut) -> bool:
 
 
 def ifindex(dut: Dut) -> int:
-    return int(dut.sh(f"cat /sys/class/net/{dut.ifname}/ifindex").strip())
+    return int(dut.guest.read(f"/sys/class/net/{dut.ifname}/ifindex", check=True))
 
 
 def probe(dut: Dut, frags: bool = False) -> bool:
     """Does a native XDP program attach (with ``frags``: a multi-buffer one,
     at MTU 9000)? Leaves the interface as it found it."""
-    mtu = int(dut.sh(f"cat /sys/class/net/{dut.ifname}/mtu").strip())
+    mtu = int(dut.guest.read(f"/sys/class/net/{dut.ifname}/mtu", check=True))
     prog = load(dut, "pass", frags=frags)
     try:
         if frags and dut.guest.cmd(f"ip link set {dut.ifname} mtu 9000", check=False).ok is False:

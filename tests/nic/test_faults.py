@@ -219,7 +219,8 @@ def test_vfs_come_and_go_under_pf_traffic(dut: Any, traffic: Any, agent: Any,
         for n in (2, 0, 4, 0):
             with dut.step(f"{n} VFs"):
                 faults.set_vfs(dut.bdf, n)
-                got = int(dut.sh(f"cat /sys/bus/pci/devices/{dut.bdf}/sriov_numvfs").strip())
+                got = int(dut.guest.read(f"/sys/bus/pci/devices/{dut.bdf}/sriov_numvfs",
+                                         check=True))
                 assert got == n
     assert_recovered(dut, traffic, agent, before, "VF changes")
 

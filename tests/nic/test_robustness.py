@@ -89,7 +89,8 @@ def test_ring_changes_while_transmitting(dut: Any, traffic: Any, agent: Any,
                                     count=30000, size=1514, rate=0)
 
     def tx_packets() -> int:
-        return int(dut.sh(f"cat /sys/class/net/{dut.ifname}/statistics/tx_packets"))
+        return int(dut.guest.read(f"/sys/class/net/{dut.ifname}/statistics/tx_packets",
+                                  check=True))
 
     sender = threading.Thread(target=flood, name="flood")
     sender.start()

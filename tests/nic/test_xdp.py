@@ -136,7 +136,7 @@ def test_xdp_mtu_change_with_a_program(dut: Any, traffic: Any, agent: Any) -> No
     i = dut.ifname
     with attached(dut, "pass") as prog:
         r = dut.guest.cmd(f"ip link set {i} mtu 9000", check=False)
-        mtu = int(dut.sh(f"cat /sys/class/net/{i}/mtu").strip())
+        mtu = int(dut.guest.read(f"/sys/class/net/{i}/mtu", check=True))
         if r.ok:
             assert mtu == 9000
             dut.wait_carrier(1)

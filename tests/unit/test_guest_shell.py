@@ -184,3 +184,18 @@ def test_a_wedged_ssh_server_ends_the_wait_for_a_command() -> None:
     with pytest.raises(ShellLost, match="did not start"):
         exec_bounded(chan, "bash", timeout=0.3)
     assert chan.closed.is_set() and time.monotonic() - t0 < 5
+
+
+def test_read_file_by_builtins(shell: Shell, tmp_path: Any) -> None:
+    """Guest.read's command: the lines as they are (a missing last newline
+    added), nothing for an empty file, status 1 and no noise for a file that
+    cannot be opened; and no program is run (it works with no PATH)."""
+    from orchestrator.machine.guest import READ_FILE
+
+    (tmp_path / "f").write_text("0x1f\n  two words \n\nlast")
+    (tmp_path / "empty").write_text("")
+    q = shlex.quote
+    run = lambda p: shell.run(f"PATH=/nonexistent; {READ_FILE} < {q(str(p))}", 10)  # noqa: E731
+    assert run(tmp_path / "f") == (0, b"0x1f\n  two words \n\nlast\n", b"")
+    assert run(tmp_path / "empty") == (0, b"", b"")
+    assert run(tmp_path / "missing") == (1, b"", b"")
