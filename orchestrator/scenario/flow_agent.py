@@ -600,11 +600,12 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_tcp_send(args: argparse.Namespace) -> int:
     """Connect, send ``--bytes`` of the stream pattern in writes of ``--chunk``
     bytes (large writes: the stack hands TSO/GSO skbs to the driver), close the
-    sending side and wait for the peer's FIN."""
+    sending side and wait for the peer's FIN. ``writes``: the send() calls it
+    took (each may end in a segment shorter than the MSS)."""
     block = memoryview(stream_block())
     chunk = max(1, min(args.chunk, STREAM_PERIOD))
     start = time.monotonic()
-    sent = 0
+    sent = writes = 0
     try:
         sock = socket.create_connection((args.dst, args.port), timeout=args.timeout)
         sock.settimeout(max(1.0, args.timeout - (time.monotonic() - start)))
@@ -612,15 +613,17 @@ def cmd_tcp_send(args: argparse.Namespace) -> int:
             off = sent % STREAM_PERIOD
             n = min(chunk, args.bytes - sent)
             sent += sock.send(block[off:off + n])
+            writes += 1
         sock.shutdown(socket.SHUT_WR)
         while sock.recv(4096):
             pass
         sock.close()
     except OSError as e:
-        out = {"sent": sent, "seconds": time.monotonic() - start, "error": str(e)}
+        out = {"sent": sent, "writes": writes, "seconds": time.monotonic() - start,
+               "error": str(e)}
         sys.stdout.write(to_json(out) + "\n")
         return 1
-    out = {"sent": sent, "seconds": time.monotonic() - start}
+    out = {"sent": sent, "writes": writes, "seconds": time.monotonic() - start}
     sys.stdout.write(to_json(out) + "\n")
     sys.stdout.flush()
     return 0
