@@ -843,6 +843,30 @@ def sink_flows(res: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {int(k): {**v, **extra} for k, v in res["flows"].items()}
 
 
+def receive(peer: Peer, agent: GuestAgent, flows: list[Flow], count: int, port: int,
+            dst_mac: str, rate: float = 1000.0) -> dict[int, dict[str, Any]]:
+    """The peer sends `count` frames of each flow to the guest's sink on
+    `port`: the sink's per-flow results. The sink ends 1 s after the last
+    expected frame (a duplicate trailing it still counts), or 3 s after the
+    last frame when some never come."""
+    agent.sink(port=port, duration=60 + count * len(flows) / max(rate, 1), idle=3,
+               count=count * len(flows), linger=1)
+    for f in flows:
+        peer.send_flow(f, count, rate=rate, dst_mac=dst_mac)
+    return sink_flows(agent.sink_result(timeout=120))
+
+
+def flow_fault(per_flow: dict[int, dict[str, Any]], fid: int, count: int) -> str | None:
+    """What is wrong with flow `fid` of a sink's results when `count`
+    frames were sent (None: all arrived once and whole)."""
+    got = per_flow.get(fid)
+    if got is None:
+        return f"flow {fid}: nothing received"
+    if (got["received"], got["lost"], got["duplicated"], got["corrupted"]) != (count, 0, 0, 0):
+        return f"flow {fid}: {got}"
+    return None
+
+
 class AgentError(Exception):
     pass
 

@@ -42,24 +42,15 @@ def flow_in(fid: int, size: int = 590, *, v6: bool = False, src: str | None = No
 
 
 def receive(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
-            rate: int = 1000, vlan_ip: str | None = None) -> dict[int, Any]:
+            rate: int = 1000) -> dict[int, Any]:
     """The peer sends `count` frames of each flow; the guest's sink counts
     them. Returns the sink's per-flow result."""
-    # ends 1 s after the last expected frame (a duplicate of it still
-    # counts), or 3 s after the last frame when some never come
-    agent.sink(port=SINK_PORT, duration=60 + count * len(flows) / max(rate, 1), idle=3,
-               count=count * len(flows), linger=1)
-    for f in flows:
-        traffic.send_flow(f, count, rate=rate, dst_mac=dut.mac)
-    res = agent.sink_result(timeout=120)
-    return traffic_mod.sink_flows(res)
+    return traffic_mod.receive(traffic, agent, flows, count, SINK_PORT, dut.mac, rate)
 
 
 def assert_clean(per_flow: dict[int, Any], fid: int, count: int) -> None:
-    got = per_flow.get(fid)
-    assert got is not None, f"flow {fid}: nothing received"
-    assert got["received"] == count and got["lost"] == 0, f"flow {fid}: {got}"
-    assert got["duplicated"] == 0 and got["corrupted"] == 0, f"flow {fid}: {got}"
+    fault = traffic_mod.flow_fault(per_flow, fid, count)
+    assert fault is None, fault
 
 
 def ping(dut: Any, count: int = 3, size: int = 56, v6: bool = False,

@@ -718,3 +718,14 @@ def test_sink_with_count_lingers_for_trailing_duplicates(tmp_path: Path) -> None
     t0 = time.monotonic()
     res = ga.sink_result(timeout=20)
     assert res["flows"]["6"]["received"] == 10 and time.monotonic() - t0 < 5, res
+
+
+def test_flow_fault_names_what_is_wrong() -> None:
+    clean = {"received": 10, "lost": 0, "duplicated": 0, "corrupted": 0}
+    per = {1: clean, 2: {**clean, "received": 9, "lost": 1}, 3: {**clean, "duplicated": 1},
+           4: {**clean, "corrupted": 2}, 5: {**clean, "received": 11}}
+    assert traffic.flow_fault(per, 1, 10) is None
+    assert traffic.flow_fault(per, 9, 10) == "flow 9: nothing received"
+    for fid in (2, 3, 4, 5):
+        fault = traffic.flow_fault(per, fid, 10)
+        assert fault is not None and fault.startswith(f"flow {fid}: {{")

@@ -75,16 +75,9 @@ def balanced_flows(dut: Any, n: int) -> tuple[list[Any], dict[int, int]]:
 def rx_in(dut: Any, traffic: Any, agent: Any, flows: list[Any], count: int,
           rate: int = 1000) -> None:
     """The peer sends `count` frames of each flow; all arrive whole."""
-    agent.sink(port=SINK_PORT, duration=60 + count * len(flows) / rate, idle=3,
-               count=count * len(flows), linger=1)
-    for f in flows:
-        traffic.send_flow(f, count, rate=rate, dst_mac=dut.mac)
-    per = traffic_mod.sink_flows(agent.sink_result(timeout=120))
-    for f in flows:
-        got = per.get(f.id)
-        assert got is not None, f"flow {f.id}: nothing received"
-        assert got["received"] == count and got["lost"] == 0, f"flow {f.id}: {got}"
-        assert got["duplicated"] == 0 and got["corrupted"] == 0, f"flow {f.id}: {got}"
+    per = traffic_mod.receive(traffic, agent, flows, count, SINK_PORT, dut.mac, rate)
+    faults = [traffic_mod.flow_fault(per, f.id, count) for f in flows]
+    assert not any(faults), "\n".join(f for f in faults if f)
 
 
 def tx_out(traffic: Any, agent: Any, fid: int, count: int, size: int = 590) -> None:
