@@ -19,6 +19,17 @@
 #include <net/page_pool.h>
 #endif
 
+/* 6.8 lets a page_pool name its netdev: netlink then lists the pool (and
+ * keeps listing it, with the pages still out, after the netdev is gone).
+ */
+static inline void ktnic_pp_set_netdev(struct page_pool_params *pp,
+				       struct net_device *netdev)
+{
+#ifdef KTNIC_HAVE_PP_NETDEV
+	pp->netdev = netdev;
+#endif
+}
+
 /* 6.8 renamed PCI_IRQ_LEGACY. */
 #ifndef PCI_IRQ_INTX
 #define PCI_IRQ_INTX	PCI_IRQ_LEGACY

@@ -89,6 +89,7 @@ static int ktnic_alloc_rx_pool(struct ktnic_priv *priv,
 	struct ktnic_vector *v = ktnic_irq_rx_vector(priv, ring->qid);
 	int err;
 
+	ktnic_pp_set_netdev(&pp, priv->netdev);
 	ring->pool = page_pool_create(&pp);
 	if (IS_ERR(ring->pool)) {
 		err = PTR_ERR(ring->pool);
