@@ -266,8 +266,17 @@ void ktnic_down(struct ktnic_priv *priv)
 
 	for (i = 0; i < priv->rings.cfg.num_txq; i++)
 		ktnic_ring_clean_tx(priv->rings.tx[i]);
-	for (i = 0; i < priv->rings.cfg.num_rxq; i++)
-		ktnic_ring_clean_rx(priv->rings.rx[i]);
+	for (i = 0; i < priv->rings.cfg.num_rxq; i++) {
+		struct ktnic_ring *rx = priv->rings.rx[i];
+
+		/* bug detach_rx_leak: a reset starts the ring over without
+		 * giving its pages back to the pool
+		 */
+		if (ktnic_bug(DETACH_RX_LEAK) &&
+		    test_bit(KTNIC_S_DETACHED, &priv->state))
+			memset(rx->rx_buf, 0, rx->count * sizeof(*rx->rx_buf));
+		ktnic_ring_clean_rx(rx);
+	}
 }
 
 static int ktnic_open(struct net_device *netdev)

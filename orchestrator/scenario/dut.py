@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import shlex
 import time
@@ -28,7 +29,7 @@ from orchestrator.builds.module import function_at
 from orchestrator.machine.guest import Guest
 from orchestrator.machine.profiles import NicSpec
 from orchestrator.machine.vm import Machine
-from orchestrator.scenario import drivers, rss, xdp
+from orchestrator.scenario import drivers, pp_dump, rss, xdp
 from orchestrator.scenario.drivers import Driver
 from orchestrator.waiting import WaitTimeout, wait_until
 
@@ -231,6 +232,39 @@ class Dut:
     def unbind(self) -> None:
         self.sh(f"echo {self.bind_dev} > {self.bind_dir}/unbind")
         self.ifname = ""
+
+    def page_pools(self) -> list[dict[str, int]] | None:
+        """The guest's page pools that drivers linked to their netdev (from
+        netlink; None: this kernel lists none)."""
+        remote = "/tmp/ktest-pp-dump.py"
+        self.guest.put(Path(pp_dump.__file__), remote)
+        r = self.guest.cmd(f"python3 -I {remote}", check=False, timeout=60)
+        if r.exit_status == 2:
+            return None
+        if r.exit_status != 0:
+            raise DutError(f"listing page pools failed ({r.exit_status}): {r.stderr.strip()}")
+        return list(json.loads(r.stdout)["pools"])
+
+    def unbind_returns_pages(self, timeout: float = 10.0) -> list[dict[str, int]]:
+        """Unbind the driver, and wait for every page of its interface's page
+        pools to come back (a pool outlives its netdev until then). Returns
+        the pools still waiting for pages after `timeout` s: Rx pages the
+        driver lost track of. DMA-API debug cannot tell: a destroyed pool
+        unmaps the pages still out (upstream 6.15; Debian's 6.12.118 has it)."""
+        ifindex = int(self.guest.read(f"/sys/class/net/{self.ifname}/ifindex", check=True))
+        ours = {p["id"] for p in self.page_pools() or [] if p.get("ifindex") == ifindex}
+        self.unbind()
+        if not ours:
+            return []
+        left: list[dict[str, int]] = []
+
+        def returned() -> bool:
+            nonlocal left
+            left = [p for p in self.page_pools() or [] if p["id"] in ours]
+            return not left
+        with contextlib.suppress(WaitTimeout):
+            wait_until(returned, timeout, "the pages of the driver's page pools", interval=1.0)
+        return left
 
     # -- interface --
     def wait_netdev(self, timeout: float = 20.0) -> str:

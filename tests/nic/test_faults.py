@@ -94,12 +94,15 @@ def assert_recovered(dut: Any, traffic: Any, agent: Any, before: dict[str, Any],
         changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
         assert not changed, f"settings lost in {what}: {changed}"
     # DMA-API debug names a mapping the driver left behind only when the
-    # driver lets go of the device: unbind here, so a buffer the fault's
+    # driver lets go of the device, and a page_pool shows its lost pages
+    # only once it is destroyed: unbind here, so a buffer the fault's
     # recovery path forgot fails this test and not the next one that unbinds
     # (the in-tree e1000e's jumbo refill leak was first blamed on the probe
     # sweep)
-    with dut.step(f"after {what}: unbind and bind, nothing left mapped"):
-        dut.unbind()
+    with dut.step(f"after {what}: unbind and bind, no buffer left behind"):
+        lost = dut.unbind_returns_pages()
+        assert not lost, (f"page_pool: after {what} and an unbind, pages of {dut.driver.name}'s "
+                          f"Rx page pools never came back (lost Rx pages): {lost}")
         dut.bind()
         dut.setup()
 
