@@ -237,7 +237,7 @@ class Dut:
         """The guest's page pools that drivers linked to their netdev (from
         netlink; None: this kernel lists none)."""
         remote = "/tmp/ktest-pp-dump.py"
-        self.guest.put(Path(pp_dump.__file__), remote)
+        self.guest.put_once(Path(pp_dump.__file__), remote)
         r = self.guest.cmd(f"python3 -I {remote}", check=False, timeout=60)
         if r.exit_status == 2:
             return None
