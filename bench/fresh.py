@@ -6,14 +6,18 @@ once, first), N times each, interleaved, and prints the medians of QEMU
 start -> SSH ready and their ratio (goal: restore / cold <= 0.25). With
 --suite it also runs one pair's NIC suite twice, with a shared guest
 (--ktest-fresh-guest after-crash) and with a fresh guest per test
-(per-test), and prints the per-test overhead of the latter.
+(per-test), and prints the per-test overhead of the latter, the tests
+that cost the most more, and any test whose outcome differs (with both
+outcomes and messages). --keep DIR keeps every run directory there.
 
     .venv/bin/python bench/fresh.py [--runs 5] [--suite [--pair e1000e:ktest_nic] [-k EXPR]]
+                                    [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -26,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.machine import profiles, session  # noqa: E402
-from orchestrator.plugin.record import read_records  # noqa: E402
+from orchestrator.plugin.record import Record, read_records  # noqa: E402
 
 
 def launch(arts: object, snapshots: bool, run_dir: Path, machine: str) -> tuple[float, bool]:
@@ -39,15 +43,31 @@ def launch(arts: object, snapshots: bool, run_dir: Path, machine: str) -> tuple[
         m.shutdown()
 
 
-def suite(pair: str, mode: str, out: Path, expr: str | None) -> tuple[float, dict[str, str]]:
-    """Wall time of the NIC suite on `pair` and each test's outcome."""
+def suite(pair: str, mode: str, out: Path, expr: str | None) -> tuple[float, dict[str, Record]]:
+    """Wall time of the NIC suite on `pair` and each test's record."""
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "nic"), "-q",
                     "-p", "no:cacheprovider", "--rootdir", str(ROOT), "--ktest-pair", pair,
                     "--ktest-out", str(out), "--ktest-fresh-guest", mode,
                     *(["-k", expr] if expr else [])],
                    cwd=ROOT, capture_output=True, text=True, check=False)
-    return time.monotonic() - t0, {r.test: r.outcome for r in read_records(out)}
+    return time.monotonic() - t0, {r.test: r for r in read_records(out)}
+
+
+def compare(shared: dict[str, Record], fresh: dict[str, Record]) -> dict[str, object]:
+    """Where the two runs of the suite differ: outcomes (both sides), and
+    the five tests whose duration grew the most."""
+    differ = []
+    for t in sorted(shared.keys() | fresh.keys()):
+        a, b = shared.get(t), fresh.get(t)
+        if a is None or b is None or a.outcome != b.outcome:
+            differ.append({"test": t,
+                           "shared": a and f"{a.outcome}: {a.message[:160]}".rstrip(": "),
+                           "per_test": b and f"{b.outcome}: {b.message[:160]}".rstrip(": ")})
+    both = shared.keys() & fresh.keys()
+    grew = sorted(((fresh[t].duration - shared[t].duration, t) for t in both), reverse=True)[:5]
+    return {"outcomes_differ": differ,
+            "most_grown": [{"test": t, "more_s": round(d, 1)} for d, t in grew]}
 
 
 def main() -> int:
@@ -58,11 +78,17 @@ def main() -> int:
     ap.add_argument("--pair", default="e1000e:ktest_nic")
     ap.add_argument("-k", dest="expr", help="only the suite's tests that match (pytest -k)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", type=Path, help="keep the run directories in this directory")
     args = ap.parse_args()
     arts = session.artifacts()
     cold: list[float] = []
     warm: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="ktest-fresh-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ktest-fresh-"))
         launch(arts, True, Path(tmp) / "seed", args.machine)  # the snapshot exists now
         for i in range(args.runs):
             cold.append(launch(arts, False, Path(tmp) / f"cold-{i}", args.machine)[0])
@@ -79,13 +105,12 @@ def main() -> int:
         if args.suite:
             shared, o1 = suite(args.pair, "after-crash", Path(tmp) / "shared", args.expr)
             fresh, o2 = suite(args.pair, "per-test", Path(tmp) / "fresh", args.expr)
-            ran = [t for t, o in o2.items() if o != "skipped"]
+            ran = [t for t, r in o2.items() if r.outcome != "skipped"]
             result.update({"suite_pair": args.pair, "suite_k": args.expr,
                            "suite_shared_s": round(shared, 1), "suite_per_test_s": round(fresh, 1),
                            "tests": len(o2), "tests_run": len(ran),
                            "per_test_overhead_s": round((fresh - shared) / max(len(o2), 1), 2),
-                           "outcomes_differ": sorted(t for t in o1.keys() | o2.keys()
-                                                     if o1.get(t) != o2.get(t))})
+                           **compare(o1, o2)})
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -98,8 +123,13 @@ def main() -> int:
               f"guest per test {result['suite_per_test_s']}s; {result['tests_run']} of "
               f"{result['tests']} tests ran (not skipped); {result['per_test_overhead_s']}s "
               "more per test")
-        for t in result["outcomes_differ"]:  # type: ignore[attr-defined]
-            print(f"  outcome differs: {t}")
+        for g in result["most_grown"]:  # type: ignore[attr-defined]
+            print(f"  {g['more_s']:+.1f}s {g['test']}")
+        for d in result["outcomes_differ"]:  # type: ignore[attr-defined]
+            print(f"  outcome differs: {d['test']}\n    shared guest: {d['shared']}\n"
+                  f"    fresh guest per test: {d['per_test']}")
+        if args.keep:
+            print(f"run directories: {args.keep}")
     return 0
 
 
