@@ -62,13 +62,19 @@ def test_coalescing(dut: Any, traffic: Any) -> None:
     dut.sh(f"ethtool -C {dut.ifname} rx-usecs {old}")
 
 
-@pytest.mark.requires("channels_set")
-def test_channels(dut: Any, traffic: Any, agent: Any) -> None:
+def channels(dut: Any) -> tuple[str, int]:
+    """The kind of channel the driver sets (combined or rx) and its maximum."""
     text = dut.sh(f"ethtool -l {dut.ifname}")
     kind = "combined" if re.search(r"Combined:\s+[1-9]", text.split("Current")[0]) \
         and not re.search(r"^RX:\s+[1-9]", text.split("Current")[0], re.M) else "rx"
     mx = int(re.findall(rf"^{kind.capitalize() if kind == 'combined' else 'RX'}:\s+(\d+)",
                         text, re.M | re.I)[0])
+    return kind, mx
+
+
+@pytest.mark.requires("channels_set")
+def test_channels(dut: Any, traffic: Any, agent: Any) -> None:
+    kind, mx = channels(dut)
     r = dut.guest.cmd(f"ethtool -L {dut.ifname} {kind} {mx + 1}", check=False)
     assert r.exit_status != 0, "more channels than the maximum were accepted"
     assert dut.rx_queues() == mx or kind == "combined"
@@ -78,4 +84,22 @@ def test_channels(dut: Any, traffic: Any, agent: Any) -> None:
     assert_clean(receive(dut, traffic, agent, [flow_in(1)], 300), 1, 300)
     dut.sh(f"ethtool -L {dut.ifname} {kind} {mx}")
     dut.wait_carrier(1)
+    ping(dut)
+
+
+@pytest.mark.requires("channels_set")
+def test_unload_with_one_channel(dut: Any, traffic: Any) -> None:
+    """A driver frees what it allocated in any configuration, not only in
+    the one it probed with: one channel, traffic, then unload (kmemleak and
+    DMA-API debug judge it) and load again. The in-tree igb keeps the queue
+    vectors of a larger channel count and frees at remove only as many as the
+    current count."""
+    kind, _ = channels(dut)
+    dut.sh(f"ethtool -L {dut.ifname} {kind} 1")
+    assert dut.rx_queues() == 1
+    dut.wait_carrier(1)
+    ping(dut)
+    with dut.step("unload with one channel, leak check"):
+        dut.unload()
+    dut.setup()
     ping(dut)
