@@ -312,8 +312,7 @@ def _prepare(dut: Any, op: str) -> None:
 
 def _restore(dut: Any, op: str, how: str) -> None:
     if op == "probe":
-        present = dut.sh(f"ls {dut.bind_dir}/ 2>/dev/null | grep -Fx {dut.bind_dev} || true")
-        if not present.strip():
+        if not dut.guest.cmd(f"[ -e {dut.bind_dir}/{dut.bind_dev} ]", check=False).ok:
             dut.bind()
         dut.ifname = ""
         dut.setup()
