@@ -91,7 +91,9 @@ NETDEV_FOR_MAC = (
 
 def netdev_for_mac(machine: Machine, mac: str) -> tuple[str, str] | None:
     """The guest interface with this MAC address and a device, if there is
-    one: (name, the device's sysfs path, "" if it is gone)."""
+    one: (name, the device's sysfs path, "" if it went meanwhile). An
+    interface whose device was removed under it is not seen here (its sysfs
+    directory went with the device): Dut.interface_remains asks that."""
     out = machine.ssh().cmd(NETDEV_FOR_MAC.format(mac=shlex.quote(mac.lower()))).stdout
     name, _, path = out.strip().partition(" ")
     return (name, path) if name else None
@@ -314,6 +316,18 @@ class Dut:
             return False
         res = self.guest.cmd(f"test -e /sys/bus/pci/devices/{self.bdf}", check=False)
         return res.exit_status == 1
+
+    def interface_remains(self) -> bool:
+        """The DUT's interface is still registered under its name. When
+        its device goes first (a driver that forgets unregister_netdev at
+        remove), sysfs drops the device's directory with the interface's in
+        it, but not the interface's link in /sys/class/net, which dangles:
+        so test the link itself, not what it points to, and do not ask
+        rtnetlink, which would call into the driver for statistics."""
+        if not self.ifname:
+            raise DutError("the DUT's interface is not known yet")
+        link = shlex.quote(f"/sys/class/net/{self.ifname}")
+        return self.guest.cmd(f"[ -L {link} ]", check=False).exit_status == 0
 
     def carrier(self) -> int:
         out = self.guest.read(f"/sys/class/net/{self.ifname}/carrier")

@@ -25,7 +25,6 @@ import pytest
 from steps import TRAFFIC, assert_clean, background_rx, flow_in, ping, receive, traffic_back
 
 from orchestrator.scenario import drivers
-from orchestrator.scenario import dut as dut_mod
 from orchestrator.scenario import faults as faults_mod
 
 RECOVERY_S = 60  # a recovery that takes longer is a failure
@@ -172,8 +171,8 @@ def test_hot_unplug_and_replug_under_traffic(dut: Any, traffic: Any, agent: Any,
         for k in (1, 2):
             with dut.step(f"unplug {k} of 2"):
                 faults.unplug()
-                assert not dut_mod.netdev_for_mac(dut.machine, dut.mac), \
-                    "the interface outlived its device"
+                assert not dut.interface_remains(), \
+                    f"the interface {dut.ifname} outlived its device"
             with dut.step(f"replug {k} of 2"):
                 faults.replug()
                 dut.ifname = ""
