@@ -30,6 +30,13 @@ def cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "ktest"
 
 
+def runs_root() -> Path:
+    """Where run directories go unless --out says otherwise: $KTEST_RUNS,
+    else the cache's runs/ (runs are results: nothing evicts them)."""
+    env = os.environ.get("KTEST_RUNS")
+    return Path(env) if env else cache_root() / "runs"
+
+
 class Hasher:
     """A sha256 over labelled parts, so that different inputs never collide."""
 

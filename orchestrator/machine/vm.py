@@ -175,7 +175,7 @@ class BootTimes:
 
 
 def default_runs_dir() -> Path:
-    return cache.cache_root() / "runs"
+    return cache.runs_root()
 
 
 def initrd_path(image_key: str, kernel_key: str, extra_keys: tuple[str, ...] = ()) -> Path:

@@ -168,8 +168,8 @@ def default_jobs(pairs: int) -> int:
 
 
 def default_out(kind: str = "run") -> Path:
-    """A new folder for a run (or a zoo, a repro...) under the cache."""
-    return cache.cache_root() / "runs" / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+    """A new folder for a run (or a zoo, a repro...) under the runs root."""
+    return cache.runs_root() / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def pytest_argv(plan: Plan, pair: Pair, out: Path, k: str | None,

@@ -47,6 +47,14 @@ def test_cache_root_env(monkeypatch, tmp_path: Path) -> None:
     assert cache.cache_root() == tmp_path / "x" / "ktest"
 
 
+def test_runs_root_env(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KTEST_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv("KTEST_RUNS", raising=False)
+    assert cache.runs_root() == tmp_path / "c" / "runs"
+    monkeypatch.setenv("KTEST_RUNS", str(tmp_path / "r"))
+    assert cache.runs_root() == tmp_path / "r"
+
+
 def test_marker_is_written_atomically(tmp_path: Path) -> None:
     assert cache.read_marker(tmp_path) is None
     cache.write_marker(tmp_path, {"key": "k"})

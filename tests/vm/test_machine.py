@@ -22,6 +22,13 @@ from orchestrator.scenario import drivers
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _runs_under_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The ktest commands these tests start put their run directories under
+    the test's tmp_path, never among the user's runs."""
+    monkeypatch.setenv("KTEST_RUNS", str(tmp_path / "runs"))
+
+
 def qemu_pids(marker: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", f"qemu-system-x86_64.*{marker}"],
                          capture_output=True, text=True).stdout
@@ -191,6 +198,7 @@ def _start_boot(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         if "Ctrl-C stops it" in line or time.monotonic() > deadline:
             break
     assert run_dir is not None, "ktest boot did not come up"
+    assert tmp_path in run_dir.parents, run_dir
     return proc, run_dir
 
 
