@@ -20,7 +20,7 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,25 @@ def name_module_frames(text: str, text_base: int, ko: Path, module: str) -> str:
 
 class DutError(Exception):
     """The driver or the NIC did not do what was asked."""
+
+
+def ip_batch_failures(lines: Sequence[str], stderr: str) -> list[str]:
+    """What `ip -force -batch -` said about each line of `lines` that
+    failed: "`ip LINE`: MESSAGE". ip prints a line's messages, then
+    "Command failed -:N" (N counts from 1)."""
+    out: list[str] = []
+    said: list[str] = []
+    for text in stderr.splitlines():
+        m = re.fullmatch(r"Command failed -:(\d+)", text.strip())
+        if m is None:
+            if text.strip():
+                said.append(text.strip())
+            continue
+        n = int(m.group(1))
+        cmd = lines[n - 1] if 0 < n <= len(lines) else f"line {n}"
+        out.append(f"`ip {cmd}`: {'; '.join(said) or 'failed'}")
+        said = []
+    return out
 
 
 # The interfaces with a device (not VLANs or other stacked ones, which share
@@ -304,7 +323,11 @@ class Dut:
                  f"addr add {GUEST_IP4}/{PREFIX4} dev {i}",
                  f"addr add {GUEST_IP6}/{PREFIX6} dev {i} nodad",
                  f"link set {i} promisc off", f"link set {i} up")
-        self.sh(f"printf '%s\\n' {shlex.join(lines)} | ip -force -batch -")
+        r = self.guest.cmd(f"printf '%s\\n' {shlex.join(lines)} | ip -force -batch -",
+                           check=False)
+        if not r.ok:
+            why = ip_batch_failures(lines, r.stderr) or [r.stderr.strip() or "no message"]
+            raise DutError(f"{i} cannot be set up: {'; '.join(why)}")
         if wait_carrier:
             self.wait_carrier(1)
 

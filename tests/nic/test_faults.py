@@ -26,6 +26,7 @@ from steps import TRAFFIC, assert_clean, background_rx, flow_in, ping, receive, 
 
 from orchestrator.scenario import drivers
 from orchestrator.scenario import faults as faults_mod
+from orchestrator.scenario.dut import DutError
 
 RECOVERY_S = 60  # a recovery that takes longer is a failure
 GROUP_MAC = "01:00:5e:01:02:05"
@@ -440,7 +441,14 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
             if res.injected:
                 assert res.errno == 0 or res.errno in CLEAN_ERRNOS, \
                     f"{where}: unexpected error {res.errno} ({res.message})"
-            _restore(dut, op, how)
+            try:
+                _restore(dut, op, how)
+            except DutError as e:
+                if res.injected and res.errno == 0:
+                    # the failure was swallowed: what the driver kept is unusable
+                    raise AssertionError(f"{where}: the {op} reported success, yet {e}") \
+                        from None
+                raise
             ping(dut, count=1)
             dut.machine.mark(f"ktest: sweep {op} {n} done")
             bugs = report.judge(console.data(start)).failing
