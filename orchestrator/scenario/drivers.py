@@ -54,6 +54,9 @@ CAPABILITIES: dict[str, str] = {
     "xdp_frags": "a multi-buffer XDP program (xdp.frags) attaches at MTU 9000",
     "mac_set": "the MAC address can be changed while the interface is up (ip link set DEV "
                "address)",
+    # the kernel cannot refuse IFF_PROMISC (ndo_set_rx_mode returns nothing):
+    # the probe only sees the flag taken; test_promiscuous checks the frames
+    "promisc": "unicast promiscuous mode (ip link set DEV promisc on is taken)",
 }
 FUNCTIONS = ("pf", "vf")
 # Every fault a driver may say it survives (faults: in its declaration), with

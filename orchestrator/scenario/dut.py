@@ -572,6 +572,14 @@ def _mac_settable(d: Dut) -> bool:
     return d.set_address(old, check=False)
 
 
+def _promisc_settable(d: Dut) -> bool:
+    """The interface takes IFF_PROMISC (and gives it back)."""
+    i = shlex.quote(d.ifname)
+    r = d.guest.cmd(f"ip link set {i} promisc on && ip -o link show dev {i}; "
+                    f"ip link set {i} promisc off", check=False)
+    return "PROMISC" in r.stdout.split(">", 1)[0]
+
+
 def _resettable(d: Dut) -> bool:
     """ethtool --reset mac works (and the link comes back)."""
     if not d.guest.cmd(f"ethtool --reset {d.ifname} mac", check=False).ok:
@@ -609,4 +617,5 @@ CAPS: dict[str, Callable[[Dut], bool]] = {
     "xdp": lambda d: xdp.probe(d),
     "xdp_frags": lambda d: _max_mtu(d) >= 9000 and xdp.probe(d, frags=True),
     "mac_set": lambda d: _mac_settable(d),
+    "promisc": lambda d: _promisc_settable(d),
 }

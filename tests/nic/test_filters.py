@@ -18,6 +18,7 @@ N = 200
 STRAYS = N // 10  # ARP/ND frames of the guest's own that may cross the count
 
 
+@pytest.mark.requires("promisc")
 def test_promiscuous(dut: Any, traffic: Any, agent: Any) -> None:
     flow = flow_in(1)
 
