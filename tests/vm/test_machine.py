@@ -5,11 +5,14 @@ and no QEMU survives its orchestrator."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,10 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _runs_under_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The ktest commands these tests start put their run directories under
-    the test's tmp_path, never among the user's runs."""
-    monkeypatch.setenv("KTEST_RUNS", str(tmp_path / "runs"))
+def runs_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The ktest commands these tests start put their run directories in a
+    temporary folder, removed afterwards, never among the user's runs. Not
+    under tmp_path: QEMU's sockets live in a run directory, and a socket's
+    path must stay under 108 bytes."""
+    d = Path(tempfile.mkdtemp(prefix="ktest-runs-"))
+    monkeypatch.setenv("KTEST_RUNS", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def qemu_pids(marker: str) -> list[int]:
@@ -180,7 +188,7 @@ def test_probe_reaches_init_under_tcg(artifacts) -> None:
     assert ok, reason
 
 
-def _start_boot(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+def _start_boot(runs_dir: Path) -> tuple[subprocess.Popen[str], Path]:
     env = {**os.environ, "KTEST_CACHE": os.environ.get("KTEST_CACHE", "")}
     env = {k: v for k, v in env.items() if v}
     # as from a terminal: a test run started in the background of a
@@ -198,13 +206,13 @@ def _start_boot(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         if "Ctrl-C stops it" in line or time.monotonic() > deadline:
             break
     assert run_dir is not None, "ktest boot did not come up"
-    assert tmp_path in run_dir.parents, run_dir
+    assert runs_dir in run_dir.parents, run_dir
     return proc, run_dir
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_signals_to_ktest_boot_leave_no_qemu(tmp_path: Path, artifacts, sig: int) -> None:
-    proc, run_dir = _start_boot(tmp_path)
+def test_signals_to_ktest_boot_leave_no_qemu(runs_dir: Path, artifacts, sig: int) -> None:
+    proc, run_dir = _start_boot(runs_dir)
     try:
         assert qemu_pids(str(run_dir)), "QEMU not running while ktest boot is up"
         if sig != signal.SIGKILL:
