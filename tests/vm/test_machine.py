@@ -200,13 +200,18 @@ def _start_boot(runs_dir: Path) -> tuple[subprocess.Popen[str], Path]:
     assert proc.stdout is not None
     run_dir = None
     deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        if "run directory" in line:
-            run_dir = Path(line.rsplit("run directory", 1)[1].strip())
-        if "Ctrl-C stops it" in line or time.monotonic() > deadline:
-            break
-    assert run_dir is not None, "ktest boot did not come up"
-    assert runs_dir in run_dir.parents, run_dir
+    try:
+        for line in proc.stdout:
+            if "run directory" in line:
+                run_dir = Path(line.rsplit("run directory", 1)[1].strip())
+            if "Ctrl-C stops it" in line or time.monotonic() > deadline:
+                break
+        assert run_dir is not None, "ktest boot did not come up"
+        assert runs_dir in run_dir.parents, run_dir
+    except BaseException:
+        proc.terminate()  # ktest boot takes its QEMU down with it
+        proc.wait(timeout=60)
+        raise
     return proc, run_dir
 
 
