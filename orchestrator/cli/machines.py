@@ -179,9 +179,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
             except CmdError as e:
                 die(f"loading {drv.name} failed: {e}")
         text = shlex.join(command) if len(command) > 1 else command[0]
+        lost: Exception | None = None
         try:
             res = g.cmd(text, check=False, timeout=args.timeout)
-        except (CmdTimeout, SSHUnavailable, OSError, EOFError) as e:
+            if res.exit_status == -1:
+                # the channel ended before the command: a crash the console
+                # may not have shown yet, or a lost guest; never a status
+                lost = EOFError("the SSH channel ended before the command did")
+        except (CmdTimeout, SSHUnavailable, OSError, EOFError) as err:
+            lost = err
+        if lost is not None:
             # A crash ends in a panic line and QEMU's exit; a hang in neither.
             try:
                 m.console.wait_for(PANIC_RE, timeout=CRASH_GRACE)
@@ -192,7 +199,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
                 print(m.console_tail(40), file=sys.stderr)
                 die("guest kernel crashed while running the command", EXIT_CRASH)
             print(m.console_tail(20), file=sys.stderr)
-            die(f"guest hung or lost: {e}", EXIT_HANG)
+            die(f"guest hung or lost: {lost}", EXIT_HANG)
         sys.stdout.write(res.stdout)
         sys.stderr.write(res.stderr)
         if m.crashed:

@@ -261,6 +261,14 @@ def test_exec_crash_has_distinct_status(artifacts) -> None:
     assert "sysrq triggered crash" in r.stderr
 
 
+def test_exec_lost_channel_is_not_a_status(artifacts) -> None:
+    # the session's sshd goes: no exit status, no panic; ktest exec once
+    # returned 255 as if the command had said so
+    r = _exec("--", "kill -9 $PPID")
+    assert r.returncode == 124, (r.returncode, r.stderr[-2000:])
+    assert "the SSH channel ended before the command did" in r.stderr
+
+
 def test_smoke_check_passes(artifacts) -> None:
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "smoke"], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
