@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from orchestrator.scenario.dut import ip_batch_failures
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from orchestrator.scenario.dut import (
+    KMEMLEAK_CHECK,
+    KMEMLEAK_CHECK_NO_STACKS,
+    Dut,
+    DutError,
+    driver_records,
+    ip_batch_failures,
+)
 
 LINES = ("link set eth2 mtu 1500", "addr flush dev eth2", "addr add 10.99.0.2/24 dev eth2",
          "link set eth2 up")
@@ -20,3 +32,66 @@ def test_a_line_without_message_or_out_of_range() -> None:
     assert ip_batch_failures(LINES, "Command failed -:2\nCommand failed -:9\n") == [
         "`ip addr flush dev eth2`: failed", "`ip line 9`: failed"]
     assert ip_batch_failures(LINES, "") == []
+
+
+def leak(addr: str, *frames: str) -> str:
+    return (f"unreferenced object 0x{addr} (size 2048):\n  comm \"ethtool\", pid 235\n"
+            "  backtrace (crc 355480af):\n"
+            + "".join(f"    {f}\n" for f in ("kmemleak_alloc+0x24/0x30", *frames)))
+
+
+OURS = leak("ffff888005144000", "igb_alloc_q_vector.constprop.0+0x827/0xd3a [igb]",
+            "igb_reinit_queues+0xaf/0x153 [igb]", "ethnl_set_channels+0x568/0xba0")
+GONE = leak("ffff888005147000", "0xffffffffc0a01234", "__dev_open+0x1ee/0x3c0")
+OTHERS = leak("ffff888005150000", "__kmalloc_noprof+0x27b/0x4c0", "do_sys_poll+0x1a/0x400")
+NEAR = leak("ffff888005158000", "igbvf_probe+0x10/0x900 [igbvf]")
+
+
+def test_driver_records_keep_what_ran_through_the_driver() -> None:
+    assert driver_records(OTHERS + OURS + NEAR + GONE, "igb") == OURS + GONE
+    assert driver_records(OTHERS, "igb") == ""
+    assert driver_records("", "igb") == ""
+
+
+class StandIn(Dut):
+    """A Dut whose guest answers the kmemleak checks from a table."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__(machine=None, nic=None, driver=SimpleNamespace(name="igb", ko=None))  # type: ignore[arg-type]
+        self.answers, self.asked = answers, []  # type: list[str]
+
+    def sh(self, command: str, timeout: float = 60.0, check: bool = True) -> str:
+        self.asked.append(command)
+        return self.answers.get(command, "")
+
+    def dma_api_errors(self) -> int:
+        return 0
+
+
+def checked(answers: dict[str, str]) -> tuple[StandIn, Any]:
+    dut = StandIn(answers)
+    try:
+        dut.check_leaks(0)
+    except DutError as e:
+        return dut, e
+    return dut, None
+
+
+def test_a_leak_hidden_by_a_stack_is_found_without_stacks() -> None:
+    dut, err = checked({KMEMLEAK_CHECK_NO_STACKS: OTHERS + OURS})
+    assert dut.asked[:2] == [KMEMLEAK_CHECK, KMEMLEAK_CHECK_NO_STACKS]
+    assert err is not None and "1 unreferenced object(s) after unloading igb, with task " \
+        "stacks left out of the scan" in str(err)
+    assert "igb_alloc_q_vector" in str(err) and "do_sys_poll" not in str(err)
+
+
+@pytest.mark.parametrize("first,second,fails", [
+    (OTHERS, "", True),  # the first look counts every object
+    ("", OTHERS, False),  # without stacks, only the driver's
+    ("", "", False),
+])
+def test_which_look_counts_what(first: str, second: str, fails: bool) -> None:
+    dut, err = checked({KMEMLEAK_CHECK: first, KMEMLEAK_CHECK_NO_STACKS: second})
+    assert (err is not None) == fails
+    assert (KMEMLEAK_CHECK_NO_STACKS in dut.asked) == (not first)
+    assert "stack=on" in KMEMLEAK_CHECK_NO_STACKS.rsplit("scan", 1)[1]  # stacks back on
