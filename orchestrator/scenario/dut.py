@@ -581,7 +581,17 @@ def _ring_change(text: str) -> tuple[str, str] | None:
     return f"rx {new}", f"rx {c}"
 
 
-def _rss_settable(d: Dut) -> bool:
+def _rss_table_settable(d: Dut) -> bool:
+    """An even table over the queues is taken (then the default again)."""
+    nq = d.rx_queues()
+    if nq < 2:
+        return False
+    i = shlex.quote(d.ifname)
+    return d.guest.cmd(f"ethtool -X {i} equal {nq}; r=$?; ethtool -X {i} default; exit $r",
+                       check=False).ok
+
+
+def _rss_key_settable(d: Dut) -> bool:
     cfg = d.rss_config()
     if d.rx_queues() < 2 or cfg is None or not cfg.key:
         return False
@@ -632,8 +642,8 @@ CAPS: dict[str, Callable[[Dut], bool]] = {
     "multiqueue": lambda d: d.rx_queues() > 1,
     # several Rx queues fed by the device's hash (no ntuple filters here)
     "rss": lambda d: d.rx_queues() > 1,
-    # the key and table can be written (ethtool -X)
-    "rss_set": lambda d: _rss_settable(d),
+    "rss_set": lambda d: _rss_table_settable(d),
+    "rss_key_set": lambda d: _rss_key_settable(d),
     "ethtool_stats": lambda d: bool(d.ethtool_stats()),
     "channels_set": lambda d: max(_channels(d).get("max_rx", 0),
                                   _channels(d).get("max_combined", 0)) > 1,

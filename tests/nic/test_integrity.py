@@ -106,26 +106,37 @@ def test_multiflow_spreads_over_rx_queues(dut: Any, traffic: Any, agent: Any) ->
 
 
 @pytest.mark.requires("rss_set")
-def test_rss_table_and_key_steer_flows(dut: Any, traffic: Any, agent: Any) -> None:
+def test_rss_table_steers_flows(dut: Any, traffic: Any, agent: Any) -> None:
+    """Every table entry on one queue, then on another: all flows follow
+    the table (the key stays as it is; igb cannot write it)."""
     orig = dut.rss_config()
     nq = dut.rx_queues()
-    last = nq - 1
     try:
-        # every table entry on the last queue: all flows go there
-        dut.set_rss(table="weight " + " ".join(["0"] * last + ["1"]))
-        cfg = dut.rss_config()
-        assert cfg is not None and set(cfg.indir) == {last}, cfg
-        flows, _ = spread_flows(dut, 4, 30)
-        got = rx_per_queue(dut, traffic, agent, flows, 100)
-        assert_steered(got, {f.id: last for f in flows}, 100)
+        for q in (nq - 1, 0):
+            dut.set_rss(table="weight " + " ".join("1" if i == q else "0" for i in range(nq)))
+            cfg = dut.rss_config()
+            assert cfg is not None and set(cfg.indir) == {q}, cfg
+            flows, _ = spread_flows(dut, 4, 30 + 10 * q)
+            got = rx_per_queue(dut, traffic, agent, flows, 100)
+            assert_steered(got, {f.id: q for f in flows}, 100)
+    finally:
+        dut.set_rss(table="default")
+    cfg = dut.rss_config()
+    assert cfg is not None and orig is not None and cfg.indir == orig.indir, cfg
 
-        # a new key and the even table: the flows move where the key says
+
+@pytest.mark.requires("rss_set", "rss_key_set")
+def test_rss_key_steers_flows(dut: Any, traffic: Any, agent: Any) -> None:
+    """A new key and the even table: the flows move where the key says."""
+    orig = dut.rss_config()
+    nq = dut.rx_queues()
+    try:
         key = bytes((i * 29 + 7) & 0xFF for i in range(len(orig.key)))
         dut.set_rss(table=f"equal {nq}", key=key)
         cfg = dut.rss_config()
         assert cfg is not None and cfg.key == key, cfg
         assert cfg.indir == tuple(i % nq for i in range(len(cfg.indir))), cfg
-        flows, pred = spread_flows(dut, 8, 40)
+        flows, pred = spread_flows(dut, 8, 60)
         if pred is not None:
             assert len(set(pred.values())) == nq, pred
             got = rx_per_queue(dut, traffic, agent, flows, 100)
