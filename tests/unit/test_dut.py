@@ -94,4 +94,6 @@ def test_which_look_counts_what(first: str, second: str, fails: bool) -> None:
     dut, err = checked({KMEMLEAK_CHECK: first, KMEMLEAK_CHECK_NO_STACKS: second})
     assert (err is not None) == fails
     assert (KMEMLEAK_CHECK_NO_STACKS in dut.asked) == (not first)
-    assert "stack=on" in KMEMLEAK_CHECK_NO_STACKS.rsplit("scan", 1)[1]  # stacks back on
+    after = KMEMLEAK_CHECK_NO_STACKS.rsplit("scan", 1)[1]
+    assert "stack=on" in after  # stacks back on
+    assert "echo $lvl > /proc/sys/kernel/printk" in after  # and the console's level
