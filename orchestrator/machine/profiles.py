@@ -299,6 +299,22 @@ def nic_device(nic: NicSpec) -> dict[str, str | None]:
     return props
 
 
+def qmp_device_args(nic: NicSpec) -> dict[str, Any]:
+    """nic_device() as the arguments of a QMP device_add: the model as
+    "driver", and each value typed as QMP checks it (-device takes strings,
+    device_add does not: "ats": "on" is "Invalid parameter type for 'ats',
+    expected: boolean"), so on/off are booleans and numbers integers."""
+    props = nic_device(nic)
+    model = next(iter(props))
+    args: dict[str, Any] = {"driver": model}
+    for k, v in props.items():
+        if k == model:
+            continue
+        args[k] = v == "on" if v in ("on", "off") else \
+            int(v) if v is not None and v.isdigit() else v
+    return args
+
+
 def qemu_argv(profile: Profile, res: Resources, qemu: str = "qemu-system-x86_64") -> list[str]:
     """The complete QEMU command line for `profile` with `res` (pure)."""
     if res.accel == "kvm":

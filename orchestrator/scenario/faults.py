@@ -326,9 +326,7 @@ class Faults:
         """device_add with the very properties the profile's -device had."""
         qmp = self.machine.qmp
         assert qmp is not None
-        props = profiles.nic_device(self.nic)
-        model = next(iter(props))
-        args = {"driver": model, **{k: v for k, v in props.items() if k != model}}
+        args = profiles.qmp_device_args(self.nic)
         return self.record("hot-plug", self.nic.id,
                            lambda: str(qmp.execute("device_add", args)) or "ok")
 

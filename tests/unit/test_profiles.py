@@ -85,6 +85,11 @@ def test_nic_device_is_one_function() -> None:
     opts = ",".join(k if v is None else f"{k}={v}" for k, v in profiles.nic_device(nic).items())
     assert opts == ("virtio-net-pci,id=nic0,bus=rp-nic0,netdev=nd-nic0,mac=52:54:00:00:20:00,"
                     "romfile=,vectors=4,iommu_platform=on,ats=on")
+    # the same properties for QMP's device_add, typed as it checks them
+    assert profiles.qmp_device_args(nic) == {
+        "driver": "virtio-net-pci", "id": "nic0", "bus": "rp-nic0", "netdev": "nd-nic0",
+        "mac": "52:54:00:00:20:00", "romfile": "", "vectors": 4, "iommu_platform": True,
+        "ats": True}
 
 
 @pytest.mark.parametrize(
