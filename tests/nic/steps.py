@@ -53,6 +53,34 @@ def assert_clean(per_flow: dict[int, Any], fid: int, count: int) -> None:
     assert fault is None, fault
 
 
+def rings(dut: Any) -> dict[str, dict[str, int]]:
+    """ethtool -g: {"max": {"rx": N, "tx": N}, "cur": {...}}."""
+    text = dut.sh(f"ethtool -g {dut.ifname}")
+    out: dict[str, dict[str, int]] = {"max": {}, "cur": {}}
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("Pre-set maximums"):
+            section = "max"
+        elif line.startswith("Current hardware settings"):
+            section = "cur"
+        m = re.match(r"^(RX|TX):\s+(\d+)", line)
+        if m and section:
+            out[section][m.group(1).lower()] = int(m.group(2))
+    return out
+
+
+def ring_sizes(dut: Any) -> tuple[int, int, int]:
+    """Three Tx/Rx ring sizes the driver takes, to change to in turn: a small
+    one, the largest up to 512 and one between (powers of two within
+    ethtool -g's pre-set maximums: 128, 512, 256 where they allow; virtio's
+    rings stop at 256)."""
+    mx = rings(dut)["max"]
+    top = min(512, mx.get("rx", 512), mx.get("tx", 512))
+    big = 1 << (top.bit_length() - 1)
+    return big // 4, big, big // 2
+
+
+
 def ping(dut: Any, count: int = 3, size: int = 56, v6: bool = False,
          df: bool = False) -> None:
     dst = dut_mod.PEER_IP6 if v6 else dut_mod.PEER_IP4

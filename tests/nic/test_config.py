@@ -7,22 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from steps import assert_clean, flow_in, ping, receive
-
-
-def rings(dut: Any) -> dict[str, dict[str, int]]:
-    text = dut.sh(f"ethtool -g {dut.ifname}")
-    out: dict[str, dict[str, int]] = {"max": {}, "cur": {}}
-    section = ""
-    for line in text.splitlines():
-        if line.startswith("Pre-set maximums"):
-            section = "max"
-        elif line.startswith("Current hardware settings"):
-            section = "cur"
-        m = re.match(r"^(RX|TX):\s+(\d+)", line)
-        if m and section:
-            out[section][m.group(1).lower()] = int(m.group(2))
-    return out
+from steps import assert_clean, flow_in, ping, receive, rings
 
 
 @pytest.mark.requires("ring_set")

@@ -22,7 +22,16 @@ import re
 from typing import Any
 
 import pytest
-from steps import TRAFFIC, assert_clean, background_rx, flow_in, ping, receive, traffic_back
+from steps import (
+    TRAFFIC,
+    assert_clean,
+    background_rx,
+    flow_in,
+    ping,
+    receive,
+    ring_sizes,
+    traffic_back,
+)
 
 from orchestrator.scenario import drivers
 from orchestrator.scenario import faults as faults_mod
@@ -212,7 +221,7 @@ def test_link_flap_storm_with_ring_changes(dut: Any, traffic: Any, agent: Any) -
                 dut.set_link(False)
                 dut.set_link(True)
             dut.wait_carrier(1, timeout=RECOVERY_S)
-        for k, rx in enumerate((128, 512, 256), 1):
+        for k, rx in enumerate(ring_sizes(dut) if ring_set else (0, 0, 0), 1):
             with dut.step(f"admin down/up {k} of 3" + (f", rx ring {rx}" if ring_set else "")):
                 dut.sh(f"ip link set {dut.ifname} down")
                 if ring_set:

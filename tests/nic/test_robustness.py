@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from steps import PEER_PORT, assert_clean, flow_in, ping, receive
+from steps import PEER_PORT, assert_clean, flow_in, ping, receive, ring_sizes
 
 from orchestrator.scenario import dut as dut_mod
 from orchestrator.waiting import WaitTimeout, wait_until
@@ -94,7 +94,7 @@ def test_ring_changes_while_transmitting(dut: Any, traffic: Any, agent: Any,
     flood = agent.send_background(dut_mod.PEER_IP4, PEER_PORT, 50, 2_000_000, 1514, rate=0,
                                   max_seconds=FLOOD_MAX_S, name="ring-flood")
     try:
-        for k, size in enumerate((128, 512, 256), 1):
+        for k, size in enumerate(ring_sizes(dut), 1):
             with dut.step(f"ring change {k} of 3 under a Tx flood (tx {size})"):
                 # the flood is on the wire (not still starting up) at each change
                 goal = tx_packets() + 500
