@@ -332,6 +332,13 @@ def _restore(dut: Any, op: str, how: str) -> None:
         dut.setup()
 
 
+def _vectors(dut: Any) -> int:
+    """How many MSI/MSI-X vectors the DUT's PCI function has (0: INTx)."""
+    out = dut.guest.cmd(f"ls /sys/bus/pci/devices/{dut.bdf}/msi_irqs 2>/dev/null | wc -l",
+                        check=False).stdout
+    return int(out.strip() or 0)
+
+
 def _smallest_rings(dut: Any, cleanup: Any) -> None:
     """The DUT's rings at SWEEP_RING for the test (a driver that refuses
     keeps its own); the sizes it had come back afterwards."""
@@ -419,7 +426,10 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
     until it makes no more: each time a clean error (or success), no kernel
     report, no DMA-API error, and the operation then works and traffic
     flows. Each point is judged with its restore, before the next one. The
-    last step is judged by kmemleak too."""
+    last step is judged by kmemleak too. A driver that answers a failure by
+    falling back for good (MSI-X to MSI, say: fewer vectors afterwards) is
+    reloaded before the next point, or the rest of the sweep would fail
+    the fallback's allocations instead of the operation's."""
     ops = {name: (args, how) for name, args, how in _ops(dut)}
     if op not in ops:
         what = "surviving bus_reset" if op == "reset" else f"a capability for {op}"
@@ -438,6 +448,7 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
 
     points = 0
     start = console.size
+    vectors = _vectors(dut) if op != "probe" else 0  # probe: a new device each point
     for n in range(first, last + 1):
         _prepare(dut, op)
         if op == "probe":
@@ -463,6 +474,20 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
             bugs = report.judge(console.data(start)).failing
             assert not bugs, f"{where} (or the restore after it): {bugs[0].title}"
             assert dut.dma_api_errors() == dma0, f"{where}: DMA-API errors grew"
+        if op != "probe" and res.injected and (now := _vectors(dut)) != vectors:
+            with dut.step(f"{op}: {now} interrupt vectors after fail-nth {n}, {vectors} "
+                          f"before: reload {dut.driver.name} (unload with leak check)"):
+                def reload() -> str:
+                    dut.unload()
+                    dut.setup()
+                    if "ring_set" in dut.driver.info.capabilities:
+                        _smallest_rings(dut, cleanup)
+                    return f"{_vectors(dut)} interrupt vectors again"
+                faults.record(f"reload after fail-nth {n} ({vectors} interrupt vectors "
+                              f"before, {now} after)", dut.ifname, reload)
+                vectors = _vectors(dut)
+                bugs = report.judge(console.data(start)).failing
+                assert not bugs, f"reload after fail-nth {n} in {op}: {bugs[0].title}"
         start = console.size
         points += res.injected
         if not res.injected:
