@@ -10,13 +10,14 @@ a VM test that cannot run is a failure there.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from orchestrator.plugin import options
 from orchestrator.scenario import drivers
-from orchestrator.scenario.drivers import CAPABILITIES, FAULTS, KNOWN_FAILS
+from orchestrator.scenario.drivers import CAPABILITIES, FAILURE_REPORTS, FAULTS, KNOWN_FAILS
 
 UNDECLARED = "not declared:"  # prefix of the one skip reason CI accepts
 
@@ -49,7 +50,8 @@ def check(item: pytest.Item) -> None:
 def mark_fault(item: pytest.Item, pair: drivers.Pair) -> None:
     """@pytest.mark.fault(name): skip where the driver does not declare the
     fault; a strict xfail with the reason where it declares a known failure
-    (the test still runs, and a surprise recovery is reported)."""
+    (the test still runs, and a surprise recovery is reported), with the
+    kernel report that is that failure allowed (FAILURE_REPORTS)."""
     names = [n for mk in item.iter_markers("fault") for n in mk.args]
     if not names:
         return
@@ -69,6 +71,9 @@ def mark_fault(item: pytest.Item, pair: drivers.Pair) -> None:
             item.add_marker(pytest.mark.xfail(
                 reason=f"known limitation of {info.name}: {exp[len(KNOWN_FAILS):].strip()}",
                 strict=True))
+            allow = [p.format(driver=re.escape(info.name)) for p in FAILURE_REPORTS.get(name, ())]
+            if allow:
+                item.add_marker(pytest.mark.allow_reports(*allow))
 
 
 def strict_skip(rep: pytest.TestReport) -> None:

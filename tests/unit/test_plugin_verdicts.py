@@ -179,6 +179,34 @@ def test_allowed_warning(warns_in_setup):
 
 def test_after_crashes_a_fresh_guest(machine):
     pass
+
+
+AER_FAILED = """\
+pcieport 0000:00:04.0: AER: Uncorrectable (Non-Fatal) error message received from 0000:00:04.0
+pcieport 0000:00:04.0:    [14] CmpltTO                (First)
+virtio-pci 0000:01:00.0: AER: can't recover (no error_detected callback)
+pcieport 0000:00:04.0: AER: device recovery failed
+"""
+
+
+@pytest.mark.fault("aer_nonfatal")
+def test_declared_failure(machine):
+    machine.console.emit(AER_FAILED)
+    assert False, "traffic did not come back"
+
+
+@pytest.mark.fault("aer_fatal")
+def test_declared_fatal_failure(machine):
+    machine.console.emit(AER_FAILED)
+    machine.console.emit("virtio_net virtio0 eth1: NETDEV WATCHDOG: CPU: 0: transmit queue 0 "
+                         "timed out 5120 ms")
+    assert False, "traffic did not come back"
+
+
+@pytest.mark.fault("aer_nonfatal")
+def test_declared_failure_and_a_warning(machine, warns_in_setup):
+    machine.console.emit(AER_FAILED)
+    assert False, "traffic did not come back"
 '''
 
 
@@ -220,6 +248,23 @@ def test_every_phase_is_judged(tmp_path: Path) -> None:
     spans = recs["test_after_crashes_a_fresh_guest"]["console"]
     assert len(spans) == 1 and spans[0]["run_dir"].endswith("-m6")
     assert spans[0]["end"] > spans[0]["start"]
+
+
+def test_a_declared_failure_allows_its_own_report(tmp_path: Path) -> None:
+    """virtio_net declares that AER recovery fails: the AER core's "recovery
+    failed" is that failure (xfail, the report allowed); any other report
+    still fails the test."""
+    r, recs = run_inner(tmp_path, "virtio-net:virtio_net", "-k", "declared")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert recs["test_declared_failure"]["outcome"] == "xfailed", recs
+    assert recs["test_declared_failure"]["allowed_reports"] == ["AER: recovery failed"]
+    # after a fatal error the link was reset behind the driver's back
+    fatal = recs["test_declared_fatal_failure"]
+    assert fatal["outcome"] == "xfailed", fatal
+    assert fatal["allowed_reports"] == ["AER: recovery failed",
+                                        "NETDEV WATCHDOG: transmit queue timed out in virtio_net"]
+    other = recs["test_declared_failure_and_a_warning"]
+    assert (other["outcome"], other["message"]) == ("failed", "WARNING in ktnic_open")
 
 
 def test_a_pair_that_cannot_boot_errors_at_once(tmp_path: Path) -> None:
