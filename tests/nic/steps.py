@@ -80,7 +80,6 @@ def ring_sizes(dut: Any) -> tuple[int, int, int]:
     return big // 4, big, big // 2
 
 
-
 def ping(dut: Any, count: int = 3, size: int = 56, v6: bool = False,
          df: bool = False) -> None:
     dst = dut_mod.PEER_IP6 if v6 else dut_mod.PEER_IP4
