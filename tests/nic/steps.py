@@ -53,9 +53,10 @@ def assert_clean(per_flow: dict[int, Any], fid: int, count: int) -> None:
     assert fault is None, fault
 
 
-def rings(dut: Any) -> dict[str, dict[str, int]]:
-    """ethtool -g: {"max": {"rx": N, "tx": N}, "cur": {...}}."""
-    text = dut.sh(f"ethtool -g {dut.ifname}")
+def maxima_and_current(dut: Any, opt: str) -> dict[str, dict[str, int]]:
+    """ethtool -g or -l: {"max": {"rx": N, "tx": N, ...}, "cur": {...}},
+    the numeric lines of each block by their lower-case names ("combined")."""
+    text = dut.sh(f"ethtool {opt} {dut.ifname}")
     out: dict[str, dict[str, int]] = {"max": {}, "cur": {}}
     section = ""
     for line in text.splitlines():
@@ -63,10 +64,15 @@ def rings(dut: Any) -> dict[str, dict[str, int]]:
             section = "max"
         elif line.startswith("Current hardware settings"):
             section = "cur"
-        m = re.match(r"^(RX|TX):\s+(\d+)", line)
+        m = re.match(r"^([\w ]+):\s+(\d+)$", line)
         if m and section:
-            out[section][m.group(1).lower()] = int(m.group(2))
+            out[section][m.group(1).strip().lower()] = int(m.group(2))
     return out
+
+
+def rings(dut: Any) -> dict[str, dict[str, int]]:
+    """ethtool -g: {"max": {"rx": N, "tx": N}, "cur": {...}}."""
+    return maxima_and_current(dut, "-g")
 
 
 def ring_sizes(dut: Any) -> tuple[int, int, int]:

@@ -27,6 +27,7 @@ from steps import (
     assert_clean,
     background_rx,
     flow_in,
+    maxima_and_current,
     ping,
     receive,
     ring_sizes,
@@ -269,12 +270,6 @@ def test_pf_reset_and_unload_with_vfs(dut: Any, traffic: Any, agent: Any,
 # ---------------------------------------------------------------- allocation failures
 
 
-def _current(dut: Any, opt: str) -> dict[str, int]:
-    """The "Current hardware settings" block of ethtool -g or -l."""
-    text = dut.sh(f"ethtool {opt} {dut.ifname}").split("Current hardware settings:")[-1]
-    return {k.strip().lower(): int(v) for k, v in re.findall(r"^([\w ]+):\s+(\d+)$", text, re.M)}
-
-
 def _ops(dut: Any) -> list[tuple[str, list[str], str]]:
     """(name, ktest-fault arguments, how to restore) per swept operation;
     the ring and channel changes go from the current settings to others
@@ -287,7 +282,7 @@ def _ops(dut: Any) -> list[tuple[str, list[str], str]]:
         ("mtu", ["mtu", i, "3000"], f"ip link set {i} mtu 1500"),
     ]
     if "ring_set" in caps:
-        cur = _current(dut, "-g")
+        cur = maxima_and_current(dut, "-g")["cur"]
         rx, tx = cur["rx"], cur["tx"]
         ops.append(("rings", ["rings", i, str(rx * 2 if rx <= 1024 else rx // 2),
                               str(tx * 2 if tx <= 1024 else tx // 2)],
@@ -299,7 +294,7 @@ def _ops(dut: Any) -> list[tuple[str, list[str], str]]:
         ops.append(("reset", ["write", f"{dev}/reset", "1"],
                     f"echo default > {dev}/reset_method"))
     if "channels_set" in caps:
-        cur = _current(dut, "-l")
+        cur = maxima_and_current(dut, "-l")["cur"]
         ops.append(("channels", ["channels", i, str(min(1, cur.get("rx", 0))),
                                  str(min(1, cur.get("tx", 0))),
                                  str(min(1, cur.get("combined", 0)))],
@@ -342,7 +337,7 @@ def _vectors(dut: Any) -> int:
 def _smallest_rings(dut: Any, cleanup: Any) -> None:
     """The DUT's rings at SWEEP_RING for the test (a driver that refuses
     keeps its own); the sizes it had come back afterwards."""
-    cur = _current(dut, "-g")
+    cur = maxima_and_current(dut, "-g")["cur"]
     if cur.get("rx") == SWEEP_RING and cur.get("tx") == SWEEP_RING:
         return
     r = dut.guest.cmd(f"ethtool -G {dut.ifname} rx {SWEEP_RING} tx {SWEEP_RING}", check=False)
@@ -395,7 +390,7 @@ def test_rx_refill_failures_under_traffic(dut: Any, traffic: Any, agent: Any, fa
     if scope.startswith("unscoped"):
         # unscoped, the window would fail the guest's SSH and everything else
         pytest.skip(f"cannot confine allocation failures to the driver: {scope}")
-    rx = _current(dut, "-g").get("rx", 256)
+    rx = maxima_and_current(dut, "-g")["cur"].get("rx", 256)
     before = settings(dut)
     dma0 = dut.dma_api_errors()
     ping(dut, count=1)
