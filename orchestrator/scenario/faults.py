@@ -32,8 +32,14 @@ cleanup queue.
   depot) are taken back by a guest helper module, ktest_faultscope: under
   the debug kernel they are most of the calls (about 270 of 300 when
   ktest_nic opens), failing them tests the checkers, and dma-debug turns
-  itself off when its tracking fails. The helper also says where each
-  failure was injected.
+  itself off when its tracking fails. So are the calls whose number
+  depends on what the kernel did before (a slab cache's new slab, an IOVA
+  or IOMMU page table behind a mapping, percpu chunks, vmalloc areas and
+  kernel page tables, xarray and maple tree nodes): with them, point n was a different call
+  from run to run. Instead, the helper makes each streaming DMA mapping of
+  the task a point (dma_map_page_attrs fails with DMA_MAPPING_ERROR), so a
+  driver's mapping error paths are swept with or without an IOMMU. The
+  helper also says where each failure was injected.
 * A window of page allocation failures in any context (softirq too): the
   next N injectable page allocations in scope fail whoever makes them,
   which is how an Rx refill under traffic meets them (fail-nth only counts
@@ -80,6 +86,7 @@ FAIL_KNOBS = {
 }
 _NTH_RE = re.compile(r"result=(-?\d+)(?: \(([^)]*)\))? injected=([01])")
 SCOPE_DIR = "/sys/kernel/debug/ktest_faultscope"
+MAP_ATTR = f"{SCOPE_DIR}/dma_map"  # its DMA mapping points' fault attributes
 
 
 class FaultError(Exception):
@@ -383,6 +390,9 @@ class Faults:
         task counts). Undone by the test's cleanup."""
         if not self.guest.cmd(f"test -e {FAIL_ATTRS[0]}/require-start", check=False).ok:
             return "unscoped: this kernel has no fault-injection stack-trace filter"
+        # ktest_faultscope's mapping points, when it is loaded, take the same scope
+        attrs = FAIL_ATTRS + ((MAP_ATTR,) if self.guest.cmd(f"test -d {MAP_ATTR}",
+                                                            check=False).ok else ())
         size = module_text_size(ko)
         line = self.guest.cmd(f"grep '^{module} ' /proc/modules", check=False).stdout.split()
         if len(line) < 6 or not size:
@@ -394,12 +404,13 @@ class Faults:
                  "stacktrace-depth": SCOPE_DEPTH}
 
         def do() -> str:
-            self.guest.cmd("; ".join(f"echo {v} > {a}/{k}" for a in FAIL_ATTRS
+            self.guest.cmd("; ".join(f"echo {v} > {a}/{k}" for a in attrs
                                      for k, v in knobs.items()))
-            return f"{module} text {start:#x}+{size:#x}, {SCOPE_DEPTH} frames"
+            return f"{module} text {start:#x}+{size:#x}, {SCOPE_DEPTH} frames" + \
+                (", DMA mappings too" if len(attrs) > len(FAIL_ATTRS) else "")
 
         defaults = {"require-start": 0, "require-end": (1 << 64) - 1, "stacktrace-depth": 32}
-        self._undo(self._sh_quiet, "; ".join(f"echo {v} > {a}/{k}" for a in FAIL_ATTRS
+        self._undo(self._sh_quiet, "; ".join(f"echo {v} > {a}/{k}" for a in attrs
                                              for k, v in defaults.items()))
         return self.record("scope allocation failures", module, do)
 
@@ -456,9 +467,11 @@ class Faults:
 
     def keep_checkers_out(self, kernel: Any) -> str:
         """Load ktest_faultscope (built against `kernel`, cached): from now
-        on the calls the kernel's checkers make for themselves are neither
-        failed nor counted by fail-nth, and nth() says where each failure
-        went. Unloaded by the test's cleanup."""
+        on the calls the kernel's checkers make, and those whose number
+        depends on history, are neither failed nor counted by fail-nth, each DMA mapping is a
+        point, and nth() says where each failure went. Load it before
+        scope_to_module(), which scopes the mapping points too. Unloaded by
+        the test's cleanup."""
         ko = module_mod.build_module(paths.faultscope_dir(), kernel).ko
         remote = f"/tmp/{ko.name}"
 
@@ -467,7 +480,8 @@ class Faults:
             r = self.guest.cmd(f"insmod {remote}", check=False)
             if not r.ok:
                 raise FaultError(f"insmod {ko.name}: {r.stderr.strip()}")
-            return "kmemleak, dma-debug, KASAN and the stack depot exempt"
+            return ("kmemleak, dma-debug, KASAN, the stack depot and history-bound calls "
+                    "exempt; DMA mappings are points")
 
         reply = self.record("keep checkers out of fail-nth", ko.stem, do)
         self._undo(self._sh_quiet, f"rmmod {ko.stem}")

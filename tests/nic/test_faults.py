@@ -50,10 +50,8 @@ SWEEP_MAX = 800
 CLEAN_ERRNOS = {errno.ENOMEM, errno.ENOBUFS, errno.EINVAL, errno.EIO, errno.EBUSY,
                 errno.ENODEV, errno.ETIMEDOUT}
 # A sweep runs on the smallest rings (64 descriptors: the least ktest_nic,
-# e1000e, igb and igbvf take): a per-buffer call is one call site repeated
-# per buffer, and under an IOMMU each Rx page's IOVA is one (alloc_iova, on a
-# cache miss): at 256 descriptors under the vIOMMU, 61 of open's first 116
-# points were alloc_iova and the sweep had not ended; at 64 open has 50.
+# e1000e, igb and igbvf take): a per-buffer call (an Rx buffer's page, its
+# DMA mapping) is one call site repeated per buffer.
 SWEEP_RING = 64
 HOLD_PORT, HOLD_FLOW = 7003, 91  # frames the stack keeps (an agent that reads nothing)
 
@@ -417,10 +415,10 @@ def test_rx_refill_failures_under_traffic(dut: Any, traffic: Any, agent: Any, fa
 @pytest.mark.parametrize("op", ["probe", "open", "mtu", "rings", "channels", "reset"])
 def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: Any,
                                   op: str) -> None:
-    """Fail the 1st, 2nd, ... injectable allocation of one driver operation
-    until it makes no more: each time a clean error (or success), no kernel
-    report, no DMA-API error, and the operation then works and traffic
-    flows. Each point is judged with its restore, before the next one. The
+    """Fail the 1st, 2nd, ... injectable allocation or DMA mapping of one
+    driver operation until it makes no more: each time a clean error (or
+    success), no kernel report, no DMA-API error, and the operation then
+    works and traffic flows. Each point is judged with its restore, before the next one. The
     last step is judged by kmemleak too. A driver that answers a failure by
     falling back for good (MSI-X to MSI, say: fewer vectors afterwards) is
     reloaded before the next point, or the rest of the sweep would fail
@@ -433,8 +431,8 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
         _smallest_rings(dut, cleanup)
         ops = {name: (args, how) for name, args, how in _ops(dut)}
     args, how = ops[op]
+    faults.keep_checkers_out(dut.machine.kernel)  # first: the scope covers its mapping points
     scope = _scope(dut, faults)
-    faults.keep_checkers_out(dut.machine.kernel)
     first, last, only = _sweep_range(op)
     dma0 = dut.dma_api_errors()
     console = dut.machine.console
@@ -497,7 +495,7 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
     else:
         what = f"{points} injection point{'s' * (points != 1)}" + \
             (f" from point {first} on" if first > 1 else "")
-    what += f", {faults.exempted()} calls of the kernel's checkers exempt"
+    what += f", {faults.exempted()} calls exempt (the kernel's checkers, cache refills)"
     faults.record(f"sweep {op} complete", dut.ifname, lambda: f"{what} ({scope})")
     with dut.step(f"{op}: {what}; unload with leak check"):
         dut.unload()

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ktest_faultscope: keeps the kernel's own checkers out of a fail-nth sweep,
- * and tells which call each injected failure hit.
+ * ktest_faultscope: keeps the kernel's own checkers, and the calls whose
+ * number depends on history, out of a fail-nth sweep; makes each streaming
+ * DMA mapping a point of the sweep; tells which call each failure hit.
  *
  * A sweep fails the n-th injectable call of a task whose stack holds the
  * driver under test (fail-nth with the stack-trace filter). Under a debug
@@ -13,13 +14,30 @@
  * gets -ENOMEM). So, for a task armed with fail-nth, a call made on behalf
  * of a checker is taken back: it neither fails nor counts towards n.
  *
+ * Some calls are made or not depending on what the kernel did before: a
+ * kmalloc needs a new slab only when the cache's slabs are full, behind an
+ * IOMMU an IOVA comes from a per-CPU cache when one is there, a page-table
+ * page is needed only where nothing was mapped before, a vmalloc area is
+ * reused from a per-node pool once lazily freed areas were purged, an
+ * xarray or maple tree grows a node only at some sizes. Counting them made point n of a
+ * sweep a different call from run to run (and a failure found in one run
+ * was missed in the next). They are taken back too. Each
+ * dma_map_page_attrs() of an armed task counts once instead: at its point
+ * the mapping is undone and the caller gets DMA_MAPPING_ERROR, with or
+ * without an IOMMU, so a driver's mapping error paths are swept on every
+ * machine.
+ *
  * debugfs /sys/kernel/debug/ktest_faultscope/
  *   site      the call stack of the last failure injected through fail-nth,
  *             innermost first, from the allocator up ("a < b < c")
  *   exempted  how many calls of armed tasks were taken back
+ *   dma_map/  the fault attributes of the mapping points (the stack-trace
+ *             filter of failslab: require-start, require-end, ...)
  */
 #include <linux/atomic.h>
 #include <linux/debugfs.h>
+#include <linux/dma-mapping.h>
+#include <linux/fault-inject.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
@@ -42,6 +60,26 @@ static const char * const ktfs_checkers[] = {
 	"kasan_",
 };
 
+/* Calls whose number depends on what the kernel did before, not on what
+ * the driver does: refills of caches and pools, and the nodes and tables
+ * of shared structures (matched anywhere in a frame's name).
+ */
+static const char * const ktfs_history[] = {
+	"iova",			/* alloc_iova_fast(), the rcache's magazines */
+	"iommu_map",		/* IOMMU page tables: iommu_map(), *_iommu_map_pages() */
+	"allocate_slab",	/* a slab cache's new slab */
+	"pcpu_",		/* the percpu allocator's chunks and their pages */
+	"pte_alloc",		/* kernel page tables (vmalloc, vmap) */
+	"pmd_alloc",
+	"pud_alloc",
+	"p4d_alloc",
+	"alloc_vmap_area",	/* a vmalloc area: reused from a pool once purged */
+	"preload",		/* vmap_area and radix-tree preloads */
+	"xas_alloc",		/* xarray nodes: ifindex, IDs, page_pool's DMA index */
+	"xas_nomem",
+	"mas_alloc_nodes",	/* maple tree nodes: interrupt descriptors */
+};
+
 /* Frames of the fault injection itself, left out of the site. */
 static const char * const ktfs_plumbing[] = {
 	"should_fail",
@@ -54,6 +92,9 @@ static const char * const ktfs_plumbing[] = {
 	"rethook",
 	"kretprobe",
 	"ktfs_",
+	"pre_handler_kretprobe",
+	"kprobe_",
+	"ftrace_",
 };
 
 /* ktfs_lock guards the scratch space of a walk and the last site: the
@@ -66,6 +107,7 @@ static char ktfs_walked[KTFS_SITE_LEN];
 static char ktfs_site[KTFS_SITE_LEN];
 static atomic_long_t ktfs_exempted = ATOMIC_LONG_INIT(0);
 static struct dentry *ktfs_dir;
+static DECLARE_FAULT_ATTR(ktfs_map_attr);
 
 static bool ktfs_starts(const char *name, const char * const *list, size_t n)
 {
@@ -77,8 +119,18 @@ static bool ktfs_starts(const char *name, const char * const *list, size_t n)
 	return false;
 }
 
-/* True if a checker is on the stack; otherwise ktfs_walked gets the
- * frames. Called with ktfs_lock held.
+static bool ktfs_contains(const char *name, const char * const *list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strstr(name, list[i]))
+			return true;
+	return false;
+}
+
+/* True if a checker or a history-bound call is on the stack; otherwise
+ * ktfs_walked gets the frames. Called with ktfs_lock held.
  */
 static bool ktfs_walk(void)
 {
@@ -91,7 +143,9 @@ static bool ktfs_walk(void)
 	for (i = 0; i < n; i++) {
 		sprint_symbol_no_offset(ktfs_name, ktfs_entries[i]);
 		if (ktfs_starts(ktfs_name, ktfs_checkers,
-				ARRAY_SIZE(ktfs_checkers)))
+				ARRAY_SIZE(ktfs_checkers)) ||
+		    ktfs_contains(ktfs_name, ktfs_history,
+				  ARRAY_SIZE(ktfs_history)))
 			return true;
 		if (used >= sizeof(ktfs_walked) ||
 		    ktfs_starts(ktfs_name, ktfs_plumbing,
@@ -143,7 +197,62 @@ static struct kretprobe ktfs_probe = {
 	.entry_handler	= ktfs_entry,
 	.handler	= ktfs_return,
 	.data_size	= sizeof(struct ktfs_call),
-	.maxactive	= 16,
+};
+
+/* A mapping point: the arguments to undo the mapping with, saved on entry. */
+struct ktfs_map {
+	struct device *dev;
+	size_t size;
+	enum dma_data_direction dir;
+	unsigned long attrs;
+};
+
+static int ktfs_map_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct ktfs_map *map = (struct ktfs_map *)ri->data;
+
+	/* Only an armed task's calls are points; the others go unprobed. */
+	if (!in_task() || !READ_ONCE(current->fail_nth))
+		return 1;
+	/* should_fail() moves the countdown, within the scope of its filter */
+	if (!should_fail(&ktfs_map_attr, regs_get_kernel_argument(regs, 3)))
+		return 1;
+	map->dev = (struct device *)regs_get_kernel_argument(regs, 0);
+	map->size = regs_get_kernel_argument(regs, 3);
+	map->dir = regs_get_kernel_argument(regs, 4);
+	map->attrs = regs_get_kernel_argument(regs, 5);
+	return 0;
+}
+
+/* The point's mapping was made: undo it, and fail the call. */
+static int ktfs_map_return(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct ktfs_map *map = (struct ktfs_map *)ri->data;
+	dma_addr_t addr = regs_return_value(regs);
+	unsigned long flags;
+
+	/* Walked from here, the stack has the caller: on entry, through an
+	 * optimized probe's trampoline, the unwinder skipped it.
+	 */
+	spin_lock_irqsave(&ktfs_lock, flags);
+	ktfs_walk();
+	scnprintf(ktfs_site, sizeof(ktfs_site), "dma_map_page_attrs < %s",
+		  ktfs_walked);
+	spin_unlock_irqrestore(&ktfs_lock, flags);
+
+	/* dma-debug wants every mapping's error checked before its unmap */
+	if (!dma_mapping_error(map->dev, addr))
+		dma_unmap_page_attrs(map->dev, addr, map->size, map->dir,
+				     map->attrs | DMA_ATTR_SKIP_CPU_SYNC);
+	regs_set_return_value(regs, DMA_MAPPING_ERROR);
+	return 0;
+}
+
+static struct kretprobe ktfs_map_probe = {
+	.kp.symbol_name	= "dma_map_page_attrs",
+	.entry_handler	= ktfs_map_entry,
+	.handler	= ktfs_map_return,
+	.data_size	= sizeof(struct ktfs_map),
 };
 
 static int ktfs_site_show(struct seq_file *m, void *unused)
@@ -166,27 +275,47 @@ DEFINE_SHOW_ATTRIBUTE(ktfs_exempted);
 
 static int __init ktfs_init(void)
 {
+	struct dentry *attrs;
 	int err;
 
-	err = register_kretprobe(&ktfs_probe);
-	if (err) {
-		pr_err("cannot probe should_fail_ex: %d\n", err);
-		return err;
-	}
 	ktfs_dir = debugfs_create_dir("ktest_faultscope", NULL);
 	debugfs_create_file("site", 0400, ktfs_dir, NULL, &ktfs_site_fops);
 	debugfs_create_file("exempted", 0400, ktfs_dir, NULL, &ktfs_exempted_fops);
+	/* fail-nth only: probability 0, nothing fails by itself */
+	ktfs_map_attr.verbose = 1;
+	attrs = fault_create_debugfs_attr("dma_map", ktfs_dir, &ktfs_map_attr);
+	if (IS_ERR(attrs)) {
+		err = PTR_ERR(attrs);
+		goto err_debugfs;
+	}
+	err = register_kretprobe(&ktfs_probe);
+	if (err) {
+		pr_err("cannot probe should_fail_ex: %d\n", err);
+		goto err_debugfs;
+	}
+	err = register_kretprobe(&ktfs_map_probe);
+	if (err) {
+		pr_err("cannot probe dma_map_page_attrs: %d\n", err);
+		goto err_probe;
+	}
 	return 0;
+
+err_probe:
+	unregister_kretprobe(&ktfs_probe);
+err_debugfs:
+	debugfs_remove_recursive(ktfs_dir);
+	return err;
 }
 
 static void __exit ktfs_exit(void)
 {
-	debugfs_remove_recursive(ktfs_dir);
+	unregister_kretprobe(&ktfs_map_probe);
 	unregister_kretprobe(&ktfs_probe);
+	debugfs_remove_recursive(ktfs_dir);
 }
 
 module_init(ktfs_init);
 module_exit(ktfs_exit);
 
-MODULE_DESCRIPTION("ktest: keeps the kernel's checkers out of fail-nth sweeps");
+MODULE_DESCRIPTION("ktest: fail-nth sweeps of a driver: checkers and history out, DMA mappings in");
 MODULE_LICENSE("GPL");
