@@ -478,6 +478,9 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
                     return f"{_vectors(dut)} interrupt vectors again"
                 faults.record(f"reload after fail-nth {n} ({vectors} interrupt vectors "
                               f"before, {now} after)", dut.ifname, reload)
+                # a reloaded module's code may sit elsewhere: scope the failures
+                # to where it is now, or the rest of the sweep counts none of its calls
+                scope = _scope(dut, faults)
                 vectors = _vectors(dut)
                 bugs = report.judge(console.data(start)).failing
                 assert not bugs, f"reload after fail-nth {n} in {op}: {bugs[0].title}"
