@@ -56,6 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
                             "title matches a pattern do not fail the test")
     config.addinivalue_line("markers", "fault(name): a fault test; runs on drivers that "
                             "declare the fault, as a known failure where they say it fails")
+    config.addinivalue_line("markers", "failure_reports(*patterns): kernel reports that are "
+                            "the test's expected failure: one seen makes it XFAIL even if "
+                            "its checks pass")
     options.apply_qemu(config)
     out = config.getoption("--ktest-out", None)
     if out:

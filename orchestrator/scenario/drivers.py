@@ -62,7 +62,10 @@ CAPABILITIES: dict[str, str] = {
 FUNCTIONS = ("pf", "vf")
 # Every fault a driver may say it survives (faults: in its declaration), with
 # what surviving means. A value "recovers" is checked by the fault suite;
-# "fails: REASON" is a known limitation, reported as such (strict xfail).
+# "fails: REASON" is a known limitation, reported as such (strict xfail). The
+# long form {fails: REASON, reports: [TITLE, ...]} also names the kernel
+# reports (exact titles) that are that failure, as FAILURE_REPORTS does for
+# every driver.
 FAULTS: dict[str, str] = {
     "aer_nonfatal": "an uncorrectable non-fatal AER error at the root port: recovery "
                     "successful, traffic flows again",
@@ -111,6 +114,8 @@ class DriverInfo:
     source: Path | None = None  # the YAML it was read from
     declared: bool = True
     faults: dict[str, str] = field(default_factory=dict)  # see FAULTS
+    # per fault declared as failing: the report titles that are its failure
+    fault_reports: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def expectation(self, fault: str) -> str | None:
         """"recovers", "fails: REASON", or None when the driver says nothing."""
@@ -138,10 +143,20 @@ def parse_declaration(data: object, path: Path) -> DriverInfo:
                                       f"(known: {', '.join(CAPABILITIES)})")
     f = r.child("faults")
     faults: dict[str, str] = {}
+    reports: dict[str, tuple[str, ...]] = {}
     for fault in list(f.data):
         if fault not in FAULTS:
             raise f.error(str(fault), f"unknown fault (known: {', '.join(FAULTS)})")
-        value = f.get(str(fault), str, "", "'recovers' or 'fails: REASON'").strip()
+        if isinstance(f.data[fault], dict):
+            long = f.child(str(fault))
+            reason = long.required("fails", str, "the reason it fails").strip()
+            if not reason:
+                raise long.error("fails", "empty reason")
+            value = f"{KNOWN_FAILS} {reason}"
+            reports[str(fault)] = long.strings("reports")
+            long.finish()
+        else:
+            value = f.get(str(fault), str, "", "'recovers' or 'fails: REASON'").strip()
         if value != "recovers" and not (value.startswith(KNOWN_FAILS) and
                                         value[len(KNOWN_FAILS):].strip()):
             raise f.error(str(fault), f"expected 'recovers' or 'fails: REASON', got {value!r}")
@@ -150,7 +165,7 @@ def parse_declaration(data: object, path: Path) -> DriverInfo:
     info = DriverInfo(
         name=name, drives=drives, function=function, load_first=r.strings("load_first"),
         capabilities=frozenset(caps), description=r.get("description", str, "", "a string"),
-        source=path, faults=faults,
+        source=path, faults=faults, fault_reports=reports,
     )
     r.finish()
     return info

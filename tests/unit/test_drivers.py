@@ -24,6 +24,13 @@ def test_shipped_declarations_load() -> None:
     assert drivers.info_for("igbvf").function == "vf"
     assert drivers.info_for("virtio_net").load_first == ("virtio_pci",)
     assert drivers.info_for("virtio_net").expectation("aer_fatal").startswith("fails:")
+    igbvf = drivers.info_for("igbvf")
+    assert igbvf.expectation("aer_nonfatal").startswith("fails: igbvf asks for a slot reset")
+    assert igbvf.fault_reports["aer_nonfatal"] == (
+        "NETDEV WATCHDOG: transmit queue timed out in igb",)
+    for name in drivers.known():
+        info = drivers.info_for(name)
+        assert all(info.expectation(f).startswith("fails:") for f in info.fault_reports)
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -33,6 +40,9 @@ def test_shipped_declarations_load() -> None:
     ("name: x\nfaults:\n  aer_fatal: maybe\n", ":3: faults.aer_fatal: expected 'recovers'"),
     ("name: x\nfaults:\n  meteor: recovers\n", ":3: faults.meteor: unknown fault"),
     ("name: x\nfunction: gpu\n", ":2: function: expected one of pf, vf"),
+    ("name: x\nfaults:\n  flr:\n    reports: [x]\n", ":4: faults.flr.fails: missing"),
+    ("name: x\nfaults:\n  flr:\n    fails: why\n    titles: [x]\n",
+     ":5: faults.flr.titles: unknown key"),
 ])
 def test_bad_declarations_name_file_line_and_key(tmp_path: Path, text: str, needle: str) -> None:
     p = tmp_path / "ktest.yaml"
