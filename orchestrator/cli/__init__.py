@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the selected tests of each pair and stop (no guest)")
     p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default=None)
     p.add_argument("--no-pcap", action="store_true", help="do not save a pcap per test")
+    p.add_argument("--fresh-guest", choices=["after-crash", "per-test"], default=None,
+                   help="when a test gets a fresh guest besides the start of each pair: "
+                        "after a crash or a wedged DUT (default), or for every test")
+    p.add_argument("--cold", action="store_true",
+                   help="boot every guest cold: no snapshot is restored or saved (slower; "
+                        "for a guest that must not come from a snapshot)")
     p.add_argument("--coverage", action="store_true",
                    help="build the driver under test for gcov; print and keep its line and "
                         "branch coverage (coverage.json, coverage-html/)")

@@ -49,6 +49,10 @@ def pytest_extra(args: argparse.Namespace) -> list[str]:
         extra += ["--ktest-driver-params", args.driver_params]
     if getattr(args, "coverage", False):
         extra.append("--ktest-coverage")
+    if getattr(args, "fresh_guest", None):
+        extra += ["--ktest-fresh-guest", args.fresh_guest]
+    if getattr(args, "cold", False):
+        extra.append("--ktest-no-snapshots")
     return extra
 
 
@@ -164,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         totals=totals, issues=issues, baseline=Path(args.baseline) if args.baseline else None,
         manifest={"choices": choices.to_dict(), "shard": args.shard,
                   "driver_params": args.driver_params,
+                  "guests": {"fresh": args.fresh_guest or "after-crash",
+                             "snapshots": not args.cold},
                   "known_files": [str(Path(f).resolve()) for f in args.known or ()],
                   "baseline": str(Path(args.baseline).resolve()) if args.baseline else None})
     from orchestrator.cli.progress import RunProgress

@@ -131,6 +131,19 @@ def test_adhoc_pairs(capsys: pytest.CaptureFixture[str]) -> None:
     assert shlex.split(out[0])[-2:] == ["--ktest-driver-params", "bugs=tx_unmap_missing debug=1"]
 
 
+def test_how_guests_start_reaches_the_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator import cli
+
+    assert cli.main(["run", "--dry-run", "-m", "e1000e", "-d", "ktest_nic"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "--ktest-no-snapshots" not in line and "--ktest-fresh-guest" not in line
+    assert cli.main(["run", "--dry-run", "-m", "e1000e", "-d", "ktest_nic", "--cold",
+                     "--fresh-guest", "per-test"]) == 0
+    argv = shlex.split(capsys.readouterr().out.splitlines()[0])
+    assert "--ktest-no-snapshots" in argv
+    assert argv[argv.index("--ktest-fresh-guest") + 1] == "per-test"
+
+
 def test_adhoc_plan_keeps_its_text() -> None:
     base = plan_mod.load_plan()
     plan = plan_mod.adhoc_plan(["e1000e", "e1000e-viommu", "virtio-net"], ["e1000e"], base)
