@@ -54,16 +54,17 @@ def suite(pair: str, mode: str, out: Path, expr: str | None) -> tuple[float, dic
     return time.monotonic() - t0, {r.test: r for r in read_records(out)}
 
 
-def compare(shared: dict[str, Record], fresh: dict[str, Record]) -> dict[str, object]:
-    """Where the two runs of the suite differ: outcomes (both sides), and
-    the five tests whose duration grew the most."""
+def compare(shared: dict[str, Record], fresh: dict[str, Record],
+            names: tuple[str, str] = ("shared", "per_test")) -> dict[str, object]:
+    """Where two runs of the suite differ: outcomes (both sides, under
+    `names`), and the five tests whose duration grew the most."""
     differ = []
     for t in sorted(shared.keys() | fresh.keys()):
         a, b = shared.get(t), fresh.get(t)
         if a is None or b is None or a.outcome != b.outcome:
             differ.append({"test": t,
-                           "shared": a and f"{a.outcome}: {a.message[:160]}".rstrip(": "),
-                           "per_test": b and f"{b.outcome}: {b.message[:160]}".rstrip(": ")})
+                           names[0]: a and f"{a.outcome}: {a.message[:160]}".rstrip(": "),
+                           names[1]: b and f"{b.outcome}: {b.message[:160]}".rstrip(": ")})
     both = shared.keys() & fresh.keys()
     grew = sorted(((fresh[t].duration - shared[t].duration, t) for t in both), reverse=True)[:5]
     return {"outcomes_differ": differ,

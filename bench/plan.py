@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""The default plan's wall time, before and after fresh guests from snapshots.
+
+Runs each pair of a plan twice with `ktest run`, the command a user runs:
+"before" boots every guest cold and saves no snapshot (`--cold`, what ktest
+did before snapshots), "after" restores the cached snapshot of a ready guest
+wherever a guest starts (the default). Which of the two goes first alternates
+from pair to pair, so a host that slows down over the hours does not favour
+one side. A pair at a time, as `ktest run` runs them on this machine (-j 1).
+
+Per pair it records both wall times, how each guest started (restored, cold,
+cold and saved), and the tests whose outcome differs between the two runs.
+The results go into a JSON file (default: bench-plan.json in the current
+directory), one entry per pair, so the pairs of a long plan can be measured
+in several sittings (--pair, --shard); each sitting prints the table of
+everything in the file: per pair and the plan's total (the sum of its pairs'
+wall times: the plan's wall time at -j 1), before, after and their ratio,
+and which of the plan's pairs the file does not have yet.
+
+    .venv/bin/python bench/plan.py [--plan default] [--pair PROFILE:DRIVER ...]
+        [--shard K/N] [-k EXPR] [--results FILE] [--keep DIR] [--report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fresh import compare  # noqa: E402  (bench/ is this script's folder)
+
+from orchestrator.plugin.record import read_records  # noqa: E402
+from orchestrator.runs.plan import load_plan  # noqa: E402
+
+SIDES = ("before", "after")
+FLAGS = {"before": ["--cold"], "after": []}
+
+
+def guests(out: Path) -> dict[str, int]:
+    """How the guests of a run directory started, from the first lines ktest
+    writes on each guest's console."""
+    n = {"restored": 0, "cold": 0, "saved": 0}
+    for console in sorted(out.glob("*-m*/console.log")):
+        with console.open(errors="replace") as f:
+            head = [next(f, "") for _ in range(400)]
+        if "ktest: restoring snapshot" in head[0]:
+            n["restored"] += 1
+        else:
+            n["cold"] += 1
+            n["saved"] += any("ktest: saved this booted guest as snapshot" in ln for ln in head)
+    return n
+
+
+def run_pair(spec: str, side: str, out: Path, expr: str | None) -> dict[str, Any]:
+    """One `ktest run` of one pair; its wall time, exit status, guests and
+    outcomes. SIGTERM or Ctrl-C stop ktest (which cleans up) first."""
+    profile, _, driver = spec.partition(":")
+    argv = [sys.executable, "-m", "orchestrator.cli", "run", "-m", profile, "-d", driver,
+            "--out", str(out), *FLAGS[side], *(["-k", expr] if expr else [])]
+    t0 = time.monotonic()
+    with (out.parent / f"{out.name}.log").open("w") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        try:
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+    seconds = time.monotonic() - t0
+    records = read_records(out)
+    outcomes: dict[str, int] = {}
+    for r in records:
+        outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+    return {"seconds": round(seconds, 1), "exit": code, "out": str(out),
+            "guests": guests(out), "outcomes": outcomes, "records": records}
+
+
+def measure(index: int, spec: str, base: Path, expr: str | None) -> dict[str, Any]:
+    order = SIDES if index % 2 == 0 else SIDES[::-1]
+    got = {}
+    for side in order:
+        print(f"{spec}: {side} ...", file=sys.stderr, flush=True)
+        got[side] = run_pair(spec, side, base / f"{spec.replace(':', '_')}-{side}", expr)
+        print(f"{spec}: {side} {got[side]['seconds'] / 60:.1f} min, exit {got[side]['exit']}, "
+              f"guests {got[side]['guests']}", file=sys.stderr, flush=True)
+    differ = compare({r.test: r for r in got["before"].pop("records")},
+                     {r.test: r for r in got["after"].pop("records")},
+                     names=SIDES)
+    return {"pair": spec, "first": order[0], "k": expr, "commit": _commit(),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "host": _host(), **got, "outcomes_differ": differ["outcomes_differ"]}
+
+
+def _commit() -> str:
+    r = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                       capture_output=True, text=True, check=False)
+    return r.stdout.strip() or "unknown"
+
+
+def _host() -> str:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{platform.node()}, {os.cpu_count()} cores, {model}"
+
+
+def load(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"pairs": {}}
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("pairs"), dict):
+        raise SystemExit(f"{path}: not a results file of bench/plan.py")
+    return data
+
+
+def save(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def table(data: dict[str, Any], plan_pairs: list[str]) -> str:
+    rows = ["| pair | before (cold) | after (snapshots) | after/before | guests before | "
+            "guests after | outcomes differ |", "|---|---|---|---|---|---|---|"]
+    tb = ta = 0.0
+    for spec in plan_pairs:
+        e = data["pairs"].get(spec)
+        if e is None:
+            continue
+        b, a = e["before"], e["after"]
+        tb, ta = tb + b["seconds"], ta + a["seconds"]
+        gb, ga = b["guests"], a["guests"]
+        rows.append(f"| {spec} | {b['seconds'] / 60:.1f} min | {a['seconds'] / 60:.1f} min | "
+                    f"{a['seconds'] / b['seconds']:.3f} | {gb['cold']} cold | "
+                    f"{ga['restored']} restored, {ga['cold']} cold | "
+                    f"{len(e['outcomes_differ'])} |")
+    have = [p for p in plan_pairs if p in data["pairs"]]
+    if have:
+        rows.append(f"| **total, {len(have)} of {len(plan_pairs)} pairs** | **{tb / 60:.1f} min** "
+                    f"| **{ta / 60:.1f} min** | **{ta / tb:.3f}** | | | |")
+    missing = [p for p in plan_pairs if p not in data["pairs"]]
+    lines = rows + ([f"not measured yet: {', '.join(missing)}"] if missing else [])
+    for spec in have:
+        e = data["pairs"][spec]
+        if e["after"]["guests"]["saved"]:
+            lines.append(f"{spec}: the after run saved its snapshot (it was not cached): "
+                         "its figure includes one cold boot and a save")
+        for side in SIDES:
+            if e[side]["exit"] not in (0, 1):
+                lines.append(f"{spec}: the {side} run ended with exit {e[side]['exit']} "
+                             f"(not a finished run): {e[side]['out']}")
+    for spec in have:
+        for d in data["pairs"][spec]["outcomes_differ"]:
+            lines.append(f"{spec}: outcome differs: {d['test']}\n  before: {d['before']}\n"
+                         f"  after: {d['after']}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plan", default="default")
+    ap.add_argument("--pair", action="append", metavar="PROFILE:DRIVER",
+                    help="only these pairs of the plan (repeatable)")
+    ap.add_argument("--shard", metavar="K/N", help="only the plan's pairs K, K+N, K+2N, ...")
+    ap.add_argument("-k", dest="expr", help="only the tests that match (pytest -k); for "
+                                            "trying the bench, not for the plan's figure")
+    ap.add_argument("--results", type=Path, default=Path("bench-plan.json"))
+    ap.add_argument("--keep", type=Path, help="keep the run directories in this directory")
+    ap.add_argument("--report", action="store_true", help="print the table and stop")
+    args = ap.parse_args()
+    # SIGTERM ends the bench like Ctrl-C: the running ktest is stopped and
+    # the temporary run directories go
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    plan = load_plan(args.plan)
+    specs = [f"{p.profile}:{p.driver}" for p in plan.pairs]
+    data = load(args.results)
+    if args.report:
+        print(table(data, specs))
+        return 0
+    chosen = list(enumerate(specs))
+    if args.pair:
+        unknown = set(args.pair) - set(specs)
+        if unknown:
+            raise SystemExit(f"not pairs of plan {args.plan}: {', '.join(sorted(unknown))}")
+        chosen = [(i, s) for i, s in chosen if s in args.pair]
+    if args.shard:
+        k, _, n = args.shard.partition("/")
+        chosen = [(i, s) for i, s in chosen if i % int(n) == int(k) - 1]
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            base = args.keep
+        else:
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ktest-plan-")))
+        for i, spec in chosen:
+            entry = measure(i, spec, base, args.expr)
+            if args.expr:
+                print(f"{spec}: -k {args.expr!r} given: not stored", file=sys.stderr)
+                print(json.dumps(entry, indent=2))
+                continue
+            data["pairs"][spec] = entry
+            save(args.results, data)
+    print(table(data, specs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""bench/plan.py's bookkeeping: how guests started, the table over sittings."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    sys.path.insert(0, str(REPO / "bench"))  # as when the script runs
+    try:
+        spec = importlib.util.spec_from_file_location("bench_plan", REPO / "bench" / "plan.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+
+
+def _guest(out: Path, name: str, *lines: str) -> None:
+    (out / name).mkdir(parents=True)
+    (out / name / "console.log").write_text("".join(f"{ln}\n" for ln in lines))
+
+
+def test_how_guests_started(bench: ModuleType, tmp_path: Path) -> None:
+    _guest(tmp_path, "e1000e_ktest_nic-m1",
+           "05:00:00.1 ktest: restoring snapshot abc (saved ...)", "05:00:04.0 ktest: snapshot "
+           "loaded in 1.6s, SSH ready 4.2s after QEMU start")
+    _guest(tmp_path, "e1000e_ktest_nic-m2", "05:01:00.0 [    0.000000] Linux version 6.12",
+           "05:01:20.0 ktest: saved this booted guest as snapshot abc (570 MiB in 4.1s)")
+    _guest(tmp_path, "e1000e_ktest_nic-m3", "05:02:00.0 [    0.000000] Linux version 6.12")
+    _guest(tmp_path, "e1000e_ktest_nic-m4")  # QEMU died before a line
+    (tmp_path / "pcap").mkdir()
+    assert bench.guests(tmp_path) == {"restored": 1, "cold": 3, "saved": 1}
+
+
+def _side(seconds: float, restored: int, cold: int, saved: int = 0,
+          code: int = 0) -> dict[str, Any]:
+    return {"seconds": seconds, "exit": code, "out": "/runs/x",
+            "guests": {"restored": restored, "cold": cold, "saved": saved},
+            "outcomes": {"passed": 3}}
+
+
+def test_table_adds_up_the_pairs_measured(bench: ModuleType) -> None:
+    data = {"pairs": {
+        "e1000e:ktest_nic": {"before": _side(600, 0, 3), "after": _side(540, 3, 0),
+                             "outcomes_differ": []},
+        "igb:igb": {"before": _side(1200, 0, 6), "after": _side(1080, 5, 1, saved=1, code=130),
+                    "outcomes_differ": [{"test": "t", "before": "passed", "after": "failed: x"}]},
+    }}
+    text = bench.table(data, ["e1000e:ktest_nic", "virtio-net:virtio_net", "igb:igb"])
+    assert "| e1000e:ktest_nic | 10.0 min | 9.0 min | 0.900 | 3 cold | 3 restored, 0 cold | 0 |" \
+        in text
+    assert "| **total, 2 of 3 pairs** | **30.0 min** | **27.0 min** | **0.900** |" in text
+    assert "not measured yet: virtio-net:virtio_net" in text
+    assert "igb:igb: the after run saved its snapshot" in text
+    assert "igb:igb: the after run ended with exit 130" in text
+    assert "igb:igb: outcome differs: t\n  before: passed\n  after: failed: x" in text
+
+
+def test_a_file_that_is_not_its_results_is_refused(bench: ModuleType, tmp_path: Path) -> None:
+    f = tmp_path / "r.json"
+    assert bench.load(f) == {"pairs": {}}
+    f.write_text('{"cold": 1}')
+    with pytest.raises(SystemExit, match="not a results file"):
+        bench.load(f)
