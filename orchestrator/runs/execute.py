@@ -197,6 +197,10 @@ def pytest_argv(plan: Plan, pair: Pair, out: Path, k: str | None,
 
 def _child_setup() -> None:
     os.setpgrp()  # Ctrl-C reaches the child through us, so we control its end
+    # ...as SIGINT, which a shell that started us in the background (`ktest
+    # run &` in a script, nohup) makes us ignore: the child must not inherit
+    # that, or each stop would wait out the SIGINT grace before SIGTERM
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     die_with_parent()
 
 

@@ -166,13 +166,28 @@ def test_ktest_run_plan(artifacts, tmp_path: Path) -> None:
     assert not qemu_under(out)
 
 
+def _ignored_signals(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn for {pid}")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+            for c in (t / "children").read_text().split()]
+
+
 def test_ktest_run_killed_halfway(artifacts, tmp_path: Path) -> None:
     # the plan gives the suite; -m/-d replace its pairs (an ad-hoc plan)
     plan = _plan(tmp_path, [("virtio-net", "virtio_net")], ["tests/nic/test_integrity.py"])
     out = tmp_path / "out"
+    # started as a shell script's background job is (`ktest run &`, nohup):
+    # with SIGINT ignored
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "--plan",
                              str(plan), "-m", "e1000e", "-d", "e1000e", "--out", str(out)],
-                            cwd=ROOT,
+                            cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                       signal.SIG_IGN),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 600
@@ -184,11 +199,20 @@ def test_ktest_run_killed_halfway(artifacts, tmp_path: Path) -> None:
             time.sleep(1)
         else:
             raise AssertionError("no results within 600 s")
+        assert _ignored_signals(proc.pid) & (1 << (signal.SIGINT - 1))
+        # ktest stops its pair's pytest with SIGINT first: that one must hear it
+        (child,) = _children(proc.pid)
+        assert not _ignored_signals(child) & (1 << (signal.SIGINT - 1)), \
+            "the pair's pytest ignores SIGINT, so a stop waits out its grace"
         proc.send_signal(signal.SIGTERM)
         text, _ = proc.communicate(timeout=180)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a failed check above: stop it as a user would
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=180)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     print(text[-3000:])
     assert proc.returncode != 0
     lines = (out / "results.jsonl").read_text().splitlines()
