@@ -29,6 +29,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -49,18 +50,34 @@ SIDES = ("before", "after")
 FLAGS = {"before": ["--cold"], "after": []}
 
 
-def guests(out: Path) -> dict[str, int]:
-    """How the guests of a run directory started, from the first lines ktest
+READY = re.compile(r"ktest: (?:snapshot loaded in [\d.]+s|booted cold), SSH ready ([\d.]+)s "
+                   "after QEMU start")
+SAVED = re.compile(r"ktest: saved this booted guest as snapshot \S+ \(\d+ MiB in ([\d.]+)s\)")
+
+
+def guests(out: Path) -> dict[str, Any]:
+    """How the guests of a run directory started, and what their starts cost
+    (QEMU start to SSH ready, and saving a snapshot), from the lines ktest
     writes on each guest's console."""
-    n = {"restored": 0, "cold": 0, "saved": 0}
+    n: dict[str, Any] = {"restored": 0, "cold": 0, "saved": 0, "start_s": 0.0}
     for console in sorted(out.glob("*-m*/console.log")):
         with console.open(errors="replace") as f:
-            head = [next(f, "") for _ in range(400)]
-        if "ktest: restoring snapshot" in head[0]:
-            n["restored"] += 1
-        else:
-            n["cold"] += 1
-            n["saved"] += any("ktest: saved this booted guest as snapshot" in ln for ln in head)
+            n["restored" if "ktest: restoring snapshot" in next(f, "") else "cold"] += 1
+            f.seek(0)
+            after_ready = None  # lines read since the ready line
+            for ln in f:
+                if after_ready is None:
+                    if m := READY.search(ln):
+                        n["start_s"] += float(m.group(1))
+                        after_ready = 0
+                    continue
+                if m := SAVED.search(ln):  # right after the ready line, or never
+                    n["saved"] += 1
+                    n["start_s"] += float(m.group(1))
+                after_ready += 1
+                if m or after_ready > 50:
+                    break
+    n["start_s"] = round(n["start_s"], 1)
     return n
 
 
@@ -137,24 +154,27 @@ def save(path: Path, data: dict[str, Any]) -> None:
 
 
 def table(data: dict[str, Any], plan_pairs: list[str]) -> str:
-    rows = ["| pair | before (cold) | after (snapshots) | after/before | guests before | "
-            "guests after | outcomes differ |", "|---|---|---|---|---|---|---|"]
-    tb = ta = 0.0
+    rows = ["| pair | before (cold) | after (snapshots) | after/before | guests before: "
+            "starts | guests after: starts | outcomes differ |", "|---|---|---|---|---|---|---|"]
+    tb = ta = sb = sa = 0.0
     for spec in plan_pairs:
         e = data["pairs"].get(spec)
         if e is None:
             continue
         b, a = e["before"], e["after"]
-        tb, ta = tb + b["seconds"], ta + a["seconds"]
         gb, ga = b["guests"], a["guests"]
+        tb, ta = tb + b["seconds"], ta + a["seconds"]
+        sb, sa = sb + gb["start_s"], sa + ga["start_s"]
         rows.append(f"| {spec} | {b['seconds'] / 60:.1f} min | {a['seconds'] / 60:.1f} min | "
-                    f"{a['seconds'] / b['seconds']:.3f} | {gb['cold']} cold | "
-                    f"{ga['restored']} restored, {ga['cold']} cold | "
-                    f"{len(e['outcomes_differ'])} |")
+                    f"{a['seconds'] / b['seconds']:.3f} | {gb['cold']} cold: "
+                    f"{gb['start_s']:.0f} s | {ga['restored']} restored, {ga['cold']} cold: "
+                    f"{ga['start_s']:.0f} s | {len(e['outcomes_differ'])} |")
     have = [p for p in plan_pairs if p in data["pairs"]]
     if have:
         rows.append(f"| **total, {len(have)} of {len(plan_pairs)} pairs** | **{tb / 60:.1f} min** "
-                    f"| **{ta / 60:.1f} min** | **{ta / tb:.3f}** | | | |")
+                    f"| **{ta / 60:.1f} min** | **{ta / tb:.3f}** | {sb:.0f} s | {sa:.0f} s | |")
+        rows.append(f"before - after: {(tb - ta) / 60:.1f} min, of which the guests' starts "
+                    f"(QEMU start to SSH ready, snapshot saves): {(sb - sa) / 60:.1f} min")
     missing = [p for p in plan_pairs if p not in data["pairs"]]
     lines = rows + ([f"not measured yet: {', '.join(missing)}"] if missing else [])
     for spec in have:

@@ -583,6 +583,7 @@ class Machine:
         except SSHUnavailable as e:
             raise self._error(BootError, f"guest booted but SSH failed: {e}") from None
         ready = time.monotonic() - self._started_at
+        self._note_console(f"ktest: booted cold, SSH ready {ready:.1f}s after QEMU start")
         self.boot_times = BootTimes(run_init, ready)
         return self.boot_times
 

@@ -36,17 +36,22 @@ def test_how_guests_started(bench: ModuleType, tmp_path: Path) -> None:
            "05:00:00.1 ktest: restoring snapshot abc (saved ...)", "05:00:04.0 ktest: snapshot "
            "loaded in 1.6s, SSH ready 4.2s after QEMU start")
     _guest(tmp_path, "e1000e_ktest_nic-m2", "05:01:00.0 [    0.000000] Linux version 6.12",
-           "05:01:20.0 ktest: saved this booted guest as snapshot abc (570 MiB in 4.1s)")
-    _guest(tmp_path, "e1000e_ktest_nic-m3", "05:02:00.0 [    0.000000] Linux version 6.12")
+           "05:01:20.0 ktest: booted cold, SSH ready 20.5s after QEMU start",
+           "05:01:24.0 ktest: saved this booted guest as snapshot abc (570 MiB in 4.1s)",
+           "05:01:25.0 ktest: test begin t (booted cold, SSH ready 99s after QEMU start)")
+    _guest(tmp_path, "e1000e_ktest_nic-m3", "05:02:00.0 [    0.000000] Linux version 6.12",
+           "05:02:21.0 ktest: booted cold, SSH ready 21.0s after QEMU start")
     _guest(tmp_path, "e1000e_ktest_nic-m4")  # QEMU died before a line
     (tmp_path / "pcap").mkdir()
-    assert bench.guests(tmp_path) == {"restored": 1, "cold": 3, "saved": 1}
+    assert bench.guests(tmp_path) == {"restored": 1, "cold": 3, "saved": 1,
+                                      "start_s": 4.2 + 20.5 + 4.1 + 21.0}
 
 
 def _side(seconds: float, restored: int, cold: int, saved: int = 0,
           code: int = 0) -> dict[str, Any]:
     return {"seconds": seconds, "exit": code, "out": "/runs/x",
-            "guests": {"restored": restored, "cold": cold, "saved": saved},
+            "guests": {"restored": restored, "cold": cold, "saved": saved,
+                       "start_s": 20.0 * cold + 3.0 * restored},
             "outcomes": {"passed": 3}}
 
 
@@ -58,9 +63,12 @@ def test_table_adds_up_the_pairs_measured(bench: ModuleType) -> None:
                     "outcomes_differ": [{"test": "t", "before": "passed", "after": "failed: x"}]},
     }}
     text = bench.table(data, ["e1000e:ktest_nic", "virtio-net:virtio_net", "igb:igb"])
-    assert "| e1000e:ktest_nic | 10.0 min | 9.0 min | 0.900 | 3 cold | 3 restored, 0 cold | 0 |" \
+    assert ("| e1000e:ktest_nic | 10.0 min | 9.0 min | 0.900 | 3 cold: 60 s | 3 restored, "
+            "0 cold: 9 s | 0 |") in text
+    assert "| **total, 2 of 3 pairs** | **30.0 min** | **27.0 min** | **0.900** | 180 s | 44 s |" \
         in text
-    assert "| **total, 2 of 3 pairs** | **30.0 min** | **27.0 min** | **0.900** |" in text
+    assert "before - after: 3.0 min, of which the guests' starts (QEMU start to SSH ready, " \
+        "snapshot saves): 2.3 min" in text
     assert "not measured yet: virtio-net:virtio_net" in text
     assert "igb:igb: the after run saved its snapshot" in text
     assert "igb:igb: the after run ended with exit 130" in text
