@@ -141,7 +141,10 @@ def _host() -> str:
 def load(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"pairs": {}}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("pairs"), dict):
         raise SystemExit(f"{path}: not a results file of bench/plan.py")
     return data
@@ -222,6 +225,8 @@ def main() -> int:
         chosen = [(i, s) for i, s in chosen if s in args.pair]
     if args.shard:
         k, _, n = args.shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+            raise SystemExit(f"--shard {args.shard!r}: expected K/N with 1 <= K <= N")
         chosen = [(i, s) for i, s in chosen if i % int(n) == int(k) - 1]
     with contextlib.ExitStack() as stack:
         if args.keep:
