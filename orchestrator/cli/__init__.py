@@ -389,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "qemu", None):
         os.environ["KTEST_QEMU"] = args.qemu
     signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:  # `nohup ktest run` outlives its terminal
+        signal.signal(signal.SIGHUP, _on_signal)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

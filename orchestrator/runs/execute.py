@@ -197,9 +197,9 @@ def pytest_argv(plan: Plan, pair: Pair, out: Path, k: str | None,
 
 def _child_setup() -> None:
     os.setpgrp()  # Ctrl-C reaches the child through us, so we control its end
-    # ...as SIGINT, which a shell that started us in the background (`ktest
-    # run &` in a script, nohup) makes us ignore: the child must not inherit
-    # that, or each stop would wait out the SIGINT grace before SIGTERM
+    # ...as SIGINT, which we ignore when a non-interactive shell started us
+    # as a background job (`ktest run &` in a script): the child must not
+    # inherit that, or each stop would wait out the SIGINT grace
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     die_with_parent()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,41 @@ def test_ssh_without_guest(tmp_path: Path) -> None:
 def test_exec_without_command() -> None:
     r = ktest("exec", "--")
     assert r.returncode == 2 and "nothing to run" in r.stderr
+
+
+def _caught_signals(pid: int) -> set[int]:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+    return set()
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_hangup_ends_ktest_unless_it_runs_under_nohup(ignored: bool) -> None:
+    """A hang-up ends ktest like SIGTERM (guests torn down), but `nohup ktest
+    run` must outlive its terminal."""
+    import signal
+
+    def setup() -> None:
+        if ignored:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    # `ktest parse /dev/stdin` blocks reading the open pipe: a command that
+    # is still running when the hang-up comes
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "parse", "/dev/stdin"],
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=setup)
+    try:
+        assert proc.stdout is not None
+        caught = {signal.SIGTERM} | (set() if ignored else {signal.SIGHUP})
+        deadline = time.monotonic() + 60
+        while not caught <= _caught_signals(proc.pid):  # ktest's handlers are in place
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate("", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == (0 if ignored else 128 + signal.SIGHUP), err
