@@ -8,17 +8,21 @@ wherever a guest starts (the default). Which of the two goes first alternates
 from pair to pair, so a host that slows down over the hours does not favour
 one side. A pair at a time, as `ktest run` runs them on this machine (-j 1).
 
-Per pair it records both wall times, how each guest started (restored, cold,
-cold and saved), and the tests whose outcome differs between the two runs.
-The results go into a JSON file (default: bench-plan.json in the current
-directory), one entry per pair, so the pairs of a long plan can be measured
-in several sittings (--pair, --shard); each sitting prints the table of
-everything in the file: per pair and the plan's total (the sum of its pairs'
-wall times: the plan's wall time at -j 1), before, after and their ratio,
-and which of the plan's pairs the file does not have yet.
+Per pair it records both wall times (each run's own, from its run.json: the
+pair's tests, without the build check and the collection before them; and
+the whole process's), how each guest started (restored, cold, saved a
+snapshot) and what the starts cost (QEMU start to SSH ready, from the notes
+ktest writes on each guest's console), and the tests whose outcome differs
+between the two runs. The results go into a JSON file (default:
+bench-plan.json in the current directory), one entry per pair, so the pairs
+of a long plan can be measured in several sittings (--pair, --shard); each
+sitting prints the table of everything in the file: per pair and the plan's
+total (the sum of its pairs' wall times: the plan's wall time at -j 1),
+before, after and their ratio, and which of the plan's pairs the file does
+not have yet. --rescan reads the kept run directories (--keep) again.
 
     .venv/bin/python bench/plan.py [--plan default] [--pair PROFILE:DRIVER ...]
-        [--shard K/N] [-k EXPR] [--results FILE] [--keep DIR] [--report]
+        [--shard K/N] [-k EXPR] [--results FILE] [--keep DIR] [--report | --rescan]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from fresh import compare  # noqa: E402  (bench/ is this script's folder)
 
 from orchestrator.plugin.record import read_records  # noqa: E402
 from orchestrator.runs.plan import load_plan  # noqa: E402
+from orchestrator.runs.select import SelectError, Shard  # noqa: E402
 
 SIDES = ("before", "after")
 FLAGS = {"before": ["--cold"], "after": []}
@@ -60,7 +65,11 @@ def guests(out: Path) -> dict[str, Any]:
     (QEMU start to SSH ready, and saving a snapshot), from the lines ktest
     writes on each guest's console."""
     n: dict[str, Any] = {"restored": 0, "cold": 0, "saved": 0, "start_s": 0.0}
-    for console in sorted(out.glob("*-m*/console.log")):
+    for guest in sorted(d for d in out.glob("*-m*") if (d / "qemu-argv.txt").exists()):
+        console = guest / "console.log"
+        if not console.exists():  # QEMU ended before its console was read
+            n["cold"] += 1
+            continue
         with console.open(errors="replace") as f:
             n["restored" if "ktest: restoring snapshot" in next(f, "") else "cold"] += 1
             f.seek(0)
@@ -82,8 +91,9 @@ def guests(out: Path) -> dict[str, Any]:
 
 
 def run_pair(spec: str, side: str, out: Path, expr: str | None) -> dict[str, Any]:
-    """One `ktest run` of one pair; its wall time, exit status, guests and
-    outcomes. SIGTERM or Ctrl-C stop ktest (which cleans up) first."""
+    """One `ktest run` of one pair: its exit status and what it measured.
+    Ctrl-C reaches ktest too (same process group), so we wait for it to
+    stop; on SIGTERM we pass SIGTERM on, then wait."""
     profile, _, driver = spec.partition(":")
     argv = [sys.executable, "-m", "orchestrator.cli", "run", "-m", profile, "-d", driver,
             "--out", str(out), *FLAGS[side], *(["-k", expr] if expr else [])]
@@ -93,33 +103,68 @@ def run_pair(spec: str, side: str, out: Path, expr: str | None) -> dict[str, Any
                                 stdin=subprocess.DEVNULL)
         try:
             code = proc.wait()
+        except KeyboardInterrupt:
+            proc.wait()
+            raise
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait()
-    seconds = time.monotonic() - t0
+    return {"process_s": round(time.monotonic() - t0, 1), "exit": code, **scan(out)}
+
+
+def scan(out: Path) -> dict[str, Any]:
+    """What a kept run directory says: the run's own wall time (run.json:
+    its pairs, without the builds and the collection before them), how its
+    guests started, its records."""
+    try:
+        seconds = json.loads((out / "run.json").read_text())["seconds"]
+    except (OSError, ValueError, KeyError):
+        seconds = None  # the run did not end
     records = read_records(out)
     outcomes: dict[str, int] = {}
     for r in records:
         outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
-    return {"seconds": round(seconds, 1), "exit": code, "out": str(out),
-            "guests": guests(out), "outcomes": outcomes, "records": records}
+    return {"seconds": seconds, "out": str(out), "guests": guests(out), "outcomes": outcomes,
+            "records": records}
 
 
-def measure(index: int, spec: str, base: Path, expr: str | None) -> dict[str, Any]:
-    order = SIDES if index % 2 == 0 else SIDES[::-1]
+def measure(position: int, spec: str, base: Path, expr: str | None) -> dict[str, Any]:
+    order = SIDES if position % 2 == 0 else SIDES[::-1]
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
     got = {}
     for side in order:
         print(f"{spec}: {side} ...", file=sys.stderr, flush=True)
-        got[side] = run_pair(spec, side, base / f"{spec.replace(':', '_')}-{side}", expr)
+        got[side] = run_pair(spec, side, base / f"{spec.replace(':', '_')}-{side}-{stamp}",
+                             expr)
+        if got[side]["seconds"] is None:
+            raise SystemExit(f"{spec}: the {side} run did not end (exit {got[side]['exit']}): "
+                             f"{got[side]['out']}")
         print(f"{spec}: {side} {got[side]['seconds'] / 60:.1f} min, exit {got[side]['exit']}, "
               f"guests {got[side]['guests']}", file=sys.stderr, flush=True)
-    differ = compare({r.test: r for r in got["before"].pop("records")},
-                     {r.test: r for r in got["after"].pop("records")},
-                     names=SIDES)
     return {"pair": spec, "first": order[0], "k": expr, "commit": _commit(),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "host": _host(), **got, "outcomes_differ": differ["outcomes_differ"]}
+            "host": _host(), **got, "outcomes_differ": _differ(got)}
+
+
+def _differ(got: dict[str, dict[str, Any]]) -> Any:
+    """The tests whose outcome differs; takes the records out of `got`."""
+    return compare({r.test: r for r in got["before"].pop("records")},
+                   {r.test: r for r in got["after"].pop("records")},
+                   names=SIDES)["outcomes_differ"]
+
+
+def rescan(entry: dict[str, Any]) -> bool:
+    """Read an entry's kept run directories again (after a change in what
+    is read from them); False if one is gone."""
+    if not all(Path(entry[side]["out"], "run.json").exists() for side in SIDES):
+        return False
+    for side in SIDES:
+        old = entry[side]
+        entry[side] = {"process_s": old.get("process_s", old["seconds"]), "exit": old["exit"],
+                       **scan(Path(old["out"]))}
+    entry["outcomes_differ"] = _differ(entry)
+    return True
 
 
 def _commit() -> str:
@@ -180,8 +225,15 @@ def table(data: dict[str, Any], plan_pairs: list[str]) -> str:
                     f"(QEMU start to SSH ready, snapshot saves): {(sb - sa) / 60:.1f} min")
     missing = [p for p in plan_pairs if p not in data["pairs"]]
     lines = rows + ([f"not measured yet: {', '.join(missing)}"] if missing else [])
+    for what in ("commit", "host"):
+        values = sorted({data["pairs"][p][what] for p in have})
+        if len(values) > 1:
+            lines.append(f"measured at more than one {what}: {'; '.join(values)}")
     for spec in have:
         e = data["pairs"][spec]
+        if e["before"]["guests"]["restored"]:
+            lines.append(f"{spec}: the before run restored {e['before']['guests']['restored']} "
+                         "guests: --cold did not take")
         if e["after"]["guests"]["saved"]:
             lines.append(f"{spec}: the after run saved its snapshot (it was not cached): "
                          "its figure includes one cold boot and a save")
@@ -207,6 +259,9 @@ def main() -> int:
     ap.add_argument("--results", type=Path, default=Path("bench-plan.json"))
     ap.add_argument("--keep", type=Path, help="keep the run directories in this directory")
     ap.add_argument("--report", action="store_true", help="print the table and stop")
+    ap.add_argument("--rescan", action="store_true",
+                    help="read the stored pairs' kept run directories again, then print the "
+                         "table")
     args = ap.parse_args()
     # SIGTERM ends the bench like Ctrl-C: the running ktest is stopped and
     # the temporary run directories go
@@ -214,7 +269,12 @@ def main() -> int:
     plan = load_plan(args.plan)
     specs = [f"{p.profile}:{p.driver}" for p in plan.pairs]
     data = load(args.results)
-    if args.report:
+    if args.rescan:
+        for spec, entry in data["pairs"].items():
+            if not rescan(entry):
+                print(f"{spec}: its run directories are gone; kept as it was", file=sys.stderr)
+        save(args.results, data)
+    if args.report or args.rescan:
         print(table(data, specs))
         return 0
     chosen = list(enumerate(specs))
@@ -224,18 +284,19 @@ def main() -> int:
             raise SystemExit(f"not pairs of plan {args.plan}: {', '.join(sorted(unknown))}")
         chosen = [(i, s) for i, s in chosen if s in args.pair]
     if args.shard:
-        k, _, n = args.shard.partition("/")
-        if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
-            raise SystemExit(f"--shard {args.shard!r}: expected K/N with 1 <= K <= N")
-        chosen = [(i, s) for i, s in chosen if i % int(n) == int(k) - 1]
+        try:
+            shard = Shard.parse(args.shard)
+        except SelectError as e:
+            raise SystemExit(str(e)) from None
+        chosen = [(i, s) for i, s in chosen if i % shard.count == shard.index - 1]
     with contextlib.ExitStack() as stack:
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             base = args.keep
         else:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ktest-plan-")))
-        for i, spec in chosen:
-            entry = measure(i, spec, base, args.expr)
+        for position, (_, spec) in enumerate(chosen):
+            entry = measure(position, spec, base, args.expr)
             if args.expr:
                 print(f"{spec}: -k {args.expr!r} given: not stored", file=sys.stderr)
                 print(json.dumps(entry, indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +29,9 @@ def bench() -> ModuleType:
 
 def _guest(out: Path, name: str, *lines: str) -> None:
     (out / name).mkdir(parents=True)
-    (out / name / "console.log").write_text("".join(f"{ln}\n" for ln in lines))
+    (out / name / "qemu-argv.txt").write_text("qemu-system-x86_64\n")
+    if lines:
+        (out / name / "console.log").write_text("".join(f"{ln}\n" for ln in lines))
 
 
 def test_how_guests_started(bench: ModuleType, tmp_path: Path) -> None:
@@ -41,8 +44,9 @@ def test_how_guests_started(bench: ModuleType, tmp_path: Path) -> None:
            "05:01:25.0 ktest: test begin t (booted cold, SSH ready 99s after QEMU start)")
     _guest(tmp_path, "e1000e_ktest_nic-m3", "05:02:00.0 [    0.000000] Linux version 6.12",
            "05:02:21.0 ktest: booted cold, SSH ready 21.0s after QEMU start")
-    _guest(tmp_path, "e1000e_ktest_nic-m4")  # QEMU died before a line
+    _guest(tmp_path, "e1000e_ktest_nic-m4")  # QEMU ended before its console was read
     (tmp_path / "pcap").mkdir()
+    (tmp_path / "e1000e_ktest_nic-m5").mkdir()  # no QEMU started in it
     assert bench.guests(tmp_path) == {"restored": 1, "cold": 3, "saved": 1,
                                       "start_s": 4.2 + 20.5 + 4.1 + 21.0}
 
@@ -58,21 +62,53 @@ def _side(seconds: float, restored: int, cold: int, saved: int = 0,
 def test_table_adds_up_the_pairs_measured(bench: ModuleType) -> None:
     data = {"pairs": {
         "e1000e:ktest_nic": {"before": _side(600, 0, 3), "after": _side(540, 3, 0),
-                             "outcomes_differ": []},
-        "igb:igb": {"before": _side(1200, 0, 6), "after": _side(1080, 5, 1, saved=1, code=130),
-                    "outcomes_differ": [{"test": "t", "before": "passed", "after": "failed: x"}]},
+                             "outcomes_differ": [], "commit": "abc", "host": "h"},
+        "igb:igb": {"before": _side(1200, 1, 5), "after": _side(1080, 5, 1, saved=1, code=130),
+                    "outcomes_differ": [{"test": "t", "before": "passed", "after": "failed: x"}],
+                    "commit": "def", "host": "h"},
     }}
     text = bench.table(data, ["e1000e:ktest_nic", "virtio-net:virtio_net", "igb:igb"])
     assert ("| e1000e:ktest_nic | 10.0 min | 9.0 min | 0.900 | 3 cold: 60 s | 3 restored, "
             "0 cold: 9 s | 0 |") in text
-    assert "| **total, 2 of 3 pairs** | **30.0 min** | **27.0 min** | **0.900** | 180 s | 44 s |" \
+    assert "| **total, 2 of 3 pairs** | **30.0 min** | **27.0 min** | **0.900** | 163 s | 44 s |" \
         in text
     assert "before - after: 3.0 min, of which the guests' starts (QEMU start to SSH ready, " \
-        "snapshot saves): 2.3 min" in text
+        "snapshot saves): 2.0 min" in text
     assert "not measured yet: virtio-net:virtio_net" in text
     assert "igb:igb: the after run saved its snapshot" in text
+    assert "igb:igb: the before run restored 1 guests: --cold did not take" in text
+    assert "measured at more than one commit: abc; def" in text and "one host" not in text
     assert "igb:igb: the after run ended with exit 130" in text
     assert "igb:igb: outcome differs: t\n  before: passed\n  after: failed: x" in text
+
+
+def _run(out: Path, seconds: float, outcomes: list[str], *consoles: str) -> None:
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"seconds": seconds}))
+    (out / "results.jsonl").write_text("".join(
+        json.dumps({"test": f"t{i}", "outcome": o, "pair": "e1000e/ktest_nic"}) + "\n"
+        for i, o in enumerate(outcomes)))
+    for i, line in enumerate(consoles):
+        _guest(out, f"e1000e_ktest_nic-m{i + 1}", line)
+
+
+def test_rescan_reads_the_kept_runs_again(bench: ModuleType, tmp_path: Path) -> None:
+    cold = "05:01:20.0 ktest: booted cold, SSH ready 20.0s after QEMU start"
+    warm = "05:00:00.1 ktest: restoring snapshot abc (saved ...)"
+    _run(tmp_path / "b", 600.0, ["passed", "passed"], cold, cold)
+    _run(tmp_path / "a", 540.0, ["passed", "failed"], warm)
+    entry = {"pair": "e1000e:ktest_nic", "outcomes_differ": [],
+             "before": {"seconds": 615.2, "exit": 0, "out": str(tmp_path / "b")},
+             "after": {"seconds": 555.0, "exit": 1, "out": str(tmp_path / "a")}}
+    assert bench.rescan(entry)
+    assert entry["before"]["seconds"] == 600.0 and entry["before"]["process_s"] == 615.2
+    assert entry["before"]["guests"] == {"restored": 0, "cold": 2, "saved": 0, "start_s": 40.0}
+    assert entry["after"]["guests"]["restored"] == 1 and entry["after"]["exit"] == 1
+    assert entry["after"]["outcomes"] == {"passed": 1, "failed": 1}
+    assert [d["test"] for d in entry["outcomes_differ"]] == ["t1"]
+    assert "records" not in entry["before"]
+    (tmp_path / "a" / "run.json").unlink()
+    assert not bench.rescan(entry)
 
 
 def test_a_file_that_is_not_its_results_is_refused(bench: ModuleType, tmp_path: Path) -> None:
