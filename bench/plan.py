@@ -135,11 +135,15 @@ def measure(position: int, spec: str, base: Path, expr: str | None) -> dict[str,
     got = {}
     for side in order:
         print(f"{spec}: {side} ...", file=sys.stderr, flush=True)
-        got[side] = run_pair(spec, side, base / f"{spec.replace(':', '_')}-{side}-{stamp}",
-                             expr)
+        # short: the guests' sockets go in OUT/<pair>-mN/, and a socket's
+        # path has at most 107 bytes
+        got[side] = run_pair(spec, side, base / f"{side}-{stamp}", expr)
         if got[side]["seconds"] is None:
             raise SystemExit(f"{spec}: the {side} run did not end (exit {got[side]['exit']}): "
                              f"{got[side]['out']}")
+        if not any(got[side]["guests"][k] for k in ("restored", "cold")):
+            raise SystemExit(f"{spec}: the {side} run started no guest (exit "
+                             f"{got[side]['exit']}): {got[side]['out']}.log")
         print(f"{spec}: {side} {got[side]['seconds'] / 60:.1f} min, exit {got[side]['exit']}, "
               f"guests {got[side]['guests']}", file=sys.stderr, flush=True)
     return {"pair": spec, "first": order[0], "k": expr, "commit": _commit(),
