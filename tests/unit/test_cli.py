@@ -98,9 +98,8 @@ def test_hangup_ends_ktest_unless_it_runs_under_nohup(ignored: bool) -> None:
     run` must outlive its terminal."""
     import signal
 
-    def setup() -> None:
-        if ignored:
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    def setup() -> None:  # either way: this test itself may run under nohup
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignored else signal.SIG_DFL)
 
     # `ktest parse /dev/stdin` blocks reading the open pipe: a command that
     # is still running when the hang-up comes
