@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from fresh import compare  # noqa: E402  (bench/ is this script's folder)
 
-from orchestrator.plugin.record import read_records  # noqa: E402
+from orchestrator.plugin.record import git_revision, read_records  # noqa: E402
 from orchestrator.runs.plan import load_plan  # noqa: E402
 from orchestrator.runs.select import SelectError, Shard  # noqa: E402
 
@@ -146,7 +146,7 @@ def measure(position: int, spec: str, base: Path, expr: str | None) -> dict[str,
                              f"{got[side]['exit']}): {got[side]['out']}.log")
         print(f"{spec}: {side} {got[side]['seconds'] / 60:.1f} min, exit {got[side]['exit']}, "
               f"guests {got[side]['guests']}", file=sys.stderr, flush=True)
-    return {"pair": spec, "first": order[0], "k": expr, "commit": _commit(),
+    return {"pair": spec, "first": order[0], "k": expr, "commit": git_revision() or "unknown",
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "host": _host(), **got, "outcomes_differ": _differ(got)}
 
@@ -169,12 +169,6 @@ def rescan(entry: dict[str, Any]) -> bool:
                        **scan(Path(old["out"]))}
     entry["outcomes_differ"] = _differ(entry)
     return True
-
-
-def _commit() -> str:
-    r = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                       capture_output=True, text=True, check=False)
-    return r.stdout.strip() or "unknown"
 
 
 def _host() -> str:
