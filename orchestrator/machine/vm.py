@@ -609,7 +609,8 @@ class Machine:
         start = self.console.size
         try:
             self.guest.kmsg(text)
-            self.console.wait_for(re.escape(text.encode()), timeout=timeout, start=start)
+            self.console.wait_for(re.escape(text.encode()) + rb"\r?\n", timeout=timeout,
+                                  start=start)
         except Exception:  # a dead guest or console: the caller judges what is there
             return False
         return True

@@ -100,7 +100,12 @@ def _get(pool: Pool) -> Any:
 @pytest.fixture
 def machine(request: pytest.FixtureRequest, ktest_pair: Pool) -> Iterator[Any]:
     m = _get(ktest_pair)
-    verdict.begin(request.node, ktest_pair, m)
+    st = verdict.begin(request.node, ktest_pair, m)
+    if ktest_pair.tainted:
+        # the guest reported a bug before this test began (the test fails
+        # with it in setup): its body still gets a clean guest
+        m = _get(ktest_pair)
+        verdict.attach(st, m, request.node.nodeid, " (fresh guest)")
     yield m
     if request.config.getoption("--ktest-fresh-guest") == "per-test":
         ktest_pair.discard(f"per-test guests: after {request.node.nodeid}")
@@ -147,14 +152,21 @@ def _ready_dut(request: pytest.FixtureRequest, pool: Pool) -> dut_mod.Dut:
             return d
         except recoverable as e:
             why = f"{why}; after a driver reload: {_first_line(e)}"
-    pool.discard(f"DUT unusable before {request.node.nodeid}: {why}")
-    m = _get(pool)
-    st = request.node.stash.get(verdict.STATE, None)
-    if st is not None:  # the verdict reads the new guest's console from here
-        verdict.attach(st, m, request.node.nodeid, " (fresh guest)")
+    replace_guest(request, pool, f"DUT unusable before {request.node.nodeid}: {why}")
     assert pool.dut is not None
     pool.dut.setup()
     return pool.dut
+
+
+def replace_guest(request: pytest.FixtureRequest, pool: Pool, why: str) -> Any:
+    """A fresh guest for the test from now on; the verdict still reads the
+    old guest's console to its last byte."""
+    pool.discard(why)
+    m = _get(pool)
+    st = request.node.stash.get(verdict.STATE, None)
+    if st is not None:
+        verdict.attach(st, m, request.node.nodeid, " (fresh guest)")
+    return m
 
 
 @pytest.fixture

@@ -26,6 +26,19 @@ class PairBroken(Exception):
     """The pair's guest could not be booted (or its driver not built)."""
 
 
+@dataclasses.dataclass
+class Judged:
+    """How far the verdict has read one guest's console, and for whom: the
+    bytes after `offset` are the aftermath of test `after` ("" for the
+    guest's boot; `owner` its verdict state), judged with that test's
+    allowed reports."""
+
+    offset: int = 0
+    after: str = ""
+    allow: list[str] = dataclasses.field(default_factory=list)
+    owner: object = None
+
+
 class Pool:
     def __init__(self, pair: drivers.Pair, config: pytest.Config, arts: Any,
                  out: Path) -> None:
@@ -52,6 +65,10 @@ class Pool:
         self.boots = 0
         self.replaced: list[str] = []
         self.tainted = ""  # the title of a kernel report the guest made
+        # every guest's console is judged to its last byte: the verdict's
+        # ledger, and the discarded guests whose last bytes it has yet to read
+        self.judged: dict[str, Judged] = {}
+        self.retired: list[Machine] = []
 
     def get(self) -> Machine:
         """The pair's healthy guest, booted if needed; PairBroken if the pair
@@ -94,6 +111,7 @@ class Pool:
             self.replaced.append(f"{self.machine.run_dir.name}: {why}")
             self.collect_coverage()
             self.machine.shutdown(reason=why)
+            self.retired.append(self.machine)
         self.machine = self.dut = None
         self.tainted = ""
 

@@ -7,6 +7,13 @@ fails the test with the report's title, whatever the phase, so a panic while
 a driver unloads in teardown fails a test whose body passed. When the guest
 is dead, the judge waits for QEMU to close the console (the end of the
 panic output) instead of sleeping; when it is alive, for the end marker.
+
+Every byte of every guest's console is judged once: the pool keeps a ledger
+of how far each guest was read. What a guest said outside any test (its
+boot, the time between two tests, the shutdown of a guest discarded before
+the next test began) is judged when the next test begins and fails that
+test's setup, its report saying where it came from; what came after a test
+ended is judged with that test's allowed reports.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import pytest
 from orchestrator import report
 from orchestrator.builds import module
 from orchestrator.machine.vm import Machine
-from orchestrator.plugin.pool import Pool
+from orchestrator.plugin.pool import Judged, Pool
 from orchestrator.plugin.record import ConsoleSpan, ReportRef
 
 MARK_BEGIN = "ktest: test begin"
@@ -34,7 +41,6 @@ XPASS_STRICT = "[XPASS(strict)] "  # pytest's longrepr of a strict xfail that pa
 class TestState:
     pool: Pool
     machine: Machine | None
-    start: int
     allow: list[str]
     spans: list[ConsoleSpan] = dataclasses.field(default_factory=list)
     failing: list[Any] = dataclasses.field(default_factory=list)
@@ -42,6 +48,7 @@ class TestState:
     decided: str = ""  # the phase whose kernel report failed the test
     baseline: dict[str, Any] | None = None  # DUT counters when the test started
     faults: Any = None  # the test's Faults, if it injects any
+    carried: list[Any] = dataclasses.field(default_factory=list)  # for the next phase
 
 
 STATE = pytest.StashKey[TestState]()
@@ -50,20 +57,25 @@ STATE = pytest.StashKey[TestState]()
 def begin(item: pytest.Item, pool: Pool, machine: Machine) -> TestState:
     """Start judging `item` on `machine` from now on."""
     allow = [p for mk in item.iter_markers("allow_reports") for p in mk.args]
-    st = TestState(pool, machine, 0, allow)
-    attach(st, machine, item.nodeid)
+    st = TestState(pool, machine, allow)
     item.stash[STATE] = st
+    attach(st, machine, item.nodeid)
     return st
 
 
 def attach(st: TestState, machine: Machine, nodeid: str, note: str = "") -> None:
     """From now on the test runs on `machine` (its first guest, or a fresh
-    one that replaced a wedged guest): judge from its current console end."""
+    one that replaced a wedged guest). What the pool's guests said before is
+    judged first; its reports fail the test's setup."""
     assert machine.console is not None
+    st.carried += _catch_up(st, [*st.pool.retired, machine]).failing
     st.machine = machine
+    start = _ledger(st, machine).offset
     machine.mark(f"{MARK_BEGIN} {nodeid}{note}")
-    st.start = machine.console.size
-    st.spans.append(ConsoleSpan(str(machine.run_dir), st.start, st.start))
+    st.pool.judged[str(machine.run_dir)] = Judged(start, nodeid, st.allow, st)
+    last = st.spans[-1] if st.spans else None
+    if last is None or last.run_dir != str(machine.run_dir) or last.end != start:
+        st.spans.append(ConsoleSpan(str(machine.run_dir), start, start))
 
 
 def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None:
@@ -74,22 +86,76 @@ def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None
         m.mark(f"{MARK_END} {nodeid} {phase}")
     else:
         m.console.wait_closed(CLOSE_TIMEOUT)
-    end = m.console.size
-    segment = m.console.data(st.start, end)
-    if st.spans and st.spans[-1].run_dir == str(m.run_dir):
-        st.spans[-1].end = end
-    st.start = end
-    verdict = report.judge(segment, allow=st.allow)
-    verdict.failing = _name_inlined(st, verdict.failing)
-    st.failing += verdict.failing
-    st.allowed += verdict.allowed
-    if verdict.failing or verdict.allowed:
-        # a guest that reported a bug is no clean witness any more (lockdep,
-        # for one, turns itself off after its first report)
-        st.pool.tainted = (verdict.failing or verdict.allowed)[0].title
+    verdict = _catch_up(st, [*st.pool.retired, m])
+    verdict.failing = st.carried + verdict.failing
+    st.carried = []
     if verdict.failing and not st.decided:
         st.decided = phase
     return verdict
+
+
+def _ledger(st: TestState, m: Machine) -> Judged:
+    return st.pool.judged.setdefault(str(m.run_dir), Judged())
+
+
+def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
+    """Judge each guest's console from the ledger's offset to its end (a
+    live guest's: to its last whole line, so no report is cut in two). The
+    pool's retired guests are read to their last byte and forgotten."""
+    failing: list[report.Report] = []
+    mine: list[report.Report] = []  # reports the test itself allows
+    seen = set()
+    for m in machines:
+        if m.console is None or str(m.run_dir) in seen:
+            continue
+        seen.add(str(m.run_dir))
+        entry = _ledger(st, m)
+        end = _judged_end(m, entry.offset)
+        verdict = report.judge(m.console.data(entry.offset, end), allow=entry.allow)
+        own = entry.owner is st  # else the bytes came before this test began
+        bad = _name_inlined(st, verdict.failing)
+        if not own:
+            bad = [dataclasses.replace(r, text=f"{_origin(m, entry)}\n{r.text}") for r in bad]
+        span = _span_of(st, m)
+        if own and span is not None:
+            span.end = end
+        elif bad or verdict.allowed:
+            st.spans.append(ConsoleSpan(str(m.run_dir), entry.offset, end))
+        entry.offset = end
+        failing += bad
+        if own:
+            mine += verdict.allowed
+        if m is st.pool.machine and (bad or verdict.allowed):
+            # a guest that reported a bug is no clean witness any more
+            # (lockdep, for one, turns itself off after its first report)
+            st.pool.tainted = (bad or verdict.allowed)[0].title
+    st.pool.retired = [m for m in st.pool.retired if str(m.run_dir) not in seen]
+    st.failing += failing
+    st.allowed += mine
+    return report.Verdict(not failing, failing, mine)
+
+
+def _span_of(st: TestState, m: Machine) -> ConsoleSpan | None:
+    """The test's last stretch of `m`'s console."""
+    return next((s for s in reversed(st.spans) if s.run_dir == str(m.run_dir)), None)
+
+
+def _judged_end(m: Machine, start: int) -> int:
+    """Where to stop reading `m`'s console: its end once QEMU closed it,
+    else after the last whole line."""
+    assert m.console is not None
+    if m.console.closed or m.crashed or not m.alive():
+        m.console.wait_closed(CLOSE_TIMEOUT)
+        return m.console.size
+    data = m.console.data(start)
+    return start + data.rfind(b"\n") + 1
+
+
+def _origin(m: Machine, entry: Judged) -> str:
+    guest = m.run_dir.name
+    if not entry.after:
+        return f"ktest: reported while guest {guest} booted, before this test began"
+    return f"ktest: reported on guest {guest} after {entry.after} ended, before this test began"
 
 
 def _name_inlined(st: TestState, reports: list[report.Report]) -> list[report.Report]:
@@ -107,9 +173,11 @@ def _name_inlined(st: TestState, reports: list[report.Report]) -> list[report.Re
 
 def console_tail(st: TestState, lines: int = CONSOLE_LINES) -> str:
     m = st.machine
-    if m is None or m.console is None or not st.spans:
+    if m is None or m.console is None:
         return ""
-    span = st.spans[-1]
+    span = _span_of(st, m)
+    if span is None:
+        return ""
     text = m.console.data(span.start, None).decode(errors="replace")
     return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 

@@ -82,27 +82,40 @@ class Guest:
 
 
 class Machine:
-    def __init__(self, run_dir, broken):
+    def __init__(self, run_dir, broken, boot=""):
         self.run_dir = run_dir
         self.console = Console()
         self.crashed = False
         self.stopped = False
         self.broken = broken
+        self.boot = boot
+        self.later = None  # (text, panics) said once the test has ended
+        self.armed = False
 
     def launch(self):
         BOOTS.append(self.run_dir.name)
         if self.broken:
             raise BootError("guest hangs during boot: no console output for 90s after: x")
+        self.console.emit(self.boot)
 
     def alive(self):
         return not self.crashed and not self.stopped
 
     def ssh(self):
+        # the pool's health check before the next test comes after the
+        # ended test's last judged byte
+        if self.armed:
+            text, panics = self.later
+            self.armed, self.later = False, None
+            self.console.emit(text)
+            if panics:
+                self.crashed = self.console.closed = True
         return Guest(self)
 
     def mark(self, text):
         if self.alive():
             self.console.emit(text)
+            self.armed = self.later is not None and text.endswith(" teardown")
             return True
         return False
 
@@ -125,7 +138,8 @@ def ktest_artifacts():
 @pytest.fixture(autouse=True, scope="session")
 def _stand_in(tmp_path_factory):
     def make(profile, arts, run_dir, accel=None, **kw):
-        return Machine(run_dir, broken=profile.name == "e1000e-viommu")
+        return Machine(run_dir, broken=profile.name == "e1000e-viommu",
+                       boot=WARN if profile.name == "igb" else "")
     old = pool_mod.session.make_machine
     pool_mod.session.make_machine = make
     yield
@@ -146,6 +160,13 @@ def panics_in_teardown(machine):
 @pytest.fixture
 def warns_in_setup(machine):
     machine.console.emit(WARN)
+
+
+@pytest.fixture
+def replaced_in_setup(request, ktest_pair, machine):
+    from orchestrator.plugin import fixtures
+    machine.console.emit(WARN)
+    return fixtures.replace_guest(request, ktest_pair, "wedged")
 '''
 
 INNER = r'''
@@ -232,6 +253,28 @@ def test_declared_failure_and_another_watchdog(machine):
     machine.console.emit("igbvf 0000:01:10.0 eth2: NETDEV WATCHDOG: CPU: 0: transmit queue 0 "
                          "timed out 5632 ms")
     assert False, "no traffic within 60s"
+
+
+def test_warns_after_its_end(machine):
+    from conftest import WARN
+    machine.later = (WARN, False)
+
+
+def test_after_a_late_warning(machine):
+    pass
+
+
+def test_panics_after_its_end(machine):
+    from conftest import OOPS
+    machine.later = (OOPS, True)
+
+
+def test_after_a_late_panic(machine):
+    pass
+
+
+def test_guest_replaced_in_setup(replaced_in_setup):
+    pass
 '''
 
 
@@ -314,6 +357,45 @@ def test_a_declaration_names_the_reports_of_its_failure(tmp_path: Path) -> None:
     other = recs["test_declared_failure_and_another_watchdog"]
     assert (other["outcome"], other["message"]) == \
         ("failed", "NETDEV WATCHDOG: transmit queue timed out in igbvf")
+
+
+def test_what_a_guest_says_outside_tests_is_judged(tmp_path: Path) -> None:
+    """A report that comes after a test ended, on a guest that lives on or
+    one that panics before the next test, fails the next test's setup and
+    says where it came from; so does what a guest said before its test
+    moved to a fresh guest."""
+    r, recs = run_inner(tmp_path, "e1000e:e1000e", "-k", "after_its_end or after_a_late "
+                        "or replaced_in_setup")
+    assert r.returncode == 1, r.stdout + r.stderr
+    warn = "WARNING in ktnic_open"
+    oops = "BUG: unable to handle kernel NULL pointer dereference in ktnic_remove"
+    got = {k: (v["outcome"], v["phase"], v["message"]) for k, v in recs.items()}
+    assert got == {
+        "test_warns_after_its_end": ("passed", "", ""),
+        "test_after_a_late_warning": ("failed", "setup", warn),
+        "test_panics_after_its_end": ("passed", "", ""),
+        "test_after_a_late_panic": ("failed", "setup", oops),
+        "test_guest_replaced_in_setup": ("failed", "setup", warn),
+    }
+    for name, guests, before in (
+            ("test_after_a_late_warning", ["m1", "m2"], "test_warns_after_its_end"),
+            ("test_after_a_late_panic", ["m2", "m3"], "test_panics_after_its_end")):
+        excerpt = recs[name]["reports"][0]["excerpt"]
+        assert f"_e1000e-{guests[0]} after " in excerpt and f"{before}" in excerpt, excerpt
+        # the late report's lines, then the test on a fresh guest
+        assert [s["run_dir"][-2:] for s in recs[name]["console"]] == guests, recs[name]
+    replaced = recs["test_guest_replaced_in_setup"]
+    assert [s["run_dir"][-2:] for s in replaced["console"]] == ["m3", "m4"], replaced
+    assert "before this test began" not in replaced["reports"][0]["excerpt"]
+
+
+def test_a_report_during_boot_fails_the_first_test(tmp_path: Path) -> None:
+    r, recs = run_inner(tmp_path, "igb:igb", "-k", "test_clean")
+    assert r.returncode == 1, r.stdout + r.stderr
+    clean = recs["test_clean"]
+    assert (clean["outcome"], clean["phase"], clean["message"]) == \
+        ("failed", "setup", "WARNING in ktnic_open"), clean
+    assert "while guest igb_igb-m1 booted" in clean["reports"][0]["excerpt"]
 
 
 def test_a_pair_that_cannot_boot_errors_at_once(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 import pytest
+from ktest_later import LATER
 
 KO = Path(os.environ["KTEST_WARN_KO"])
 
@@ -72,6 +73,35 @@ def test_h_cleanup_panics(machine, guest, cleanup):
 
 def test_i_after_cleanup_panic(machine, guest):
     assert guest.cmd("cat /proc/uptime").ok
+
+
+def test_j_passes_then_its_guest_warns(machine):
+    LATER.append(machine)
+
+
+def test_k_after_a_warning_between_tests(machine, guest):
+    assert guest.cmd("cat /proc/uptime").ok
+'''
+
+# once j's verdict is in (its teardown judged), its guest makes a real
+# WARNING, before k begins: the console between two tests
+CONFTEST = '''
+import os
+import sys
+from pathlib import Path
+
+LATER = []
+sys.modules["ktest_later"] = sys.modules[__name__]
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown" and "test_j_" in report.nodeid and LATER:
+        m = LATER.pop()
+        start = m.console.size
+        guest = m.ssh()
+        guest.put(Path(os.environ["KTEST_WARN_KO"]), "/tmp/warn.ko")
+        guest.cmd("insmod /tmp/warn.ko && rmmod ktest_bug_warn")
+        m.console.wait_for(rb"end trace", timeout=30, start=start)
 '''
 
 
@@ -88,6 +118,7 @@ def qemu_under(path: Path) -> list[str]:
 def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     ko = module.build_module(ROOT / "tests/modules/bugs/warn", artifacts.kernel).ko
     (tmp_path / "test_inner.py").write_text(INNER)
+    (tmp_path / "conftest.py").write_text(CONFTEST)
     out = tmp_path / "out"
     env = {**os.environ, "KTEST_WARN_KO": str(ko)}
     r = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_inner.py"),
@@ -114,12 +145,23 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert (h["outcome"], h["phase"]) == ("failed", "teardown"), h
     assert "sysrq" in h["message"].lower() and h["reports"][0]["kind"] in ("PANIC", "BUG"), h
     assert recs["test_i_after_cleanup_panic[e1000e/e1000e]"]["outcome"] == "passed"
+    assert recs["test_j_passes_then_its_guest_warns[e1000e/e1000e]"]["outcome"] == "passed"
+    # the WARNING j's guest made after j ended fails k's setup; k's body
+    # runs on a fresh guest
+    k = recs["test_k_after_a_warning_between_tests[e1000e/e1000e]"]
+    assert (k["outcome"], k["phase"]) == ("failed", "setup"), k
+    assert k["message"].startswith("WARNING in ktest_bug_warn"), k
+    assert "test_j_passes_then_its_guest_warns[e1000e/e1000e] ended, before this test began" \
+        in k["reports"][0]["excerpt"], k
+    assert [Path(s["run_dir"]).name for s in k["console"]] == \
+        ["e1000e_e1000e-m6", "e1000e_e1000e-m7"], k
     assert r.returncode == 1
     # a fresh guest after every kernel report (a's WARNING, b's allowed one,
-    # c's panic), after the removal (g) and after h's cleanup panic (i):
-    # m1 a, m2 b, m3 c, m4 d..f, m5 g..h, m6 i
+    # c's panic), after the removal (g), after h's cleanup panic (i) and
+    # after the WARNING between j and k:
+    # m1 a, m2 b, m3 c, m4 d..f, m5 g..h, m6 i..j, m7 k
     machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "-m" in p.name)
-    assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 7)], machines
+    assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 8)], machines
     last = {json.loads(ln)["test"].split("::")[-1]: json.loads(ln)["console"][-1]["run_dir"]
              for ln in (out / "results.jsonl").read_text().splitlines()
              if json.loads(ln).get("console")}
