@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from orchestrator import report
 from orchestrator.builds import cache
 from orchestrator.builds.common import die_with_parent
 from orchestrator.builds.image import Image
@@ -416,6 +417,15 @@ class Machine:
         """Save the freshly booted guest for later launches; a failure is
         logged, the guest runs on."""
         assert self.qmp is not None and self.qemu_version is not None
+        assert self.console is not None
+        bad = report.judge(self.console.data()).failing
+        if bad:
+            # every guest restored from it would start with lockdep off or
+            # KASAN's one report spent, and without the report on its console
+            log.warning("%s: snapshot not saved: the boot reported %s", self.profile.name,
+                        bad[0].title)
+            self._note_console(f"ktest: snapshot not saved: the boot reported {bad[0].title}")
+            return
         try:
             snap = snapshot_mod.save(self.qmp, key, self.qemu_version,
                                      {"profile": self.profile.name, "kernel": self.kernel.key},
