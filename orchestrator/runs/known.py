@@ -123,19 +123,30 @@ class KnownIssue:
                 re.compile(rx)
 
     def explains(self, r: Record, versions: Versions) -> bool:
+        """Whether this issue explains the failure `r`. A failure with kernel
+        reports is explained only when every report's title matches: one
+        known report (or a known harness message) must not hide another."""
+        if not self.applies(r, versions):
+            return False
+        if self.title is None:
+            return not r.reports
+        if r.reports:
+            return all(self.names(t) for t in r.titles)
+        return self.names(r.message)
+
+    def applies(self, r: Record, versions: Versions) -> bool:
+        """Whether `r` is a failure of this issue's tests, pairs and versions."""
         if r.outcome not in EXPLAINABLE:
             return False
         if self.test is not None and not re.search(self.test, r.test):
             return False
         if self.pair is not None and not re.search(self.pair, r.pair or ""):
             return False
-        if self.title is None:
-            if r.reports:
-                return False
-        elif not any(re.search(self.title, t) for t in [r.message, *r.titles]):
-            return False
         return all(Condition.parse(c).holds(v) for c, v in
                    ((self.kernel, versions.kernel), (self.qemu, versions.qemu)) if c is not None)
+
+    def names(self, title: str) -> bool:
+        return self.title is not None and re.search(self.title, title) is not None
 
     def match(self) -> KnownMatch:
         return KnownMatch(self.reason, self.link, self.source)
@@ -230,6 +241,22 @@ def load_snapshot(out: Path) -> list[KnownIssue] | None:
     return parse_issues(data, str(path))
 
 
+def _each_report_known(r: Record, issues: Sequence[KnownIssue],
+                       versions: Versions) -> KnownMatch | None:
+    """A failure with several kernel reports that different issues name,
+    one each: known, with every issue's reason."""
+    if len(r.reports) < 2:
+        return None
+    found: list[KnownIssue] = []
+    for title in r.titles:
+        issue = next((i for i in issues if i.applies(r, versions) and i.names(title)), None)
+        if issue is None:
+            return None
+        if issue not in found:
+            found.append(issue)
+    return KnownMatch("; ".join(i.reason for i in found), found[0].link, found[0].source)
+
+
 def annotate(records: Iterable[Record], issues: Sequence[KnownIssue],
              versions: Versions) -> int:
     """Set `known` on each failure an issue explains (the first that does);
@@ -247,6 +274,11 @@ def annotate(records: Iterable[Record], issues: Sequence[KnownIssue],
                 r.known = issue.match()
                 n += 1
                 break
+        else:
+            together = _each_report_known(r, issues, versions)
+            if together is not None:
+                r.known = together
+                n += 1
     parts: dict[str, list[Record]] = {}
     for r in records:
         if r.part_of:

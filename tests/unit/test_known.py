@@ -234,3 +234,33 @@ def test_a_run_is_judged_with_its_snapshot_and_extra_files(tmp_path: Path) -> No
     known.save_snapshot(run.path, known.load_issues(extra))
     assert load_run(run.path).records[0].known is not None
     assert read_records(run.path)[0].known is None  # results.jsonl is not rewritten
+
+
+def test_a_known_report_does_not_hide_another() -> None:
+    """An issue that names one report explains a failure only when every
+    kernel report of it is known: a new KASAN report next to a known
+    watchdog is a failure, not a known issue."""
+    issues = known.parse_issues([
+        {"title": "NETDEV WATCHDOG", "reason": "the Tx stall QEMU's e1000e shows"},
+        {"title": "^WARNING in ktnic_open$", "reason": "the open race"},
+    ], "extra.yaml")
+    watchdog = ReportRef("NETDEV WATCHDOG: transmit queue timed out in ktest_nic", "WATCHDOG")
+    kasan = ReportRef("KASAN: slab-use-after-free Read in ktnic_clean_tx", "KASAN")
+    warn = ReportRef("WARNING in ktnic_open", "WARNING")
+
+    def record(*reports: ReportRef) -> Record:
+        return Record(test=LINK_TEST, pair="e1000e/ktest_nic", outcome="failed",
+                      message=reports[0].title, reports=list(reports))
+
+    alone, with_kasan, both = record(watchdog), record(watchdog, kasan), record(watchdog, warn)
+    assert known.annotate([alone, with_kasan, both], issues, NEW) == 2
+    assert alone.known is not None and alone.known.reason == "the Tx stall QEMU's e1000e shows"
+    assert with_kasan.known is None
+    # two reports, each named by its own issue: known, with both reasons
+    assert both.known is not None
+    assert both.known.reason == "the Tx stall QEMU's e1000e shows; the open race"
+    # a known harness message does not hide a kernel report either
+    harness = known.parse_issues([{"title": "no traffic within", "reason": "slow"}], "x.yaml")
+    msg = Record(test=LINK_TEST, pair="e1000e/ktest_nic", outcome="failed",
+                 message="no traffic within 60s", reports=[kasan])
+    assert known.annotate([msg], harness, NEW) == 0 and msg.known is None
