@@ -7,12 +7,16 @@ repeat, lands in one group:
     new             fails in B, did not fail in A (or was not in A)
     still_failing   fails in both
     fixed           failed in A, passes in B
-    not_run         failed in A, skipped in B or absent from it
+    not_run         failed in A, absent from B
+    skipped_now     ran in A (passed or failed), skipped in B: coverage lost
+                    (a capability the driver no longer reports), or a
+                    failure now hidden as a skip
     known           fails in B, explained by a known issue
     flaky           failed, then passed when run again, in B
 
 "Fails" means a failure no known issue explains (runs.verdicts.is_bad).
-Anything new makes `ktest compare` exit 1, for CI.
+Anything new, and any test that ran in A and skips in B, makes `ktest
+compare` exit 1, for CI.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from orchestrator.plugin.record import Record
 from orchestrator.runs.rundir import Run
 from orchestrator.runs.verdicts import is_bad, status, test_key
 
-GROUPS = ("new", "still_failing", "fixed", "not_run", "known", "flaky")
+RAN = ("passed", "failed", "error", "flaky")  # outcomes of a test that ran and counted
+GROUPS = ("new", "still_failing", "fixed", "not_run", "skipped_now", "known", "flaky")
 TITLES = {"new": "new failures", "still_failing": "still failing", "fixed": "fixed",
-          "not_run": "failed before, not run now", "known": "known issues",
-          "flaky": "flaky"}
+          "not_run": "failed before, not run now", "skipped_now": "ran before, skipped now",
+          "known": "known issues", "flaky": "flaky"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Comparison:
 
     @property
     def anything_new(self) -> bool:
-        return bool(self.groups["new"])
+        return bool(self.groups["new"] or self.groups["skipped_now"])
 
     def to_json(self) -> dict[str, Any]:
         return {"base": self.base, "run": self.run,
@@ -66,6 +71,8 @@ def _group(before: Record | None, after: Record | None) -> str | None:
         return "known"
     if after.outcome == "flaky":
         return "flaky"
+    if after.outcome == "skipped" and before is not None and before.outcome in RAN:
+        return "skipped_now"
     if was_bad:
         return "fixed" if after.outcome in ("passed", "xfailed", "xpassed") else "not_run"
     return None

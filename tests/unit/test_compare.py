@@ -53,7 +53,9 @@ def test_every_group(tmp_path: Path) -> None:
         "still_failing": {("test_tx", E)},
         # an XPASS (a QEMU limitation's xfail that passed) fails nothing
         "fixed": {("test_rx", E), ("test_ping", V), ("test_link", E)},
-        "not_run": {("test_mtu", E), ("test_gone", E)},
+        "not_run": {("test_gone", E)},
+        # a failure now hidden as a skip
+        "skipped_now": {("test_mtu", E)},
         "known": {("test_aer", V)},
         "flaky": {("test_flap", E)},
     }
@@ -83,12 +85,36 @@ def test_cli_table_json_and_exit_status(tmp_path: Path,
         in new_block
     assert cli.main(["compare", "--json", str(a), str(b)]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert data["counts"] == {"new": 2, "still_failing": 1, "fixed": 3, "not_run": 2,
-                              "known": 1, "flaky": 1}
+    assert data["counts"] == {"new": 2, "still_failing": 1, "fixed": 3, "not_run": 1,
+                              "skipped_now": 1, "known": 1, "flaky": 1}
     assert {r["test"] for r in data["fixed"]} == {"tests/nic/test_x.py::test_rx",
                                                   "tests/nic/test_x.py::test_ping",
                                                   "tests/nic/test_x.py::test_link"}
     assert cli.main(["compare", str(b), str(b)]) == 0
+
+
+def test_a_test_that_passed_and_now_skips_fails_the_comparison(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A test that passed in A and skips in B lost coverage (the driver
+    stopped reporting a capability): shown, and `ktest compare` exits 1.
+    A test that skipped in both, that A skipped and B passes, or that was an
+    expected failure in A, is not."""
+    a, b = FakeRun(tmp_path / "a"), FakeRun(tmp_path / "b")
+    for run, outcomes in ((a, {"rss": "passed", "tso": "skipped", "gro": "skipped",
+                               "aer": "xfailed"}),
+                          (b, {"rss": "skipped", "tso": "skipped", "gro": "passed",
+                               "aer": "skipped"})):
+        for name, outcome in outcomes.items():
+            run.test(t(f"test_{name}"), E, outcome, message=f"{name} {outcome}")
+        run.write()
+    c = compare.compare(load_run(a.path), load_run(b.path))
+    assert {g: rows for g, rows in groups(c).items() if rows} == {
+        "skipped_now": {("test_rss", E)}}
+    assert c.anything_new
+    assert cli.main(["compare", str(a.path), str(b.path)]) == 1
+    text = capsys.readouterr().out
+    assert "ran before, skipped now:\n   PASS -> SKIP  e1000e/ktest_nic  " \
+        "tests/nic/test_x.py::test_rss: rss skipped" in text, text
 
 
 def test_known_file_turns_a_new_failure_into_known(tmp_path: Path,
@@ -96,8 +122,11 @@ def test_known_file_turns_a_new_failure_into_known(tmp_path: Path,
     a, b = two_runs(tmp_path)
     mine = tmp_path / "known.yaml"
     mine.write_text("- {test: 'test_(ping|new_test)\\[e1000e', reason: lab switch down}\n")
-    assert cli.main(["compare", "--known", str(mine), str(a), str(b)]) == 0
-    assert "[known: lab switch down]" in capsys.readouterr().out
+    # still 1: test_mtu failed in A and skips in B
+    assert cli.main(["compare", "--known", str(mine), str(a), str(b)]) == 1
+    text = capsys.readouterr().out
+    assert "[known: lab switch down]" in text
+    assert "0 new failures" in text and "1 ran before, skipped now" in text, text
 
 
 @pytest.mark.parametrize("which", ["missing", "not-a-run"])
