@@ -100,12 +100,9 @@ def _get(pool: Pool) -> Any:
 @pytest.fixture
 def machine(request: pytest.FixtureRequest, ktest_pair: Pool) -> Iterator[Any]:
     m = _get(ktest_pair)
-    st = verdict.begin(request.node, ktest_pair, m)
-    if ktest_pair.tainted:
-        # the guest reported a bug before this test began (the test fails
-        # with it in setup): its body still gets a clean guest
-        m = _get(ktest_pair)
-        verdict.attach(st, m, request.node.nodeid, " (fresh guest)")
+    # what the guest said before this test began fails its setup (its body
+    # does not run) and taints the guest: the next test gets a fresh one
+    verdict.begin(request.node, ktest_pair, m)
     yield m
     if request.config.getoption("--ktest-fresh-guest") == "per-test":
         ktest_pair.discard(f"per-test guests: after {request.node.nodeid}")

@@ -378,11 +378,11 @@ def test_what_a_guest_says_outside_tests_is_judged(tmp_path: Path) -> None:
         "test_guest_replaced_in_setup": ("failed", "setup", warn),
     }
     for name, guests, before in (
-            ("test_after_a_late_warning", ["m1", "m2"], "test_warns_after_its_end"),
+            ("test_after_a_late_warning", ["m1"], "test_warns_after_its_end"),
+            # the panicked guest's console, then the test on a fresh guest
             ("test_after_a_late_panic", ["m2", "m3"], "test_panics_after_its_end")):
         excerpt = recs[name]["reports"][0]["excerpt"]
         assert f"_e1000e-{guests[0]} after " in excerpt and f"{before}" in excerpt, excerpt
-        # the late report's lines, then the test on a fresh guest
         assert [s["run_dir"][-2:] for s in recs[name]["console"]] == guests, recs[name]
     replaced = recs["test_guest_replaced_in_setup"]
     assert [s["run_dir"][-2:] for s in replaced["console"]] == ["m3", "m4"], replaced
