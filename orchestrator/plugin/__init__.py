@@ -43,6 +43,7 @@ from orchestrator.plugin.fixtures import (  # noqa: F401 - fixtures and hooks py
     traffic,
 )
 from orchestrator.plugin.options import pytest_addoption  # noqa: F401
+from orchestrator.plugin.pool import pool_of
 from orchestrator.plugin.record import RESULTS
 from orchestrator.plugin.reruns import RerunHook
 from orchestrator.plugin.results import ResultsHook
@@ -110,6 +111,21 @@ def _pair_of(item: pytest.Item) -> drivers.Pair | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
     capabilities.check(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the pair's last test, its guest is shut down within that
+    test's teardown (pytest would do it in the next pair's first setup, or
+    after the session), so the guest's last words are that test's."""
+    yield
+    pair = _pair_of(item)
+    following = _pair_of(nextitem) if nextitem is not None else None
+    if pair is None or (following is not None and following.label == pair.label):
+        return
+    pool = pool_of(item.config, pair)
+    if pool is not None:
+        verdict.end_of_pair(item, pool)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -39,10 +39,19 @@ class Judged:
     owner: object = None
 
 
+POOLS = pytest.StashKey[dict[str, "Pool"]]()  # in the config: every pair's pool, by label
+
+
+def pool_of(config: pytest.Config, pair: drivers.Pair) -> Pool | None:
+    """The pool of `pair` in this session, if it was ever made."""
+    return config.stash.get(POOLS, {}).get(pair.label)
+
+
 class Pool:
     def __init__(self, pair: drivers.Pair, config: pytest.Config, arts: Any,
                  out: Path) -> None:
         self.pair, self.config, self.arts, self.out = pair, config, arts, out
+        config.stash.setdefault(POOLS, {})[pair.label] = self
         try:
             checked = drivers.check_pair(pair)
         except drivers.PairError as e:

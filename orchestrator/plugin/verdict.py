@@ -13,7 +13,8 @@ of how far each guest was read. What a guest said outside any test (its
 boot, the time between two tests, the shutdown of a guest discarded before
 the next test began) is judged when the next test begins and fails that
 test's setup, its report saying where it came from; what came after a test
-ended is judged with that test's allowed reports.
+ended is judged with that test's allowed reports. The pair's guest is shut
+down in its last test's teardown and judged to its last byte there.
 """
 
 from __future__ import annotations
@@ -78,15 +79,31 @@ def attach(st: TestState, machine: Machine, nodeid: str, note: str = "") -> None
         st.spans.append(ConsoleSpan(str(machine.run_dir), start, start))
 
 
+def end_of_pair(item: pytest.Item, pool: Pool) -> None:
+    """`item` is the pair's last test and its fixtures are torn down: the
+    pair's guest goes now, so what it says until it is off (a driver's
+    shutdown callback, a late timer) is judged in this test's teardown. A
+    last test that never used the guest judges it as what came after the
+    test before it."""
+    pool.close()
+    if STATE not in item.stash and pool.retired:
+        item.stash[STATE] = TestState(pool, None, [])
+
+
 def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None:
     m = st.machine
-    if m is None or m.console is None:
+    if m is None:
+        if not st.pool.retired:
+            return None
+        verdict = _catch_up(st, list(st.pool.retired))
+    elif m.console is None:
         return None
-    if m.alive() and not m.crashed:
-        m.mark(f"{MARK_END} {nodeid} {phase}")
     else:
-        m.console.wait_closed(CLOSE_TIMEOUT)
-    verdict = _catch_up(st, [*st.pool.retired, m])
+        if m.alive() and not m.crashed:
+            m.mark(f"{MARK_END} {nodeid} {phase}")
+        else:
+            m.console.wait_closed(CLOSE_TIMEOUT)
+        verdict = _catch_up(st, [*st.pool.retired, m])
     verdict.failing = st.carried + verdict.failing
     st.carried = []
     if verdict.failing and not st.decided:

@@ -90,6 +90,8 @@ class Machine:
         self.broken = broken
         self.boot = boot
         self.later = None  # (text, panics) said once the test has ended
+        self.last_words = ""  # said while the guest shuts down
+        self.ended = None
         self.armed = False
 
     def launch(self):
@@ -125,9 +127,12 @@ class Machine:
         self.console.closed = True
 
     def shutdown(self, reason=""):
+        if self.alive():
+            self.console.emit(self.last_words)
         self.stopped = True
         self.console.closed = True
-        return "crashed" if self.crashed else "quit"
+        self.ended = "crashed" if self.crashed else "poweroff"
+        return self.ended
 
 
 @pytest.fixture(scope="session")
@@ -275,6 +280,15 @@ def test_after_a_late_panic(machine):
 
 def test_guest_replaced_in_setup(replaced_in_setup):
     pass
+
+
+def test_warns_while_its_guest_shuts_down(machine):
+    from conftest import WARN
+    machine.last_words = WARN
+
+
+def test_without_a_guest(ktest_pair):
+    pass
 '''
 
 
@@ -387,6 +401,32 @@ def test_what_a_guest_says_outside_tests_is_judged(tmp_path: Path) -> None:
     replaced = recs["test_guest_replaced_in_setup"]
     assert [s["run_dir"][-2:] for s in replaced["console"]] == ["m3", "m4"], replaced
     assert "before this test began" not in replaced["reports"][0]["excerpt"]
+
+
+def test_a_pairs_last_guest_is_judged_until_it_is_off(tmp_path: Path) -> None:
+    """The guest of a pair goes down in its last test's teardown: a report
+    then (a driver's shutdown callback) fails that test, on every pair of
+    the session, not only the last one."""
+    r, _ = run_inner(tmp_path, "e1000e:e1000e", "--ktest-pair", "virtio-net:virtio_net",
+                     "-k", "shuts_down")
+    assert r.returncode == 1, r.stdout + r.stderr
+    recs = [json.loads(ln) for ln in (tmp_path / "out/results.jsonl").read_text().splitlines()]
+    got = [(v["pair"], v["outcome"], v["phase"], v["message"]) for v in recs]
+    assert got == [(pair, "failed", "teardown", "WARNING in ktnic_open")
+                   for pair in ("e1000e/e1000e", "virtio-net/virtio_net")], got
+    for v in recs:
+        assert "before this test began" not in v["reports"][0]["excerpt"]
+
+
+def test_a_last_test_without_a_guest_judges_the_guest_before_it(tmp_path: Path) -> None:
+    r, recs = run_inner(tmp_path, "e1000e:e1000e", "-k", "shuts_down or without_a_guest")
+    assert r.returncode == 1, r.stdout + r.stderr
+    got = {k: (v["outcome"], v["phase"], v["message"]) for k, v in recs.items()}
+    assert got == {"test_warns_while_its_guest_shuts_down": ("passed", "", ""),
+                   "test_without_a_guest": ("failed", "teardown", "WARNING in ktnic_open")}
+    excerpt = recs["test_without_a_guest"]["reports"][0]["excerpt"]
+    assert "after test_inner.py::test_warns_while_its_guest_shuts_down" in excerpt, excerpt
+    assert [s["run_dir"][-2:] for s in recs["test_without_a_guest"]["console"]] == ["m1"]
 
 
 def test_a_report_during_boot_fails_the_first_test(tmp_path: Path) -> None:

@@ -81,6 +81,11 @@ def test_j_passes_then_its_guest_warns(machine):
 
 def test_k_after_a_warning_between_tests(machine, guest):
     assert guest.cmd("cat /proc/uptime").ok
+
+
+def test_l_warns_while_its_guest_shuts_down(machine, guest):
+    guest.put(KO, "/tmp/warn.ko")
+    guest.cmd("insmod /tmp/warn.ko at_shutdown=1")
 '''
 
 # once j's verdict is in (its teardown judged), its guest makes a real
@@ -124,7 +129,12 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_inner.py"),
                         "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
                         "--ktest-pair", "e1000e:e1000e", "--ktest-out", str(out),
-                        "--ktest-pcap"],
+                        "--ktest-pcap",
+                        # a second pair, for l only: the first pair's guest goes
+                        # down before the session ends (a short run directory
+                        # name: its sockets' paths must fit)
+                        "--ktest-pair", "e1000e:ktest_nic",
+                        "-k", "e1000e and not ktest_nic or test_l_"],
                        capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     print(r.stdout[-4000:], r.stderr[-2000:])
     recs = records(out)
@@ -153,12 +163,21 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert "test_j_passes_then_its_guest_warns[e1000e/e1000e] ended, before this test began" \
         in k["reports"][0]["excerpt"], k
     assert [Path(s["run_dir"]).name for s in k["console"]] == ["e1000e_e1000e-m6"], k
+    # l is each pair's last test: its guest powers off in l's teardown, and
+    # the WARNING its reboot notifier makes on the way down fails l
+    for pair in ("e1000e/e1000e", "e1000e/ktest_nic"):
+        last = recs[f"test_l_warns_while_its_guest_shuts_down[{pair}]"]
+        assert (last["outcome"], last["phase"]) == ("failed", "teardown"), last
+        assert last["message"].startswith("WARNING in ktest_bug_warn"), last
+        assert "before this test began" not in last["reports"][0]["excerpt"], last
+    assert len(recs) == 13, sorted(recs)
     assert r.returncode == 1
     # a fresh guest after every kernel report (a's WARNING, b's allowed one,
-    # c's panic), after the removal (g) and after h's cleanup panic (i):
-    # m1 a, m2 b, m3 c, m4 d..f, m5 g..h, m6 i..k
-    machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "-m" in p.name)
-    assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 7)], machines
+    # c's panic, the one k's setup found), after the removal (g) and after
+    # h's cleanup panic (i): m1 a, m2 b, m3 c, m4 d..f, m5 g..h, m6 i..k, m7 l
+    machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "_e1000e-m" in p.name)
+    assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 8)], machines
+    assert (out / "e1000e_e1000e-m7" / "ended.txt").read_text().startswith("poweroff")
     last = {json.loads(ln)["test"].split("::")[-1]: json.loads(ln)["console"][-1]["run_dir"]
              for ln in (out / "results.jsonl").read_text().splitlines()
              if json.loads(ln).get("console")}

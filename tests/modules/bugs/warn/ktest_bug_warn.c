@@ -1,30 +1,53 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * ktest_bug_warn: one WARN_ON() when loaded (the plugin's verdict test:
- * a test that loads it fails with the WARNING's title unless it allows it).
+ * a test that loads it fails with the WARNING's title unless it allows it),
+ * or, with at_shutdown=1, when the system powers off or reboots (a report
+ * in a guest's last words, as a driver's shutdown callback would make).
  */
 #include <linux/bug.h>
 #include <linux/init.h>
 #include <linux/module.h>
+#include <linux/notifier.h>
+#include <linux/reboot.h>
 
 static int ktest_bug_warn_trigger = 1;
+
+static bool ktest_bug_warn_at_shutdown;
+module_param_named(at_shutdown, ktest_bug_warn_at_shutdown, bool, 0444);
+MODULE_PARM_DESC(at_shutdown, "warn when the system goes down, not on load");
 
 static noinline void ktest_bug_warn_check(int value)
 {
 	WARN_ON(value != 0);
 }
 
+static int ktest_bug_warn_reboot(struct notifier_block *nb,
+				 unsigned long action, void *data)
+{
+	ktest_bug_warn_check(READ_ONCE(ktest_bug_warn_trigger));
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block ktest_bug_warn_nb = {
+	.notifier_call = ktest_bug_warn_reboot,
+};
+
 static int __init ktest_bug_warn_init(void)
 {
+	if (ktest_bug_warn_at_shutdown)
+		return register_reboot_notifier(&ktest_bug_warn_nb);
 	ktest_bug_warn_check(READ_ONCE(ktest_bug_warn_trigger));
 	return 0;
 }
 
 static void __exit ktest_bug_warn_exit(void)
 {
+	if (ktest_bug_warn_at_shutdown)
+		unregister_reboot_notifier(&ktest_bug_warn_nb);
 }
 
 module_init(ktest_bug_warn_init);
 module_exit(ktest_bug_warn_exit);
-MODULE_DESCRIPTION("ktest: WARN_ON on load");
+MODULE_DESCRIPTION("ktest: WARN_ON on load or at shutdown");
 MODULE_LICENSE("GPL");
