@@ -49,13 +49,16 @@ class ReportRef:
     driver: str | None = None  # the first module named in its call trace
     frame: str | None = None
     excerpt: str = ""  # the report's first lines
+    # the test after whose end the report came, when it came between two
+    # tests (it fails the next test, whose record holds it)
+    after: str = ""
 
     @classmethod
-    def of(cls, report: Any, lines: int = 40) -> ReportRef:
+    def of(cls, report: Any, lines: int = 40, after: str = "") -> ReportRef:
         text = "\n".join(str(report.text).splitlines()[:lines])
         modules = getattr(report, "modules", ()) or ()
         return cls(report.title, report.kind.value, modules[0] if modules else None,
-                   report.frame, text)
+                   report.frame, text, after)
 
 
 @dataclass

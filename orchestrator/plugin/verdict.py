@@ -50,6 +50,8 @@ class TestState:
     baseline: dict[str, Any] | None = None  # DUT counters when the test started
     faults: Any = None  # the test's Faults, if it injects any
     carried: list[Any] = dataclasses.field(default_factory=list)  # for the next phase
+    # id() of a failing report that came after another test ended: that test
+    came_after: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 STATE = pytest.StashKey[TestState]()
@@ -133,6 +135,7 @@ def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
         bad = _name_inlined(st, verdict.failing)
         if not own:
             bad = [dataclasses.replace(r, text=f"{_origin(m, entry)}\n{r.text}") for r in bad]
+            st.came_after.update((id(r), entry.after) for r in bad if entry.after)
         span = _span_of(st, m)
         if own and span is not None:
             span.end = end
@@ -248,7 +251,8 @@ def apply(item: pytest.Item, rep: pytest.TestReport) -> None:
     verdict = judge_phase(st, item.nodeid, rep.when)
     if verdict is None:
         return
-    rep.user_properties.append(("ktest_reports", [ReportRef.of(r) for r in verdict.failing]))
+    refs = [ReportRef.of(r, after=st.came_after.get(id(r), "")) for r in verdict.failing]
+    rep.user_properties.append(("ktest_reports", refs))
     rep.user_properties.append(("ktest_allowed", [r.title for r in verdict.allowed]))
     rep.user_properties.append(("ktest_console", list(st.spans)))
     failed_now = bool(verdict.failing)

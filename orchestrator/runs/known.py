@@ -19,7 +19,9 @@ as many numbers as it has, so "6.12" is every 6.12.y and "<8.1" is anything
 before 8.1.0. A condition on a version the run did not record never holds.
 
 An entry without `title` explains only failures that no kernel report
-decided: a kernel report is a bug even where a test is known to fail.
+decided: a kernel report is a bug even where a test is known to fail. A
+report that came after a test ended fails the next test; an entry whose
+`test` names the test it came after explains it there too.
 
 A matching failure keeps its outcome; :func:`annotate` sets
 ``Record.known``, and the summary, compare and the HTML report show it as
@@ -42,7 +44,7 @@ from typing import Any
 
 from orchestrator import paths, yamlconf
 from orchestrator.machine import qemu
-from orchestrator.plugin.record import KnownMatch, Record
+from orchestrator.plugin.record import KnownMatch, Record, ReportRef
 from orchestrator.yamlconf import ConfigError, Reader
 
 SHIPPED = "known-issues"  # a folder of qemu-configs/ (its YAML files at the top are profiles)
@@ -128,22 +130,28 @@ class KnownIssue:
         known report (or a known harness message) must not hide another."""
         if not self.applies(r, versions):
             return False
-        if self.title is None:
-            return not r.reports
         if r.reports:
-            return all(self.names(t) for t in r.titles)
-        return self.names(r.message)
+            return all(self.covers(r, ref) for ref in r.reports)
+        return self.in_test(r.test) and (self.title is None or self.names(r.message))
+
+    def covers(self, r: Record, ref: ReportRef) -> bool:
+        """Whether this issue names kernel report `ref` of failure `r`: its
+        title, on `r`'s test or on the test it came after."""
+        return self.names(ref.title) and (self.in_test(r.test)
+                                          or bool(ref.after) and self.in_test(ref.after))
 
     def applies(self, r: Record, versions: Versions) -> bool:
-        """Whether `r` is a failure of this issue's tests, pairs and versions."""
+        """Whether `r` is a failure of this issue's pairs and versions (its
+        tests: see in_test and covers)."""
         if r.outcome not in EXPLAINABLE:
-            return False
-        if self.test is not None and not re.search(self.test, r.test):
             return False
         if self.pair is not None and not re.search(self.pair, r.pair or ""):
             return False
         return all(Condition.parse(c).holds(v) for c, v in
                    ((self.kernel, versions.kernel), (self.qemu, versions.qemu)) if c is not None)
+
+    def in_test(self, test: str) -> bool:
+        return self.test is None or re.search(self.test, test) is not None
 
     def names(self, title: str) -> bool:
         return self.title is not None and re.search(self.title, title) is not None
@@ -248,8 +256,8 @@ def _each_report_known(r: Record, issues: Sequence[KnownIssue],
     if len(r.reports) < 2:
         return None
     found: list[KnownIssue] = []
-    for title in r.titles:
-        issue = next((i for i in issues if i.applies(r, versions) and i.names(title)), None)
+    for ref in r.reports:
+        issue = next((i for i in issues if i.applies(r, versions) and i.covers(r, ref)), None)
         if issue is None:
             return None
         if issue not in found:

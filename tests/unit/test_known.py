@@ -264,3 +264,27 @@ def test_a_known_report_does_not_hide_another() -> None:
     msg = Record(test=LINK_TEST, pair="e1000e/ktest_nic", outcome="failed",
                  message="no traffic within 60s", reports=[kasan])
     assert known.annotate([msg], harness, NEW) == 0 and msg.known is None
+
+
+def test_a_report_after_a_test_is_known_on_that_test() -> None:
+    """A report that came after test_a ended fails the next test, test_b;
+    an issue scoped to test_a explains it there, and one scoped to another
+    test does not, nor one scoped to test_a for a report test_b made."""
+    issues = known.parse_issues([
+        {"title": "^WARNING in ktnic_close", "test": "test_a", "reason": "the late close race"},
+    ], "extra.yaml")
+    late = ReportRef("WARNING in ktnic_close", "WARNING", after="tests/nic/t.py::test_a[x]")
+    own = ReportRef("WARNING in ktnic_close", "WARNING")
+    other = ReportRef("WARNING in ktnic_close", "WARNING", after="tests/nic/t.py::test_c[x]")
+
+    def record(*reports: ReportRef) -> Record:
+        return Record(test="tests/nic/t.py::test_b[x]", pair="e1000e/ktest_nic",
+                      outcome="failed", phase="setup", message=reports[0].title,
+                      reports=list(reports))
+
+    after_a, in_b, after_c, both = record(late), record(own), record(other), record(late, own)
+    assert known.annotate([after_a, in_b, after_c, both], issues, NEW) == 1
+    assert after_a.known is not None and after_a.known.reason == "the late close race"
+    assert in_b.known is None and after_c.known is None and both.known is None
+    # what the records hold on disk carries where the report came from
+    assert Record.from_dict(json.loads(after_a.to_json())).reports[0].after == late.after

@@ -397,10 +397,13 @@ def test_what_a_guest_says_outside_tests_is_judged(tmp_path: Path) -> None:
             ("test_after_a_late_panic", ["m2", "m3"], "test_panics_after_its_end")):
         excerpt = recs[name]["reports"][0]["excerpt"]
         assert f"_e1000e-{guests[0]} after " in excerpt and f"{before}" in excerpt, excerpt
+        # (a known issue scoped to that test explains it)
+        assert recs[name]["reports"][0]["after"] == f"test_inner.py::{before}[e1000e/e1000e]"
         assert [s["run_dir"][-2:] for s in recs[name]["console"]] == guests, recs[name]
     replaced = recs["test_guest_replaced_in_setup"]
     assert [s["run_dir"][-2:] for s in replaced["console"]] == ["m3", "m4"], replaced
     assert "before this test began" not in replaced["reports"][0]["excerpt"]
+    assert replaced["reports"][0]["after"] == ""
 
 
 def test_a_pairs_last_guest_is_judged_until_it_is_off(tmp_path: Path) -> None:
