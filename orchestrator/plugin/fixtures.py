@@ -39,6 +39,8 @@ def pairs_of(config: pytest.Config) -> list[drivers.Pair]:
                                        drivers_)
     except drivers.PairError as e:
         raise pytest.UsageError(str(e)) from None
+    # a pair named twice runs once (one pool, one guest at a time, per label)
+    pairs = list({p.label: p for p in reversed(pairs)}.values())[::-1]
     return pairs or [drivers.Pair.parse(options.DEFAULT_PAIR)]
 
 

@@ -51,7 +51,6 @@ class Pool:
     def __init__(self, pair: drivers.Pair, config: pytest.Config, arts: Any,
                  out: Path) -> None:
         self.pair, self.config, self.arts, self.out = pair, config, arts, out
-        config.stash.setdefault(POOLS, {})[pair.label] = self
         try:
             checked = drivers.check_pair(pair)
         except drivers.PairError as e:
@@ -78,6 +77,7 @@ class Pool:
         # ledger, and the discarded guests whose last bytes it has yet to read
         self.judged: dict[str, Judged] = {}
         self.retired: list[Machine] = []
+        config.stash.setdefault(POOLS, {})[pair.label] = self
 
     def get(self) -> Machine:
         """The pair's healthy guest, booted if needed; PairBroken if the pair

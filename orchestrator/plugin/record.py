@@ -135,7 +135,9 @@ class Record:
         reports = []
         for r in d.get("reports") or []:
             # records of earlier ktest versions held plain titles
-            reports.append(ReportRef(r, "") if isinstance(r, str) else ReportRef(**r))
+            # (and a later version's fields are not this one's to read)
+            reports.append(ReportRef(r, "") if isinstance(r, str) else
+                           ReportRef(**{k: v for k, v in r.items() if k in _fields(ReportRef)}))
         spans = [ConsoleSpan(**c) for c in d.get("console") or []]
         attempts = [Attempt.from_dict(a) for a in d.get("attempts") or []]
         known = KnownMatch(**d["known"]) if d.get("known") else None

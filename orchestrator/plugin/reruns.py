@@ -1,7 +1,9 @@
 """--ktest-reruns N: a failed test runs again, up to N more times.
 
 The rerun happens inside the pair's pytest process, so a healthy guest is
-reused (the `machine` fixture replaces a broken one, as for any test). Only
+reused (the `machine` fixture replaces a broken one, as for any test; the
+pair's last test gets a fresh one, since its guest went down in the failed
+try's teardown). Only
 the last try is reported to pytest (terminal, junit, exit status); the
 earlier ones go straight to the results writer, which keeps every try in the
 record and calls a test that failed and then passed "flaky".

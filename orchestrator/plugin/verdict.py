@@ -134,7 +134,7 @@ def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
         own = entry.owner is st  # else the bytes came before this test began
         bad = _name_inlined(st, verdict.failing)
         if not own:
-            bad = [dataclasses.replace(r, text=f"{_origin(m, entry)}\n{r.text}") for r in bad]
+            bad = [dataclasses.replace(r, text=f"{_origin(st, m, entry)}\n{r.text}") for r in bad]
             st.came_after.update((id(r), entry.after) for r in bad if entry.after)
         span = _span_of(st, m)
         if own and span is not None:
@@ -171,8 +171,12 @@ def _judged_end(m: Machine, start: int) -> int:
     return start + data.rfind(b"\n") + 1
 
 
-def _origin(m: Machine, entry: Judged) -> str:
+def _origin(st: TestState, m: Machine, entry: Judged) -> str:
     guest = m.run_dir.name
+    if st.machine is None:  # the pair's last test, which had no guest of its own
+        when = f"after {entry.after} ended" if entry.after else "while it booted"
+        return f"ktest: reported on guest {guest} {when}, by the end of the pair " \
+               "(this test did not use it)"
     if not entry.after:
         return f"ktest: reported while guest {guest} booted, before this test began"
     return f"ktest: reported on guest {guest} after {entry.after} ended, before this test began"
@@ -181,8 +185,9 @@ def _origin(m: Machine, entry: Judged) -> str:
 def _name_inlined(st: TestState, reports: list[report.Report]) -> list[report.Report]:
     """Reports whose guilty frame is in the driver ktest built, titled
     after the function inlined there (the module's debug information)."""
-    d = st.pool.dut
-    ko = d.driver.ko if d is not None else None
+    # (the pool's driver: its DUT is gone once the pair's last test closed it)
+    drv = st.pool.driver
+    ko = drv.ko if drv is not None else None
     twin = module.debug_twin(ko) if ko is not None and reports else None
     if twin is None:
         return reports

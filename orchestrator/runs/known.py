@@ -20,8 +20,9 @@ before 8.1.0. A condition on a version the run did not record never holds.
 
 An entry without `title` explains only failures that no kernel report
 decided: a kernel report is a bug even where a test is known to fail. A
-report that came after a test ended fails the next test; an entry whose
-`test` names the test it came after explains it there too.
+report that came after a test ended fails the next test's setup (its body
+never runs); an entry whose `test` names the test it came after explains it
+there too.
 
 A matching failure keeps its outcome; :func:`annotate` sets
 ``Record.known``, and the summary, compare and the HTML report show it as
@@ -136,9 +137,11 @@ class KnownIssue:
 
     def covers(self, r: Record, ref: ReportRef) -> bool:
         """Whether this issue names kernel report `ref` of failure `r`: its
-        title, on `r`'s test or on the test it came after."""
-        return self.names(ref.title) and (self.in_test(r.test)
-                                          or bool(ref.after) and self.in_test(ref.after))
+        title, on `r`'s test or, when the report failed `r`'s setup (so its
+        body, which could have failed on its own, never ran), on the test it
+        came after."""
+        came_after = bool(ref.after) and r.phase == "setup" and self.in_test(ref.after)
+        return self.names(ref.title) and (self.in_test(r.test) or came_after)
 
     def applies(self, r: Record, versions: Versions) -> bool:
         """Whether `r` is a failure of this issue's pairs and versions (its

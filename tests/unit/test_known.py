@@ -283,8 +283,13 @@ def test_a_report_after_a_test_is_known_on_that_test() -> None:
                       reports=list(reports))
 
     after_a, in_b, after_c, both = record(late), record(own), record(other), record(late, own)
-    assert known.annotate([after_a, in_b, after_c, both], issues, NEW) == 1
+    # a report that came in teardown, after a body that ran (and could have
+    # failed on its own): not known on test_a
+    ran = record(late)
+    ran.phase = "teardown"
+    assert known.annotate([after_a, in_b, after_c, both, ran], issues, NEW) == 1
     assert after_a.known is not None and after_a.known.reason == "the late close race"
     assert in_b.known is None and after_c.known is None and both.known is None
+    assert ran.known is None
     # what the records hold on disk carries where the report came from
     assert Record.from_dict(json.loads(after_a.to_json())).reports[0].after == late.after

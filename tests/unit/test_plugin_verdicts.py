@@ -145,10 +145,25 @@ def _stand_in(tmp_path_factory):
     def make(profile, arts, run_dir, accel=None, **kw):
         return Machine(run_dir, broken=profile.name == "e1000e-viommu",
                        boot=WARN if profile.name == "igb" else "")
+    from orchestrator.builds import module
     old = pool_mod.session.make_machine
     pool_mod.session.make_machine = make
+    # a driver built with debug information (see `inlined` below), to the
+    # end of this pytest process: the last test is judged after the session
+    # fixtures are gone
+    module.debug_twin = lambda ko: ko.with_suffix(".debug")
+    module.inlined_at = lambda twin, func, off: [
+        ("ktnic_open_locked", "/tmp/m/ktnic_netdev.c"), (func, "/tmp/m/ktnic_netdev.c")]
     yield
     pool_mod.session.make_machine = old
+
+
+@pytest.fixture
+def inlined(ktest_pair):
+    """The pair's driver is a built module whose ktnic_open inlines
+    ktnic_open_locked where its WARNING is."""
+    import dataclasses
+    ktest_pair.driver = dataclasses.replace(ktest_pair.driver, ko=Path("/tmp/m/ktest_nic.ko"))
 
 
 @pytest.fixture
@@ -289,6 +304,11 @@ def test_warns_while_its_guest_shuts_down(machine):
 
 def test_without_a_guest(ktest_pair):
     pass
+
+
+def test_warns_inlined_at_poweroff(inlined, machine):
+    from conftest import WARN
+    machine.last_words = WARN
 '''
 
 
@@ -427,9 +447,34 @@ def test_a_last_test_without_a_guest_judges_the_guest_before_it(tmp_path: Path) 
     got = {k: (v["outcome"], v["phase"], v["message"]) for k, v in recs.items()}
     assert got == {"test_warns_while_its_guest_shuts_down": ("passed", "", ""),
                    "test_without_a_guest": ("failed", "teardown", "WARNING in ktnic_open")}
-    excerpt = recs["test_without_a_guest"]["reports"][0]["excerpt"]
-    assert "after test_inner.py::test_warns_while_its_guest_shuts_down" in excerpt, excerpt
+    late = recs["test_without_a_guest"]["reports"]
+    assert len(late) == 1, late
+    assert "after test_inner.py::test_warns_while_its_guest_shuts_down[e1000e/e1000e] ended, " \
+        "by the end of the pair (this test did not use it)" in late[0]["excerpt"], late
+    assert late[0]["after"] == "test_inner.py::test_warns_while_its_guest_shuts_down" \
+        "[e1000e/e1000e]"
     assert [s["run_dir"][-2:] for s in recs["test_without_a_guest"]["console"]] == ["m1"]
+
+
+def test_a_last_tests_report_is_named_after_the_inlined_function(tmp_path: Path) -> None:
+    r, recs = run_inner(tmp_path, "e1000e:e1000e", "-k", "inlined")
+    got = recs["test_warns_inlined_at_poweroff"]
+    assert (got["phase"], got["message"]) == ("teardown", "WARNING in ktnic_open_locked"), got
+
+
+def test_a_pair_named_twice_runs_once(tmp_path: Path) -> None:
+    r, _ = run_inner(tmp_path, "e1000e:e1000e", "--ktest-pair", "e1000e:e1000e",
+                     "-k", "shuts_down")
+    recs = (tmp_path / "out/results.jsonl").read_text().splitlines()
+    assert len(recs) == 1 and r.returncode == 1, (recs, r.stdout)
+    assert json.loads(recs[0])["phase"] == "teardown", recs
+
+
+def test_a_pair_that_cannot_run_errors_without_a_teardown_error(tmp_path: Path) -> None:
+    r, recs = run_inner(tmp_path, "virtio-net:ktest_nic", "-k", "test_clean")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "AttributeError" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert (recs["test_clean"]["outcome"], recs["test_clean"]["phase"]) == ("error", "setup")
 
 
 def test_a_report_during_boot_fails_the_first_test(tmp_path: Path) -> None:
