@@ -293,3 +293,11 @@ def test_a_report_after_a_test_is_known_on_that_test() -> None:
     assert ran.known is None
     # what the records hold on disk carries where the report came from
     assert Record.from_dict(json.loads(after_a.to_json())).reports[0].after == late.after
+
+
+def test_records_of_a_later_ktest_still_load() -> None:
+    """A report field this version does not know is dropped, not fatal: a
+    baseline from a newer ktest still compares."""
+    d = json.loads(failed("t", "e1000e/e1000e", "WARNING in x", report="WARNING in x").to_json())
+    d["reports"][0]["later_field"] = 1
+    assert Record.from_dict(d).reports[0].title == "WARNING in x"
