@@ -16,7 +16,10 @@
   and the last console lines;
 * ``shutdown()`` goes guest power-off -> QMP quit -> SIGTERM -> SIGKILL, is
   idempotent, and reports how it ended ("poweroff", "quit", "kill",
-  "crashed" or "exited").
+  "crashed" or "exited"; "poweroff-hung" when the guest began its power-off
+  and never finished it: a shutdown callback that hangs is a driver bug).
+  The power-off sets the guest's hung-task timeout to HUNG_TASK_SECS first,
+  so a task it leaves blocked is reported by the kernel itself in time.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ from orchestrator.machine.qmp import QMP, QMPError
 log = logging.getLogger(__name__)
 
 READY_RE = rb"KTEST-READY[^\n]*"
+# the guest's hung-task timeout during its power-off (which takes well under
+# a second): a task blocked that long is reported before the wait for the
+# power-off ends
+HUNG_TASK_SECS = 2
+POWEROFF_HUNG = "poweroff-hung"  # how a guest ended that began its power-off and hung
 RUN_INIT_RE = rb"Run /init as init process"
 
 
@@ -665,23 +673,28 @@ class Machine:
             # panic=-1 with -no-reboot: QEMU exits on its own in a moment.
             if self._reap(timeout=5) is not None:
                 return "crashed"
-        elif self.guest is not None:
+        hung = False
+        if not self.crashed and self.guest is not None and self.console is not None:
+            start = self.console.size
             with contextlib.suppress(Exception):
-                self.guest.cmd("sync; echo o > /proc/sysrq-trigger", timeout=5, check=False)
+                self.guest.cmd(f"sync; echo {HUNG_TASK_SECS} 2>/dev/null "
+                               "> /proc/sys/kernel/hung_task_timeout_secs; "
+                               "echo o > /proc/sysrq-trigger", timeout=5, check=False)
             if self._reap(timeout=timeout) is not None:
                 return "poweroff"
+            hung = b"sysrq: Power Off" in self.console.data(start)
         if self.qmp is not None and self.qmp.connected:
             with contextlib.suppress(Exception):
                 self.qmp.execute("quit", timeout=5)
             if self._reap(timeout=timeout) is not None:
-                return "crashed" if self.crashed else "quit"
+                return "crashed" if self.crashed else POWEROFF_HUNG if hung else "quit"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         if self._reap(timeout=5) is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self._reap(timeout=10)
-        return "crashed" if self.crashed else "kill"
+        return "crashed" if self.crashed else POWEROFF_HUNG if hung else "kill"
 
     def _cleanup(self) -> None:
         if self.guest is not None:

@@ -14,7 +14,9 @@ boot, the time between two tests, the shutdown of a guest discarded before
 the next test began) is judged when the next test begins and fails that
 test's setup, its report saying where it came from; what came after a test
 ended is judged with that test's allowed reports. The pair's guest is shut
-down in its last test's teardown and judged to its last byte there.
+down in its last test's teardown and judged to its last byte there; a guest
+whose power-off hung without a kernel report saying why fails as
+POWEROFF_HUNG_TITLE.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 
 from orchestrator import report
 from orchestrator.builds import module
-from orchestrator.machine.vm import Machine
+from orchestrator.machine.vm import POWEROFF_HUNG, Machine
 from orchestrator.plugin.pool import Judged, Pool
 from orchestrator.plugin.record import ConsoleSpan, ReportRef
 
@@ -36,6 +38,7 @@ MARK_END = "ktest: test end"
 CLOSE_TIMEOUT = 30.0  # QEMU exits right after a panic (panic=-1, -no-reboot)
 CONSOLE_LINES = 30  # console lines shown with a failure
 XPASS_STRICT = "[XPASS(strict)] "  # pytest's longrepr of a strict xfail that passed
+POWEROFF_HUNG_TITLE = "poweroff hung: the guest began to power off and never finished"
 
 
 @dataclasses.dataclass
@@ -132,7 +135,10 @@ def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
         end = _judged_end(m, entry.offset)
         verdict = report.judge(m.console.data(entry.offset, end), allow=entry.allow)
         own = entry.owner is st  # else the bytes came before this test began
-        bad = _name_inlined(st, verdict.failing)
+        found = verdict.failing
+        if m.ended == POWEROFF_HUNG and end > entry.offset and not (found or verdict.allowed):
+            found = [*found, _poweroff_hung(m, entry.offset, end)]
+        bad = _name_inlined(st, found)
         if not own:
             bad = [dataclasses.replace(r, text=f"{_origin(st, m, entry)}\n{r.text}") for r in bad]
             st.came_after.update((id(r), entry.after) for r in bad if entry.after)
@@ -153,6 +159,19 @@ def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
     st.failing += failing
     st.allowed += mine
     return report.Verdict(not failing, failing, mine)
+
+
+def _poweroff_hung(m: Machine, start: int, end: int) -> report.Report:
+    """A guest that began its power-off and never finished, with no kernel
+    report to say why (a task spinning, not blocked): a failure all the
+    same, its text the console from the power-off on."""
+    assert m.console is not None
+    data = m.console.data(start, end)
+    at = data.rfind(b"sysrq: Power Off")
+    at = data.rfind(b"\n", 0, at) + 1 if at >= 0 else 0
+    lines = [report.strip_prefixes(ln) for ln in data[at:].splitlines()]
+    return report.Report(POWEROFF_HUNG_TITLE, report.Kind.OTHER, start + at, end,
+                         "\n".join(lines[-CONSOLE_LINES:]))
 
 
 def _span_of(st: TestState, m: Machine) -> ConsoleSpan | None:
@@ -210,7 +229,8 @@ def console_tail(st: TestState, lines: int = CONSOLE_LINES) -> str:
 def qemu_death(m: Machine | None) -> str:
     """"QEMU exited: <its last line>" when the guest's QEMU is gone without a
     kernel panic (an emulator crash is not the driver's verdict)."""
-    if m is None or m.alive() or m.crashed or m.ended in ("poweroff", "quit", "kill"):
+    if m is None or m.alive() or m.crashed or m.ended in ("poweroff", "quit", "kill",
+                                                         POWEROFF_HUNG):
         return ""
     try:
         lines = (m.run_dir / "qemu.log").read_text(errors="replace").strip().splitlines()

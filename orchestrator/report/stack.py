@@ -492,7 +492,6 @@ _HANG_SKIP = (
     "sched",
     "_lock",
     "_slowlock",
-    "down",
     "rwsem",
     "completion",
     "kthread",
@@ -505,7 +504,9 @@ _HANG_SKIP = (
 )
 
 
-_HANG_SKIP_RE = re.compile("|".join(map(re.escape, _HANG_SKIP)))
+# the semaphore's down(), down_read(), __down_common(), percpu_down_write()
+# ..., not every function whose name holds "down" (a driver's ..._shutdown)
+_HANG_SKIP_RE = re.compile("|".join([*map(re.escape, _HANG_SKIP), r"^(?:__|percpu_)?down(?:_|$)"]))
 
 
 def hang_chooser(frames: Sequence[str]) -> int | tuple[int, str]:

@@ -48,6 +48,25 @@ Call Trace:
  </TASK>
 ---[ end trace 0000000000000000 ]---
 """
+HUNG = """\
+INFO: task kworker/0:1:12 blocked for more than 2 seconds.
+      Not tainted 6.12.0 #1
+"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.
+task:kworker/0:1     state:D stack:0     pid:12    tgid:12    ppid:2      flags:0x00004000
+Workqueue: events poweroff_work_func
+Call Trace:
+ <TASK>
+ __schedule+0x3f0/0xb40
+ schedule+0x27/0xf0
+ schedule_timeout+0x9e/0x160
+ wait_for_completion+0x86/0x170
+ ktnic_shutdown+0x2e/0x60 [ktest_nic]
+ pci_device_shutdown+0x34/0x70
+ device_shutdown+0x15e/0x240
+ kernel_power_off+0x31/0x70
+ process_one_work+0x17a/0x3b0
+ </TASK>
+"""
 BOOTS = []
 
 
@@ -91,6 +110,7 @@ class Machine:
         self.boot = boot
         self.later = None  # (text, panics) said once the test has ended
         self.last_words = ""  # said while the guest shuts down
+        self.hangs = None  # what it says when its power-off hangs
         self.ended = None
         self.armed = False
 
@@ -127,6 +147,11 @@ class Machine:
         self.console.closed = True
 
     def shutdown(self, reason=""):
+        if self.alive() and self.hangs is not None:
+            self.console.emit("sysrq: Power Off\n" + self.hangs)
+            self.stopped = self.console.closed = True
+            self.ended = "poweroff-hung"
+            return self.ended
         if self.alive():
             self.console.emit(self.last_words)
         self.stopped = True
@@ -306,6 +331,15 @@ def test_without_a_guest(ktest_pair):
     pass
 
 
+def test_hangs_blocked_at_poweroff(machine):
+    from conftest import HUNG
+    machine.hangs = HUNG
+
+
+def test_hangs_spinning_at_poweroff(machine):
+    machine.hangs = "ktnic 0000:01:00.0: shutting down\n"
+
+
 def test_warns_inlined_at_poweroff(inlined, machine):
     from conftest import WARN
     machine.last_words = WARN
@@ -460,6 +494,26 @@ def test_a_last_tests_report_is_named_after_the_inlined_function(tmp_path: Path)
     r, recs = run_inner(tmp_path, "e1000e:e1000e", "-k", "inlined")
     got = recs["test_warns_inlined_at_poweroff"]
     assert (got["phase"], got["message"]) == ("teardown", "WARNING in ktnic_open_locked"), got
+
+
+def test_a_power_off_that_hangs_fails_the_test_that_shut_the_guest_down(
+        tmp_path: Path) -> None:
+    """The guest's own hung-task report names the culprit (the driver's
+    shutdown callback, not the "down" in its name mistaken for a
+    semaphore's); with no report, the hang fails the test all the same."""
+    got = {}
+    for case in ("blocked", "spinning"):
+        (tmp_path / case).mkdir()
+        r, recs = run_inner(tmp_path / case, "e1000e:e1000e", "-k", f"hangs_{case}")
+        assert r.returncode == 1, r.stdout + r.stderr
+        (rec,) = recs.values()
+        got[case] = (rec["outcome"], rec["phase"], rec["message"])
+    assert got == {
+        "blocked": ("failed", "teardown", "INFO: task hung in ktnic_shutdown"),
+        "spinning": ("failed", "teardown",
+                     "poweroff hung: the guest began to power off and never finished")}
+    excerpt = recs["test_hangs_spinning_at_poweroff"]["reports"][0]["excerpt"]
+    assert excerpt.splitlines()[-2:] == ["sysrq: Power Off", "ktnic 0000:01:00.0: shutting down"]
 
 
 def test_a_pair_named_twice_runs_once(tmp_path: Path) -> None:

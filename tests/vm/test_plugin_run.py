@@ -110,6 +110,17 @@ def pytest_runtest_logreport(report):
 '''
 
 
+HANG = '''
+import os
+from pathlib import Path
+
+
+def test_power_off_hangs(machine, guest):
+    guest.put(Path(os.environ["KTEST_WARN_KO"]), "/tmp/warn.ko")
+    guest.cmd("insmod /tmp/warn.ko hang_at_shutdown=1")
+'''
+
+
 def records(out: Path) -> dict[str, dict]:
     lines = (out / "results.jsonl").read_text().splitlines()
     return {json.loads(ln)["test"].split("::")[-1]: json.loads(ln) for ln in lines}
@@ -179,7 +190,7 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     # h's cleanup panic (i): m1 a, m2 b, m3 c, m4 d..f, m5 g..h, m6 i..k, m7 l
     machines = sorted(p.name for p in out.iterdir() if p.is_dir() and "_e1000e-m" in p.name)
     assert machines == [f"e1000e_e1000e-m{i}" for i in range(1, 8)], machines
-    assert (out / "e1000e_e1000e-m7" / "ended.txt").read_text().startswith("poweroff")
+    assert (out / "e1000e_e1000e-m7" / "ended.txt").read_text().splitlines()[0] == "poweroff"
     last = {json.loads(ln)["test"].split("::")[-1]: json.loads(ln)["console"][-1]["run_dir"]
              for ln in (out / "results.jsonl").read_text().splitlines()
              if json.loads(ln).get("console")}
@@ -192,6 +203,27 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert "DUT unusable before" in ended and "is gone" in ended, ended
     assert "after a driver reload" not in ended, ended
     assert list((out / "pcap").glob("*test_e_dut*.pcap"))
+    assert not qemu_under(out)
+
+
+def test_a_power_off_that_hangs_fails_the_test(artifacts, tmp_path: Path) -> None:
+    """A guest whose power-off blocks (in a reboot notifier here, as in a
+    driver's shutdown callback): its own hung-task detector names the
+    culprit before ktest gives up waiting, and the test that shut it down
+    fails."""
+    ko = module.build_module(ROOT / "tests/modules/bugs/warn", artifacts.kernel).ko
+    (tmp_path / "test_hang.py").write_text(HANG)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_hang.py"),
+                        "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+                        "--ktest-pair", "e1000e:e1000e", "--ktest-out", str(out)],
+                       capture_output=True, text=True, env={**os.environ, "KTEST_WARN_KO": str(ko)},
+                       timeout=600, cwd=tmp_path)
+    (rec,) = records(out).values()
+    assert (rec["outcome"], rec["phase"], rec["message"]) == \
+        ("failed", "teardown", "INFO: task hung in ktest_bug_warn_stall"), (rec, r.stdout[-3000:])
+    assert (out / "e1000e_e1000e-m1" / "ended.txt").read_text().splitlines()[0] == "poweroff-hung"
+    assert r.returncode == 1
     assert not qemu_under(out)
 
 

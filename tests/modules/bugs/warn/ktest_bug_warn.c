@@ -4,8 +4,11 @@
  * a test that loads it fails with the WARNING's title unless it allows it),
  * or, with at_shutdown=1, when the system powers off or reboots (a report
  * in a guest's last words, as a driver's shutdown callback would make).
+ * With hang_at_shutdown=1 the power-off blocks for good instead, as a
+ * shutdown callback waiting for an event that never comes would.
  */
 #include <linux/bug.h>
+#include <linux/completion.h>
 #include <linux/init.h>
 #include <linux/module.h>
 #include <linux/notifier.h>
@@ -17,15 +20,29 @@ static bool ktest_bug_warn_at_shutdown;
 module_param_named(at_shutdown, ktest_bug_warn_at_shutdown, bool, 0444);
 MODULE_PARM_DESC(at_shutdown, "warn when the system goes down, not on load");
 
+static bool ktest_bug_warn_hang_at_shutdown;
+module_param_named(hang_at_shutdown, ktest_bug_warn_hang_at_shutdown, bool, 0444);
+MODULE_PARM_DESC(hang_at_shutdown, "block the power-off for good, not warn");
+
+static DECLARE_COMPLETION(ktest_bug_warn_never);
+
 static noinline void ktest_bug_warn_check(int value)
 {
 	WARN_ON(value != 0);
 }
 
+static noinline void ktest_bug_warn_stall(void)
+{
+	wait_for_completion(&ktest_bug_warn_never);
+}
+
 static int ktest_bug_warn_reboot(struct notifier_block *nb,
 				 unsigned long action, void *data)
 {
-	ktest_bug_warn_check(READ_ONCE(ktest_bug_warn_trigger));
+	if (ktest_bug_warn_hang_at_shutdown)
+		ktest_bug_warn_stall();
+	else
+		ktest_bug_warn_check(READ_ONCE(ktest_bug_warn_trigger));
 	return NOTIFY_DONE;
 }
 
@@ -35,7 +52,7 @@ static struct notifier_block ktest_bug_warn_nb = {
 
 static int __init ktest_bug_warn_init(void)
 {
-	if (ktest_bug_warn_at_shutdown)
+	if (ktest_bug_warn_at_shutdown || ktest_bug_warn_hang_at_shutdown)
 		return register_reboot_notifier(&ktest_bug_warn_nb);
 	ktest_bug_warn_check(READ_ONCE(ktest_bug_warn_trigger));
 	return 0;
@@ -43,7 +60,7 @@ static int __init ktest_bug_warn_init(void)
 
 static void __exit ktest_bug_warn_exit(void)
 {
-	if (ktest_bug_warn_at_shutdown)
+	if (ktest_bug_warn_at_shutdown || ktest_bug_warn_hang_at_shutdown)
 		unregister_reboot_notifier(&ktest_bug_warn_nb);
 }
 
