@@ -46,6 +46,7 @@ static const char * const ktnic_bug_names[KTNIC_BUG_COUNT] = {
 	[KTNIC_BUG_RX_NO_REFILL_RETRY]	= "rx_no_refill_retry",
 	[KTNIC_BUG_RING_UNWIND_LEAK]	= "ring_unwind_leak",
 	[KTNIC_BUG_DETACH_RX_LEAK]	= "detach_rx_leak",
+	[KTNIC_BUG_SHUTDOWN_NAPI_TWICE]	= "shutdown_napi_twice",
 };
 
 static char *bugs;

@@ -372,12 +372,22 @@ static const struct pci_error_handlers ktnic_err_handlers_no_reset = {
 static void ktnic_shutdown(struct pci_dev *pdev)
 {
 	struct ktnic_priv *priv = pci_get_drvdata(pdev);
+	int i;
 
 	rtnl_lock();
 	netif_device_detach(priv->netdev);
 	if (netif_running(priv->netdev))
 		dev_close(priv->netdev);
 	rtnl_unlock();
+	/* the bug: quiesce NAPI once more without asking whether the close
+	 * did; napi_disable() of a disabled instance waits for ever
+	 */
+	if (ktnic_bug(SHUTDOWN_NAPI_TWICE)) {
+		for (i = 0; i < priv->num_vectors; i++) {
+			if (priv->vectors[i].napi_added)
+				napi_disable(&priv->vectors[i].napi);
+		}
+	}
 	pci_clear_master(pdev);
 }
 
