@@ -1146,3 +1146,15 @@ def test_refcount_warning_without_bugverbose() -> None:
            b"[   12.7][   T47]  </TASK>\n")
     (r,) = [x for x in parse(log) if x.is_bug]
     assert r.title == "WARNING: refcount bug in ktnic_remove"
+
+
+def test_a_hung_task_is_named_after_the_first_frame_that_is_not_a_wait() -> None:
+    """The semaphore's down() family is a wait; a function whose name only
+    holds "down" (a driver's shutdown callback) is the culprit."""
+    from orchestrator.report.stack import hang_chooser
+
+    waits = ["__schedule", "schedule_timeout", "wait_for_completion", "__down_common",
+             "down_write", "percpu_down_write", "rwsem_down_read_slowpath", "mutex_lock"]
+    assert hang_chooser([*waits, "ktnic_shutdown", "pci_device_shutdown"]) == len(waits)
+    assert hang_chooser([*waits, "e1000e_down", "e1000e_close"]) == len(waits)
+    assert hang_chooser(["schedule", "down", "ktnic_reset_task"]) == 2
