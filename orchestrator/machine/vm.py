@@ -18,8 +18,9 @@
   idempotent, and reports how it ended ("poweroff", "quit", "kill",
   "crashed" or "exited"; "poweroff-hung" when the guest began its power-off
   and never finished it: a shutdown callback that hangs is a driver bug).
-  The power-off sets the guest's hung-task timeout to HUNG_TASK_SECS first,
-  so a task it leaves blocked is reported by the kernel itself in time.
+  A power-off still running after a few seconds gets the guest's hung-task
+  timeout lowered, so a task it is blocked in is reported by the kernel
+  itself in time.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ from orchestrator.machine.qmp import QMP, QMPError
 log = logging.getLogger(__name__)
 
 READY_RE = rb"KTEST-READY[^\n]*"
-# the guest's hung-task timeout during its power-off (which takes well under
-# a second): a task blocked that long is reported before the wait for the
-# power-off ends
+# A power-off takes about 0.3 s here. One still running after
+# POWEROFF_PATIENCE gets the guest's hung-task timeout lowered to
+# HUNG_TASK_SECS, so a task it is blocked in is reported before the wait for
+# the power-off ends.
+POWEROFF_PATIENCE = 3.0
 HUNG_TASK_SECS = 2
 POWEROFF_HUNG = "poweroff-hung"  # how a guest ended that began its power-off and hung
 RUN_INIT_RE = rb"Run /init as init process"
@@ -677,12 +680,20 @@ class Machine:
         if not self.crashed and self.guest is not None and self.console is not None:
             start = self.console.size
             with contextlib.suppress(Exception):
-                self.guest.cmd(f"sync; echo {HUNG_TASK_SECS} 2>/dev/null "
-                               "> /proc/sys/kernel/hung_task_timeout_secs; "
-                               "echo o > /proc/sysrq-trigger", timeout=5, check=False)
-            if self._reap(timeout=timeout) is not None:
+                self.guest.cmd("sync; echo o > /proc/sysrq-trigger", timeout=5, check=False)
+            if self._reap(timeout=POWEROFF_PATIENCE) is not None:
                 return "poweroff"
-            hung = b"sysrq: Power Off" in self.console.data(start)
+            if self._powering_off(start):
+                # slow: the guest's own hung-task detector names a task the
+                # power-off is blocked in while the rest of the wait runs
+                # (userspace and the management NIC live until the end)
+                with contextlib.suppress(Exception):
+                    self.guest.cmd(f"echo {HUNG_TASK_SECS} 2>/dev/null "
+                                   "> /proc/sys/kernel/hung_task_timeout_secs",
+                                   timeout=3, check=False)
+            if self._reap(timeout=max(timeout - POWEROFF_PATIENCE, 1.0)) is not None:
+                return "poweroff"
+            hung = self._powering_off(start)
         if self.qmp is not None and self.qmp.connected:
             with contextlib.suppress(Exception):
                 self.qmp.execute("quit", timeout=5)
@@ -695,6 +706,13 @@ class Machine:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self._reap(timeout=10)
         return "crashed" if self.crashed else POWEROFF_HUNG if hung else "kill"
+
+    def _powering_off(self, start: int) -> bool:
+        """The guest began to power off after console offset `start` and
+        has not finished (the kernel's last line is "reboot: Power down")."""
+        assert self.console is not None
+        data = self.console.data(start)
+        return b"sysrq: Power Off" in data and b"reboot: Power down" not in data
 
     def _cleanup(self) -> None:
         if self.guest is not None:
