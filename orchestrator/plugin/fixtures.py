@@ -39,9 +39,11 @@ def pairs_of(config: pytest.Config) -> list[drivers.Pair]:
                                        drivers_)
     except drivers.PairError as e:
         raise pytest.UsageError(str(e)) from None
-    # a pair named twice runs once (one pool, one guest at a time, per label)
-    pairs = list({p.label: p for p in reversed(pairs)}.values())[::-1]
-    return pairs or [drivers.Pair.parse(options.DEFAULT_PAIR)]
+    # a pair named twice runs once, where it was first named (one pool per label)
+    unique: dict[str, drivers.Pair] = {}
+    for p in pairs:
+        unique.setdefault(p.label, p)
+    return list(unique.values()) or [drivers.Pair.parse(options.DEFAULT_PAIR)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
