@@ -15,14 +15,18 @@ snapshot) and what the starts cost (QEMU start to SSH ready, from the notes
 ktest writes on each guest's console), and the tests whose outcome differs
 between the two runs. The results go into a JSON file (default:
 bench-plan.json in the current directory), one entry per pair, so the pairs
-of a long plan can be measured in several sittings (--pair, --shard); each
+of a long plan can be measured in several sittings (--pair, --shard), and a
+pair too long for one sitting in parts (--part K/N: `ktest run --shard K/N`
+of that pair alone, both sides; the table counts the pair once all N parts
+are in, as the sum of its parts, each of which starts its own guests); each
 sitting prints the table of everything in the file: per pair and the plan's
 total (the sum of its pairs' wall times: the plan's wall time at -j 1),
 before, after and their ratio, and which of the plan's pairs the file does
 not have yet. --rescan reads the kept run directories (--keep) again.
 
     .venv/bin/python bench/plan.py [--plan default] [--pair PROFILE:DRIVER ...]
-        [--shard K/N] [-k EXPR] [--results FILE] [--keep DIR] [--report | --rescan]
+        [--shard K/N] [--part K/N] [-k EXPR] [--results FILE] [--keep DIR]
+        [--report | --rescan]
 """
 
 from __future__ import annotations
@@ -90,13 +94,16 @@ def guests(out: Path) -> dict[str, Any]:
     return n
 
 
-def run_pair(spec: str, side: str, out: Path, expr: str | None) -> dict[str, Any]:
-    """One `ktest run` of one pair: its exit status and what it measured.
-    Ctrl-C reaches ktest too (same process group), so we wait for it to
-    stop; on SIGTERM we pass SIGTERM on, then wait."""
+def run_pair(spec: str, side: str, out: Path, expr: str | None,
+             part: str | None = None) -> dict[str, Any]:
+    """One `ktest run` of one pair (of part K/N of its tests): its exit
+    status and what it measured. Ctrl-C reaches ktest too (same process
+    group), so we wait for it to stop; on SIGTERM we pass SIGTERM on, then
+    wait."""
     profile, _, driver = spec.partition(":")
     argv = [sys.executable, "-m", "orchestrator.cli", "run", "-m", profile, "-d", driver,
-            "--out", str(out), *FLAGS[side], *(["-k", expr] if expr else [])]
+            "--out", str(out), *FLAGS[side], *(["-k", expr] if expr else []),
+            *(["--shard", part] if part else [])]
     t0 = time.monotonic()
     with (out.parent / f"{out.name}.log").open("w") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -129,24 +136,27 @@ def scan(out: Path) -> dict[str, Any]:
             "records": records}
 
 
-def measure(position: int, spec: str, base: Path, expr: str | None) -> dict[str, Any]:
+def measure(position: int, spec: str, base: Path, expr: str | None,
+            part: str | None = None) -> dict[str, Any]:
     order = SIDES if position % 2 == 0 else SIDES[::-1]
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
     got = {}
+    name = key(spec, part)
     for side in order:
-        print(f"{spec}: {side} ...", file=sys.stderr, flush=True)
+        print(f"{name}: {side} ...", file=sys.stderr, flush=True)
         # short: the guests' sockets go in OUT/<pair>-mN/, and a socket's
         # path has at most 107 bytes
-        got[side] = run_pair(spec, side, base / f"{side}-{stamp}", expr)
+        got[side] = run_pair(spec, side, base / f"{side}-{stamp}", expr, part)
         if got[side]["seconds"] is None:
-            raise SystemExit(f"{spec}: the {side} run did not end (exit {got[side]['exit']}): "
+            raise SystemExit(f"{name}: the {side} run did not end (exit {got[side]['exit']}): "
                              f"{got[side]['out']}")
         if not any(got[side]["guests"][k] for k in ("restored", "cold")):
-            raise SystemExit(f"{spec}: the {side} run started no guest (exit "
+            raise SystemExit(f"{name}: the {side} run started no guest (exit "
                              f"{got[side]['exit']}): {got[side]['out']}.log")
-        print(f"{spec}: {side} {got[side]['seconds'] / 60:.1f} min, exit {got[side]['exit']}, "
+        print(f"{name}: {side} {got[side]['seconds'] / 60:.1f} min, exit {got[side]['exit']}, "
               f"guests {got[side]['guests']}", file=sys.stderr, flush=True)
-    return {"pair": spec, "first": order[0], "k": expr, "commit": git_revision() or "unknown",
+    return {"pair": spec, "part": part, "first": order[0], "k": expr,
+            "commit": git_revision() or "unknown",
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "host": _host(), **got, "outcomes_differ": _differ(got)}
 
@@ -199,36 +209,81 @@ def save(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def key(spec: str, part: str | None) -> str:
+    """Where the results file keeps a pair's entry, or one of its parts'."""
+    return f"{spec} part {part}" if part else spec
+
+
+def whole(data: dict[str, Any], spec: str) -> dict[str, Any] | None:
+    """The pair's entry: measured whole, or added up from all N of its parts
+    (the smallest N that has them all); None while neither is there."""
+    if spec in data["pairs"]:
+        return dict(data["pairs"][spec])
+    parts = {k.rsplit(" part ", 1)[1]: e for k, e in data["pairs"].items()
+             if k.startswith(f"{spec} part ")}
+    for n in sorted({int(p.split("/")[1]) for p in parts}):
+        got = [parts.get(f"{i}/{n}") for i in range(1, n + 1)]
+        if all(got):
+            return _add_up([e for e in got if e is not None])
+    return None
+
+
+def _add_up(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"pair": parts[0]["pair"], "parts": len(parts),
+                             "outcomes_differ": [d for e in parts for d in e["outcomes_differ"]]}
+    for what in ("commit", "host"):
+        entry[what] = "; ".join(sorted({e[what] for e in parts}))
+    for side in SIDES:
+        sides = [e[side] for e in parts]
+        exits = [s["exit"] for s in sides]
+        guests = {k: sum(s["guests"][k] for s in sides) for k in ("restored", "cold", "saved")}
+        outcomes: dict[str, int] = {}
+        for s in sides:
+            for outcome, count in s["outcomes"].items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + count
+        entry[side] = {"seconds": sum(s["seconds"] for s in sides),
+                       "exit": next((c for c in exits if c not in (0, 1)), max(exits)),
+                       "out": "; ".join(s["out"] for s in sides), "outcomes": outcomes,
+                       "guests": {**guests, "start_s": round(sum(s["guests"]["start_s"]
+                                                                 for s in sides), 1)}}
+    return entry
+
+
 def table(data: dict[str, Any], plan_pairs: list[str]) -> str:
+    entries = {spec: e for spec in plan_pairs if (e := whole(data, spec)) is not None}
     rows = ["| pair | before (cold) | after (snapshots) | after/before | guests before: "
             "starts | guests after: starts | outcomes differ |", "|---|---|---|---|---|---|---|"]
     tb = ta = sb = sa = 0.0
-    for spec in plan_pairs:
-        e = data["pairs"].get(spec)
-        if e is None:
-            continue
+    for spec, e in entries.items():
         b, a = e["before"], e["after"]
         gb, ga = b["guests"], a["guests"]
         tb, ta = tb + b["seconds"], ta + a["seconds"]
         sb, sa = sb + gb["start_s"], sa + ga["start_s"]
-        rows.append(f"| {spec} | {b['seconds'] / 60:.1f} min | {a['seconds'] / 60:.1f} min | "
+        label = f"{spec} (in {e['parts']} parts)" if e.get("parts") else spec
+        rows.append(f"| {label} | {b['seconds'] / 60:.1f} min | {a['seconds'] / 60:.1f} min | "
                     f"{a['seconds'] / b['seconds']:.3f} | {gb['cold']} cold: "
                     f"{gb['start_s']:.0f} s | {ga['restored']} restored, {ga['cold']} cold: "
                     f"{ga['start_s']:.0f} s | {len(e['outcomes_differ'])} |")
-    have = [p for p in plan_pairs if p in data["pairs"]]
+    have = list(entries)
     if have:
         rows.append(f"| **total, {len(have)} of {len(plan_pairs)} pairs** | **{tb / 60:.1f} min** "
                     f"| **{ta / 60:.1f} min** | **{ta / tb:.3f}** | {sb:.0f} s | {sa:.0f} s | |")
         rows.append(f"before - after: {(tb - ta) / 60:.1f} min, of which the guests' starts "
                     f"(QEMU start to SSH ready, snapshot saves): {(sb - sa) / 60:.1f} min")
-    missing = [p for p in plan_pairs if p not in data["pairs"]]
+    missing = [p for p in plan_pairs if p not in entries]
     lines = rows + ([f"not measured yet: {', '.join(missing)}"] if missing else [])
+    for spec in missing:
+        parts = sorted(k.rsplit(" part ", 1)[1] for k in data["pairs"]
+                       if k.startswith(f"{spec} part "))
+        if parts:
+            lines.append(f"{spec}: measured so far in parts {', '.join(parts)}; it counts "
+                         "once all parts of one split are in")
     for what in ("commit", "host"):
-        values = sorted({data["pairs"][p][what] for p in have})
+        values = sorted({v for p in have for v in entries[p][what].split("; ")})
         if len(values) > 1:
             lines.append(f"measured at more than one {what}: {'; '.join(values)}")
     for spec in have:
-        e = data["pairs"][spec]
+        e = entries[spec]
         if e["before"]["guests"]["restored"]:
             lines.append(f"{spec}: the before run restored {e['before']['guests']['restored']} "
                          "guests: --cold did not take")
@@ -240,7 +295,7 @@ def table(data: dict[str, Any], plan_pairs: list[str]) -> str:
                 lines.append(f"{spec}: the {side} run ended with exit {e[side]['exit']} "
                              f"(not a finished run): {e[side]['out']}")
     for spec in have:
-        for d in data["pairs"][spec]["outcomes_differ"]:
+        for d in entries[spec]["outcomes_differ"]:
             lines.append(f"{spec}: outcome differs: {d['test']}\n  before: {d['before']}\n"
                          f"  after: {d['after']}")
     return "\n".join(lines)
@@ -252,6 +307,9 @@ def main() -> int:
     ap.add_argument("--pair", action="append", metavar="PROFILE:DRIVER",
                     help="only these pairs of the plan (repeatable)")
     ap.add_argument("--shard", metavar="K/N", help="only the plan's pairs K, K+N, K+2N, ...")
+    ap.add_argument("--part", metavar="K/N",
+                    help="only part K of N of each chosen pair's tests (ktest run --shard K/N): "
+                         "a pair too long for one sitting; the table adds up its N parts")
     ap.add_argument("-k", dest="expr", help="only the tests that match (pytest -k); for "
                                             "trying the bench, not for the plan's figure")
     ap.add_argument("--results", type=Path, default=Path("bench-plan.json"))
@@ -287,6 +345,12 @@ def main() -> int:
         except SelectError as e:
             raise SystemExit(str(e)) from None
         chosen = [(i, s) for i, s in chosen if i % shard.count == shard.index - 1]
+    part = None
+    if args.part:
+        try:
+            part = str(Shard.parse(args.part))
+        except SelectError as e:
+            raise SystemExit(str(e).replace("--shard", "--part")) from None
     with contextlib.ExitStack() as stack:
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
@@ -294,12 +358,14 @@ def main() -> int:
         else:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ktest-plan-")))
         for position, (_, spec) in enumerate(chosen):
-            entry = measure(position, spec, base, args.expr)
+            # a pair's parts alternate which side goes first, as the pairs do
+            turn = position + (int(part.split("/")[0]) - 1 if part else 0)
+            entry = measure(turn, spec, base, args.expr, part)
             if args.expr:
                 print(f"{spec}: -k {args.expr!r} given: not stored", file=sys.stderr)
                 print(json.dumps(entry, indent=2))
                 continue
-            data["pairs"][spec] = entry
+            data["pairs"][key(spec, part)] = entry
             save(args.results, data)
     print(table(data, specs))
     return 0

@@ -117,3 +117,38 @@ def test_a_file_that_is_not_its_results_is_refused(bench: ModuleType, tmp_path: 
     f.write_text('{"cold": 1}')
     with pytest.raises(SystemExit, match="not a results file"):
         bench.load(f)
+
+
+def _part(spec: str, part: str, before: float, after: float, commit: str = "abc",
+          differ: list[Any] | None = None) -> dict[str, Any]:
+    return {"pair": spec, "part": part, "before": _side(before, 0, 1),
+            "after": _side(after, 1, 0), "outcomes_differ": differ or [], "commit": commit,
+            "host": "h"}
+
+
+def test_a_pair_measured_in_parts_counts_once_all_are_in(bench: ModuleType) -> None:
+    plan = ["e1000e:ktest_nic", "igb:igb"]
+    data = {"pairs": {"e1000e:ktest_nic": _part("e1000e:ktest_nic", "", 600, 540)}}
+    data["pairs"][bench.key("igb:igb", "1/3")] = _part("igb:igb", "1/3", 1200, 1140)
+    data["pairs"][bench.key("igb:igb", "3/3")] = _part("igb:igb", "3/3", 600, 660)
+    data["pairs"][bench.key("igb:igb", "2/2")] = _part("igb:igb", "2/2", 900, 900)
+    text = bench.table(data, plan)
+    assert "not measured yet: igb:igb" in text
+    assert "igb:igb: measured so far in parts 1/3, 2/2, 3/3;" in text
+    assert "**total, 1 of 2 pairs** | **10.0 min** | **9.0 min**" in text
+    data["pairs"][bench.key("igb:igb", "2/3")] = _part(
+        "igb:igb", "2/3", 1800, 1800, commit="def",
+        differ=[{"test": "t", "before": "passed", "after": "failed: x"}])
+    text = bench.table(data, plan)
+    assert ("| igb:igb (in 3 parts) | 60.0 min | 60.0 min | 1.000 | 3 cold: 60 s | "
+            "3 restored, 0 cold: 9 s | 1 |") in text
+    assert "**total, 2 of 2 pairs** | **70.0 min** | **69.0 min**" in text
+    assert "not measured yet" not in text and "so far" not in text
+    assert "measured at more than one commit: abc; def" in text
+    assert "igb:igb: outcome differs: t" in text
+    whole = bench.whole(data, "igb:igb")
+    assert whole["before"]["outcomes"] == {"passed": 9} and whole["after"]["exit"] == 0
+    data["pairs"]["igb:igb part 3/3"]["after"]["exit"] = 130
+    assert bench.whole(data, "igb:igb")["after"]["exit"] == 130
+    data["pairs"]["igb:igb"] = _part("igb:igb", "", 3000, 2900)  # measured whole: it wins
+    assert "| igb:igb | 50.0 min | 48.3 min |" in bench.table(data, plan)
