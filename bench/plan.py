@@ -273,8 +273,9 @@ def table(data: dict[str, Any], plan_pairs: list[str]) -> str:
     missing = [p for p in plan_pairs if p not in entries]
     lines = rows + ([f"not measured yet: {', '.join(missing)}"] if missing else [])
     for spec in missing:
-        parts = sorted(k.rsplit(" part ", 1)[1] for k in data["pairs"]
-                       if k.startswith(f"{spec} part "))
+        parts = sorted((k.rsplit(" part ", 1)[1] for k in data["pairs"]
+                        if k.startswith(f"{spec} part ")),
+                       key=lambda p: tuple(int(x) for x in p.split("/"))[::-1])
         if parts:
             lines.append(f"{spec}: measured so far in parts {', '.join(parts)}; it counts "
                          "once all parts of one split are in")

@@ -134,7 +134,7 @@ def test_a_pair_measured_in_parts_counts_once_all_are_in(bench: ModuleType) -> N
     data["pairs"][bench.key("igb:igb", "2/2")] = _part("igb:igb", "2/2", 900, 900)
     text = bench.table(data, plan)
     assert "not measured yet: igb:igb" in text
-    assert "igb:igb: measured so far in parts 1/3, 2/2, 3/3;" in text
+    assert "igb:igb: measured so far in parts 2/2, 1/3, 3/3;" in text
     assert "**total, 1 of 2 pairs** | **10.0 min** | **9.0 min**" in text
     data["pairs"][bench.key("igb:igb", "2/3")] = _part(
         "igb:igb", "2/3", 1800, 1800, commit="def",
