@@ -13,10 +13,16 @@ Wire format (the UDP payload of one test-flow datagram)::
     | KTFL | flow   | flags  | seq    | crc32  | body ...
            u16      u16 (0)  u32      u32 = zlib.crc32(body)
 
-All fields are big-endian. The body's bytes are a function of the flow id and
-the body length only, so a sender builds one template per flow and patches
-``seq`` (and the UDP checksum) per datagram; a receiver compares the body with
-the one it expects, which catches corruption and truncation.
+All fields are big-endian. The body is the flow's pattern (a function of the
+flow id and the body length) with ``seq`` written into it again, as a u32,
+every STAMP_EVERY bytes and at its end (``stamp_offsets``); the crc covers the
+body with those stamps zeroed, so it too is the same for every datagram of a
+flow and length. A sender builds one template per flow and patches ``seq``
+(and the UDP checksum) per datagram; a receiver compares the body with the
+one it expects, which catches corruption and truncation, and, with the
+stamps, a receive buffer of the datagram that holds bytes of an earlier one
+of the same flow (a page recycled while still in use, a stale descriptor, a
+missed DMA sync): every buffer of a frame holds a stamp.
 
 Frame sizes: ``send --size BYTES`` is the Ethernet frame length without FCS:
 ``BYTES = 14 (+4 with --vlan) + 20 (IPv4) or 40 (IPv6) + 8 (UDP) + payload``.
@@ -86,6 +92,14 @@ _SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33  # Linux; not exported by the socket m
 _RETRY_ERRNOS = (errno.ENOBUFS, errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNREFUSED)
 _PATTERNS: dict[int, bytes] = {}
 _BODIES: dict[tuple[int, int], tuple[bytes, int]] = {}
+# A receive buffer holding part of a frame's payload has 1.5 KiB or more (2 or
+# 3 KiB, half a page, a page; a header-split buffer holds the flow header),
+# and every run of STAMP_EVERY + 3 body bytes holds a whole stamp; the end
+# stamp ends on the body's last byte (an even-length body) or the one before
+# it, so a frame's last buffer holds one unless it is shorter than 5 bytes.
+STAMP_EVERY = 1024
+_STAMPS: dict[int, tuple[int, ...]] = {}
+_U32 = struct.Struct("!I")
 
 
 # ---------------------------------------------------------------- wire format
@@ -101,15 +115,42 @@ def _pattern(flow: int) -> bytes:
     return pat
 
 
+def stamp_offsets(body_len: int) -> tuple[int, ...]:
+    """Where a body of ``body_len`` bytes holds its datagram's seq again (u32,
+    big-endian): every STAMP_EVERY bytes and at its end, at even offsets (so
+    each adds the seq's two 16-bit words to the UDP checksum), none
+    overlapping; none in a body shorter than 4 bytes."""
+    hit = _STAMPS.get(body_len)
+    if hit is None:
+        if body_len < 4:
+            hit = ()
+        else:
+            end = (body_len - 4) & ~1
+            hit = (*range(STAMP_EVERY, end - 3, STAMP_EVERY), end)
+        if len(_STAMPS) > 1024:
+            _STAMPS.clear()
+        _STAMPS[body_len] = hit
+    return hit
+
+
+def stamp(buf: bytearray, at: int, body_len: int, seq: int) -> None:
+    """Write ``seq`` into the stamps of the body at ``buf[at:at + body_len]``."""
+    for off in stamp_offsets(body_len):
+        _U32.pack_into(buf, at + off, seq)
+
+
 def flow_body(flow: int, body_len: int) -> tuple[bytes, int]:
-    """The body of every datagram of ``flow`` with ``body_len`` bytes, and its crc32."""
+    """The body of ``flow``'s datagrams of ``body_len`` bytes with its stamps
+    zeroed (datagram 0's body), and its crc32 (every datagram's crc field)."""
     key = (flow, body_len)
     hit = _BODIES.get(key)
     if hit is None:
         if body_len < 0:
             raise ValueError(f"negative body length {body_len}")
         pat = _pattern(flow)
-        body = (pat * (body_len // len(pat) + 1))[:body_len]
+        raw = bytearray((pat * (body_len // len(pat) + 1))[:body_len])
+        stamp(raw, 0, body_len, 0)
+        body = bytes(raw)
         hit = (body, zlib.crc32(body) & 0xFFFFFFFF)
         if len(_BODIES) > 1024:
             _BODIES.clear()
@@ -124,20 +165,28 @@ def make_payload(flow: int, seq: int, body_len: int) -> bytes:
     if not 0 <= seq <= 0xFFFFFFFF:
         raise ValueError(f"seq {seq} is not a u32")
     body, crc = flow_body(flow, body_len)
-    return HEADER.pack(MAGIC, flow, 0, seq, crc) + body
+    out = bytearray(HEADER.pack(MAGIC, flow, 0, seq, crc) + body)
+    stamp(out, HEADER_LEN, body_len, seq)
+    return bytes(out)
 
 
 def check_payload(data: bytes | bytearray) -> tuple[int, int, bool] | None:
     """``(flow, seq, ok)`` for a test-flow payload, None when it is not one.
 
     ``ok`` is False when the crc field or any body byte differs from what the
-    flow's datagram of that length carries (corruption or truncation).
+    flow's datagram ``seq`` of that length carries (corruption, truncation,
+    or bytes of another datagram: a stamp that is not ``seq``).
     """
     if len(data) < HEADER_LEN or data[:4] != MAGIC:
         return None
     _, flow, _, seq, crc = HEADER.unpack_from(data)
-    body, want = flow_body(flow, len(data) - HEADER_LEN)
-    return flow, seq, crc == want and data.endswith(body)
+    body_len = len(data) - HEADER_LEN
+    body, want = flow_body(flow, body_len)
+    if crc != want:
+        return flow, seq, False
+    expect = bytearray(body)
+    stamp(expect, 0, body_len, seq)
+    return flow, seq, data[HEADER_LEN:] == expect  # (a memoryview compares bytewise: slow)
 
 
 # TCP streams (tcp-send): byte k of every stream is STREAM_BLOCK[k % len]; the
@@ -562,6 +611,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     sys.stderr.write("READY\n")  # for a background run (see GuestAgent.send_background)
     sys.stderr.flush()
     buf = bytearray(make_payload(args.flow, 0, plen - HEADER_LEN))
+    seq_at = (SEQ_OFFSET, *(HEADER_LEN + off for off in stamp_offsets(plen - HEADER_LEN)))
     sent = errors = failed = 0
     pacer = Pacer(args.rate)
     limit = args.timeout if args.duration is None else min(args.timeout, args.duration)
@@ -571,7 +621,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         if stop.flag:
             break
         pacer.wait(seq)
-        pack_seq(buf, SEQ_OFFSET, seq)
+        for at in seq_at:
+            pack_seq(buf, at, seq)
         backoff = 0.0001
         give_up = time.monotonic() + 0.5
         while True:

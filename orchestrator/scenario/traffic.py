@@ -51,6 +51,7 @@ from orchestrator.scenario.flow_agent import (
     flow_body,
     make_payload,
     payload_len_for,
+    stamp_offsets,
 )
 from orchestrator.scenario.tcp_peer import TcpSink
 
@@ -88,7 +89,9 @@ _BODY_SUMS: dict[tuple[int, int], int] = {}
 
 
 def _body_sum(flow: int, body_len: int) -> int:
-    """The flow body's 16-bit word sum modulo 0xffff (as at an even offset)."""
+    """The 16-bit word sum modulo 0xffff (as at an even offset) of the flow's
+    body with its stamps zeroed: a datagram's body adds its seq's two words
+    once per stamp."""
     key = (flow, body_len)
     v = _BODY_SUMS.get(key)
     if v is None:
@@ -449,11 +452,16 @@ class Peer:
         self._check_open()
         template = self.flow_template(flow, dst_mac)
         pay_off = len(template) - flow.payload_len
-        seq_off = pay_off + SEQ_OFFSET
+        # the seq, in the flow header and in each of the body's stamps
+        seq_at = (pay_off + SEQ_OFFSET,
+                  *(pay_off + HEADER_LEN + off
+                    for off in stamp_offsets(flow.payload_len - HEADER_LEN)))
         csum_off = pay_off - 2
         (hc,) = struct.unpack_from("!H", template, csum_off)
-        # RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), with m = the template's seq words (0).
-        base = (~hc & 0xFFFF) + 0xFFFF + 0xFFFF
+        # RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), with m = the template's seq
+        # words (0) in each of the len(seq_at) places
+        base = (~hc & 0xFFFF) + 0xFFFF * 2 * len(seq_at)
+        copies = len(seq_at)
         buf = bytearray(template)
         pack_seq = struct.Struct("!I").pack_into
         pack_csum = struct.Struct("!H").pack_into
@@ -461,11 +469,12 @@ class Peer:
         sent = errors = failed = 0
         for i in range(count):
             seq = first_seq + i
-            s = base + (seq >> 16) + (seq & 0xFFFF)
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
+            s = base + copies * ((seq >> 16) + (seq & 0xFFFF))
+            while s >> 16:
+                s = (s & 0xFFFF) + (s >> 16)
             c = ~s & 0xFFFF
-            pack_seq(buf, seq_off, seq)
+            for at in seq_at:
+                pack_seq(buf, at, seq)
             pack_csum(buf, csum_off, c or 0xFFFF)
             pacer.wait(i)
             e, ok = self._send(buf)
@@ -759,8 +768,11 @@ class Peer:
             flow, seq, ok = res
             if ok and (csum != 0 or family == 6):
                 # The body is the flow's known body (checked above), so its share
-                # of the checksum is cached; only the first 24 bytes are summed here.
-                start = pseudo_header(src, dst, 17, ulen) + _body_sum(flow, len(data) - HEADER_LEN)
+                # of the checksum is cached plus the seq once per stamp; only the
+                # first 24 bytes are summed here.
+                body_len = len(data) - HEADER_LEN
+                start = (pseudo_header(src, dst, 17, ulen) + _body_sum(flow, body_len)
+                         + len(stamp_offsets(body_len)) * ((seq >> 16) + (seq & 0xFFFF)))
                 ok = sum_ok(frame[l4:l4 + UDP_HLEN + HEADER_LEN], start)
         with self._lock:
             rx = self._flows.get(flow)

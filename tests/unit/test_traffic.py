@@ -40,7 +40,12 @@ from wire import udp_pair
 
 from orchestrator.machine.guest import CmdResult
 from orchestrator.scenario import flow_agent, traffic
-from orchestrator.scenario.flow_agent import FlowRx, check_payload, make_payload
+from orchestrator.scenario.flow_agent import (
+    FlowRx,
+    check_payload,
+    make_payload,
+    stamp_offsets,
+)
 from orchestrator.scenario.traffic import Flow, GuestAgent, Peer, internet_checksum
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +102,8 @@ def test_payload_round_trip_and_determinism() -> None:
     p = make_payload(5, 1234, 100)
     assert len(p) == 116 and p[:4] == b"KTFL"
     assert check_payload(p) == (5, 1234, True)
-    assert make_payload(5, 99, 100)[16:] == p[16:]  # body depends on flow and length only
+    other = make_payload(5, 99, 100)  # the seq is stamped at the body's end only
+    assert other[16:112] == p[16:112] and other[112:] == (99).to_bytes(4, "big")
     assert make_payload(6, 1234, 100)[16:] != p[16:]
     assert check_payload(b"hello world, not a flow") is None
     assert check_payload(b"KTFL") is None
@@ -108,6 +114,23 @@ def test_payload_round_trip_and_determinism() -> None:
     bad_crc = bytearray(p)
     bad_crc[12] ^= 0xFF
     assert check_payload(bytes(bad_crc)) == (5, 1234, False)
+
+
+@pytest.mark.parametrize("first,end", [(60, 2108), (2108, 4156), (4156, 6204), (6204, 8252),
+                                       (1010, 2038), (8252, 8974)])
+def test_a_buffer_from_an_earlier_datagram_is_corruption(first: int, end: int) -> None:
+    """A jumbo datagram whose receive buffers after the first came from an
+    earlier datagram of the same flow (a page recycled too early, a stale
+    descriptor): the bytes of the pattern are the same, the seq stamps are
+    not."""
+    body_len = 8958
+    assert len(stamp_offsets(body_len)) == 9
+    now, old = make_payload(7, 70_000, body_len), make_payload(7, 69_744, body_len)
+    assert check_payload(now) == (7, 70_000, True)
+    # payload bytes first:end in a receive buffer that held the old datagram
+    assert check_payload(now[:first] + old[first:end] + now[end:]) == (7, 70_000, False)
+    # the last buffer, however short
+    assert check_payload(now[:-3] + old[-3:]) == (7, 70_000, False)
 
 
 def test_flowrx_in_order_loss_dup_reorder_corrupt() -> None:
@@ -313,8 +336,12 @@ def test_send_flow_checksum_zero_becomes_ffff(wire: tuple[Peer, socket.socket],
     flow = Flow(1, src, dst, size=200)
     tpl = Ether(peer.flow_template(flow, GMAC))
     c0 = tpl[UDP].chksum
-    # seq words (0, c0) cancel the template's checksum: the sum is -0, sent as 0xffff
-    peer.send_flow(flow, 3, dst_mac=GMAC, first_seq=c0 - 1)
+    # the seq's words, once in the header and once per stamp, cancel the
+    # template's checksum: the sum is -0, sent as 0xffff
+    copies = 1 + len(stamp_offsets(flow.payload_len - 16))
+    assert copies == 2
+    seq = next(lo for lo in range(1, 0x10000) if (copies * lo - c0) % 0xFFFF == 0)
+    peer.send_flow(flow, 3, dst_mac=GMAC, first_seq=seq - 1)
     raws = [guest.recv(65536) for _ in range(3)]
     assert Ether(raws[1])[UDP].chksum == 0xFFFF
     assert all(checksums_ok(r) for r in raws)
