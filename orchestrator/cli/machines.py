@@ -212,7 +212,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from orchestrator.scenario.smoke import run_smoke
+    from orchestrator.scenario.smoke import judge_power_off, run_smoke
 
     if args.dry_run:
         return dry_run(args)
@@ -226,13 +226,14 @@ def cmd_smoke(args: argparse.Namespace) -> int:
             print(m.console_tail(40), file=sys.stderr)
     finally:
         how = m.shutdown()
+    judge_power_off(result, m, how)
     width = max(len(s.name) for s in result.steps)
     print(f"\nsmoke check: {result.profile} / {result.driver}")
     for s in result.steps:
         print(f"  {'PASS' if s.passed else 'FAIL'}  {s.name:<{width}}  {s.detail}")
     for r in result.reports:
         print(f"\n--- {r.title} ---\n{r.text}")
-    verdict = "PASS" if result.passed and how != "crashed" else "FAIL"
+    verdict = "PASS" if result.passed else "FAIL"
     print(f"\nverdict: {verdict} ({time.monotonic() - t0:.0f}s, guest stopped: {how}; "
           f"logs: {m.run_dir})")
     return 0 if verdict == "PASS" else EXIT_FAIL

@@ -69,7 +69,23 @@ READY_RE = rb"KTEST-READY[^\n]*"
 POWEROFF_PATIENCE = 3.0
 HUNG_TASK_SECS = 2
 POWEROFF_HUNG = "poweroff-hung"  # how a guest ended that began its power-off and hung
+POWEROFF_HUNG_TITLE = "poweroff hung: the guest began to power off and never finished"
 RUN_INIT_RE = rb"Run /init as init process"
+
+
+def poweroff_hung_report(console: Console, start: int, end: int | None = None,
+                         lines: int = 30) -> report.Report:
+    """A guest that began its power-off and never finished (ended
+    POWEROFF_HUNG), with no failing kernel report to say why (a task
+    sleeping in a loop rather than blocked, or a report the caller allows),
+    as a report of its own: a failure all the same, its text the last
+    `lines` of the console of `start:end` from the power-off on."""
+    data = console.data(start, end)
+    at = data.rfind(b"sysrq: Power Off")
+    at = data.rfind(b"\n", 0, at) + 1 if at >= 0 else 0
+    text = [report.strip_prefixes(ln) for ln in data[at:].splitlines()]
+    return report.Report(POWEROFF_HUNG_TITLE, report.Kind.OTHER, start + at,
+                         start + len(data), "\n".join(text[-lines:]))
 
 
 @dataclass(frozen=True)

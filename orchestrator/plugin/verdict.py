@@ -16,7 +16,7 @@ test's setup, its report saying where it came from; what came after a test
 ended is judged with that test's allowed reports. The pair's guest is shut
 down in its last test's teardown and judged to its last byte there; a guest
 whose power-off hung without a failing kernel report saying why fails as
-POWEROFF_HUNG_TITLE.
+vm.POWEROFF_HUNG_TITLE.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pytest
 
 from orchestrator import report
 from orchestrator.builds import module
-from orchestrator.machine.vm import POWEROFF_HUNG, Machine
+from orchestrator.machine.vm import POWEROFF_HUNG, Machine, poweroff_hung_report
 from orchestrator.plugin.pool import Judged, Pool
 from orchestrator.plugin.record import ConsoleSpan, ReportRef
 
@@ -38,7 +38,6 @@ MARK_END = "ktest: test end"
 CLOSE_TIMEOUT = 30.0  # QEMU exits right after a panic (panic=-1, -no-reboot)
 CONSOLE_LINES = 30  # console lines shown with a failure
 XPASS_STRICT = "[XPASS(strict)] "  # pytest's longrepr of a strict xfail that passed
-POWEROFF_HUNG_TITLE = "poweroff hung: the guest began to power off and never finished"
 
 
 @dataclasses.dataclass
@@ -137,7 +136,7 @@ def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
         own = entry.owner is st  # else the bytes came before this test began
         found = verdict.failing
         if m.ended == POWEROFF_HUNG and end > entry.offset and not found:
-            found = [*found, _poweroff_hung(m, entry.offset, end)]
+            found = [*found, poweroff_hung_report(m.console, entry.offset, end, CONSOLE_LINES)]
         bad = _name_inlined(st, found)
         if not own:
             bad = [dataclasses.replace(r, text=f"{_origin(st, m, entry)}\n{r.text}") for r in bad]
@@ -159,20 +158,6 @@ def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
     st.failing += failing
     st.allowed += mine
     return report.Verdict(not failing, failing, mine)
-
-
-def _poweroff_hung(m: Machine, start: int, end: int) -> report.Report:
-    """A guest that began its power-off and never finished, with no failing
-    kernel report to say why (a task sleeping in a loop, not blocked; or a
-    report the test allows): a failure all the same, its text the console
-    from the power-off on."""
-    assert m.console is not None
-    data = m.console.data(start, end)
-    at = data.rfind(b"sysrq: Power Off")
-    at = data.rfind(b"\n", 0, at) + 1 if at >= 0 else 0
-    lines = [report.strip_prefixes(ln) for ln in data[at:].splitlines()]
-    return report.Report(POWEROFF_HUNG_TITLE, report.Kind.OTHER, start + at, end,
-                         "\n".join(lines[-CONSOLE_LINES:]))
 
 
 def _span_of(st: TestState, m: Machine) -> ConsoleSpan | None:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.builds import module
 from orchestrator.machine import accel, profiles
 from orchestrator.machine.guest import CmdTimeout
-from orchestrator.machine.vm import BootError
-from orchestrator.scenario import drivers
+from orchestrator.machine.vm import POWEROFF_HUNG, BootError
+from orchestrator.scenario import drivers, smoke
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,5 +275,27 @@ def test_smoke_check_passes(artifacts) -> None:
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "verdict: PASS" in r.stdout
-    for step in ("load e1000e, netdev appears", "link up", "unload e1000e", "no kernel reports"):
+    for step in ("load e1000e, netdev appears", "link up", "unload e1000e", "no kernel reports",
+                 "power off, no kernel reports"):
         assert f"PASS  {step}" in r.stdout, r.stdout
+
+
+def test_smoke_fails_a_power_off_that_hangs(machine_factory, artifacts) -> None:
+    """The smoke check judges the guest's power-off too. Here a reboot
+    notifier blocks it for good (ktest_bug_warn hang_at_shutdown=1), as a
+    driver's shutdown callback could: the check fails, named by the guest's
+    own hung-task report. It used to pass with "guest stopped: quit"."""
+    ko = module.build_module(ROOT / "tests/modules/bugs/warn", artifacts.kernel).ko
+    m = machine_factory("e1000e")
+    m.launch()
+    result = smoke.run_smoke(m)
+    assert result.passed, result.steps
+    g = m.ssh()
+    g.put(ko, "/tmp/warn.ko")
+    g.cmd("insmod /tmp/warn.ko hang_at_shutdown=1")
+    how = m.shutdown()
+    smoke.judge_power_off(result, m, how)
+    assert how == POWEROFF_HUNG
+    assert [r.title for r in result.reports] == ["INFO: task hung in ktest_bug_warn_stall"]
+    assert not result.passed and not result.steps[-1].passed, result.steps
+    assert not qemu_pids(str(m.run_dir))
