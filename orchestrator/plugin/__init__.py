@@ -60,6 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "failure_reports(*patterns): kernel reports that are "
                             "the test's expected failure: one seen makes it XFAIL even if "
                             "its checks pass")
+    config.addinivalue_line("markers", "failure_says(*regexes): what the test's expected "
+                            "failure says: a failure that matches none of them, with none "
+                            "of its failure_reports seen, is another failure")
     options.apply_qemu(config)
     out = config.getoption("--ktest-out", None)
     if out:
@@ -100,6 +103,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if lim is not None:
             item.add_marker(pytest.mark.xfail(
                 reason=f"known emulator limitation of QEMU {v}: {lim.reason}", strict=False))
+            if lim.says:
+                item.add_marker(pytest.mark.failure_says(*lim.says))
 
 
 def _pair_of(item: pytest.Item) -> drivers.Pair | None:

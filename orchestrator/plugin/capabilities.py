@@ -19,7 +19,10 @@ from orchestrator.plugin import options
 from orchestrator.scenario import drivers
 from orchestrator.scenario.drivers import CAPABILITIES, FAILURE_REPORTS, FAULTS, KNOWN_FAILS
 
-UNDECLARED = "not declared:"  # prefix of the one skip reason CI accepts
+UNDECLARED = "not declared:"  # prefix of a skip reason CI accepts
+# ... and of the other: what the driver declares it does not do, so a test
+# of it has nothing to check (an operation it allocates nothing in)
+NOTHING_TO_TEST = "nothing to test:"
 
 
 def required(item: pytest.Item) -> list[str]:
@@ -53,7 +56,9 @@ def mark_fault(item: pytest.Item, pair: drivers.Pair) -> None:
     (the test still runs, and a surprise recovery is reported), with the
     kernel reports that are that failure allowed (FAILURE_REPORTS, and the
     titles the driver's declaration names): one of them seen is the
-    declared failure, even where the test's own checks pass."""
+    declared failure, even where the test's own checks pass. Where such
+    reports or what the failure says are known, a failure with neither is
+    another one, and fails (verdict.not_the_known_failure)."""
     names = [n for mk in item.iter_markers("fault") for n in mk.args]
     if not names:
         return
@@ -78,15 +83,19 @@ def mark_fault(item: pytest.Item, pair: drivers.Pair) -> None:
             if allow:
                 item.add_marker(pytest.mark.allow_reports(*allow))
                 item.add_marker(pytest.mark.failure_reports(*allow))
+            if info.fault_says.get(name):
+                item.add_marker(pytest.mark.failure_says(*info.fault_says[name]))
 
 
 def strict_skip(rep: pytest.TestReport) -> None:
-    """In CI, turn a skip other than an undeclared capability into a failure."""
+    """In CI, turn a skip other than for what the driver declares (a
+    capability or fault it does not declare, an operation it declares it
+    allocates nothing in) into a failure."""
     if not options.in_ci() or not rep.skipped or hasattr(rep, "wasxfail"):
         return
     reason = str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
     reason = reason.removeprefix("Skipped: ")
-    if reason.startswith(UNDECLARED):
+    if reason.startswith((UNDECLARED, NOTHING_TO_TEST)):
         return
     rep.outcome = "failed"
     rep.longrepr = f"unexpected skip in CI (CI=true): {reason}"

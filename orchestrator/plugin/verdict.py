@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -160,6 +161,39 @@ def _catch_up(st: TestState, machines: list[Machine]) -> report.Verdict:
     return report.Verdict(not failing, failing, mine)
 
 
+def not_the_known_failure(item: pytest.Item, st: TestState, rep: pytest.TestReport) -> None:
+    """An expected failure whose declaration knows what it looks like (the
+    kernel reports that are it, what its message says) is that failure only
+    when one of those shows in the test's body or teardown; any other
+    failure of the test fails it (one in its setup always: the fault comes
+    in the body), or a declared limitation would hide every bug in the same
+    test. `says` is searched in the first line of the exception's message,
+    not in the traceback (which quotes the test's source) nor in pytest's
+    explanation of a failed assert (which shows the values in it)."""
+    reports = [p for mk in item.iter_markers("failure_reports") for p in mk.args]
+    says = [p for mk in item.iter_markers("failure_says") for p in mk.args]
+    if not (reports or says):
+        return
+    text = rep.longreprtext
+    crash = getattr(getattr(rep.longrepr, "reprcrash", None), "message", None)
+    errs = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    message = (crash if isinstance(crash, str) else "\n".join(errs)).strip()
+    message = message.splitlines()[0] if message else ""
+    if rep.when != "setup":
+        if reports and report.judge(st.allowed, allow=reports).allowed:
+            return
+        if any(re.search(p, message) for p in says):
+            return
+        shown = [*(f"report {p}" for p in reports), *(f"message /{p}/" for p in says)]
+        why = f"which shows as {' or '.join(shown)}"
+    else:
+        why = "which comes only once the test's body runs"
+    first = errs[0] if errs else (text.strip().splitlines() or ["(no message)"])[0]
+    rep.outcome = "failed"
+    rep.longrepr = f"{first}\n\nnot the declared known failure ({rep.wasxfail}), {why}\n\n{text}"
+    del rep.wasxfail
+
+
 def _span_of(st: TestState, m: Machine) -> ConsoleSpan | None:
     """The test's last stretch of `m`'s console."""
     return next((s for s in reversed(st.spans) if s.run_dir == str(m.run_dir)), None)
@@ -279,6 +313,8 @@ def apply(item: pytest.Item, rep: pytest.TestReport) -> None:
             rep.sections.append(("kernel reports", text))
             rep.longrepr = f"{title}\n\n{rep.longreprtext}"
         rep.user_properties.append(("ktest_decided_by_report", rep.when))
+    elif rep.skipped and hasattr(rep, "wasxfail"):
+        not_the_known_failure(item, st, rep)
     elif rep.failed and isinstance(rep.longrepr, str) and rep.longrepr.startswith(XPASS_STRICT):
         # the test's checks passed, but a report that is its declared
         # failure came (a watchdog reset that brought traffic back): that is

@@ -8,6 +8,8 @@ A driver declaration is a small YAML file (the format of
     function: pf                 # pf, or vf: it drives the model's SR-IOV VFs
     load_first: [virtio_pci]     # in-tree modules loaded before it
     capabilities: [jumbo, ring_set, ...]   # see CAPABILITIES
+    faults: {bus_reset: recovers, aer_fatal: "fails: REASON", ...}   # see FAULTS
+    allocates_nothing_in: [mtu]  # see SWEEP_OPS
 
 The in-tree drivers are declared in ``qemu-configs/drivers/``; ktest_nic in
 ``drivers/ktest_nic/ktest.yaml``; a user's driver may carry a ``ktest.yaml``
@@ -63,9 +65,11 @@ FUNCTIONS = ("pf", "vf")
 # Every fault a driver may say it survives (faults: in its declaration), with
 # what surviving means. A value "recovers" is checked by the fault suite;
 # "fails: REASON" is a known limitation, reported as such (strict xfail). The
-# long form {fails: REASON, reports: [TITLE, ...]} also names the kernel
-# reports (exact titles) that are that failure, as FAILURE_REPORTS does for
-# every driver.
+# long form {fails: REASON, reports: [TITLE, ...], says: [REGEX, ...]} also
+# names the kernel reports (exact titles) that are that failure, as
+# FAILURE_REPORTS does for every driver, and what the test says when it fails
+# that way (regexes searched in its failure message). Where reports or says
+# are known, a failure with neither is not the declared one, and fails.
 FAULTS: dict[str, str] = {
     "aer_nonfatal": "an uncorrectable non-fatal AER error at the root port: recovery "
                     "successful, traffic flows again",
@@ -84,6 +88,11 @@ FAULTS: dict[str, str] = {
     "sriov": "VFs created and destroyed under PF traffic",
 }
 KNOWN_FAILS = "fails:"
+# The operations the allocation sweep (alloc_failures) fails allocations in.
+# A driver may declare those it makes no allocation or DMA mapping of its own
+# in (allocates_nothing_in:): a sweep that injects nothing there is nothing
+# to test, anywhere else a sweep that tested nothing.
+SWEEP_OPS = ("probe", "open", "mtu", "rings", "channels", "reset")
 # The kernel reports that are a fault's declared failure itself, allowed
 # where the driver declares the fault as failing (so the test is the expected
 # failure it declares; any other report still fails it). "{driver}": the
@@ -109,6 +118,7 @@ class DriverInfo:
     drives: tuple[str, ...] = ()  # empty: undeclared (a user's driver without YAML)
     function: str = "pf"
     load_first: tuple[str, ...] = ()
+    allocates_nothing_in: tuple[str, ...] = ()  # of SWEEP_OPS
     capabilities: frozenset[str] = frozenset()
     description: str = ""
     source: Path | None = None  # the YAML it was read from
@@ -116,6 +126,8 @@ class DriverInfo:
     faults: dict[str, str] = field(default_factory=dict)  # see FAULTS
     # per fault declared as failing: the report titles that are its failure
     fault_reports: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # ... and the regexes its failure message matches
+    fault_says: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def expectation(self, fault: str) -> str | None:
         """"recovers", "fails: REASON", or None when the driver says nothing."""
@@ -141,9 +153,15 @@ def parse_declaration(data: object, path: Path) -> DriverInfo:
     if bad:
         raise r.error("capabilities", f"unknown capability {bad[0]!r} "
                                       f"(known: {', '.join(CAPABILITIES)})")
+    quiet = r.strings("allocates_nothing_in")
+    bad = [op for op in quiet if op not in SWEEP_OPS]
+    if bad:
+        raise r.error("allocates_nothing_in", f"unknown operation {bad[0]!r} "
+                                              f"(known: {', '.join(SWEEP_OPS)})")
     f = r.child("faults")
     faults: dict[str, str] = {}
     reports: dict[str, tuple[str, ...]] = {}
+    says: dict[str, tuple[str, ...]] = {}
     for fault in list(f.data):
         if fault not in FAULTS:
             raise f.error(str(fault), f"unknown fault (known: {', '.join(FAULTS)})")
@@ -154,6 +172,12 @@ def parse_declaration(data: object, path: Path) -> DriverInfo:
                 raise long.error("fails", "empty reason")
             value = f"{KNOWN_FAILS} {reason}"
             reports[str(fault)] = long.strings("reports")
+            says[str(fault)] = long.strings("says")
+            for pattern in says[str(fault)]:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise long.error("says", f"{pattern!r} is no regex: {e}") from None
             long.finish()
         else:
             value = f.get(str(fault), str, "", "'recovers' or 'fails: REASON'").strip()
@@ -164,8 +188,9 @@ def parse_declaration(data: object, path: Path) -> DriverInfo:
     f.finish()
     info = DriverInfo(
         name=name, drives=drives, function=function, load_first=r.strings("load_first"),
+        allocates_nothing_in=quiet,
         capabilities=frozenset(caps), description=r.get("description", str, "", "a string"),
-        source=path, faults=faults, fault_reports=reports,
+        source=path, faults=faults, fault_reports=reports, fault_says=says,
     )
     r.finish()
     return info

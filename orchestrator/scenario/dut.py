@@ -389,9 +389,13 @@ class Dut:
         link = shlex.quote(f"/sys/class/net/{self.ifname}")
         return self.guest.cmd(f"[ -L {link} ]", check=False).exit_status == 0
 
-    def carrier(self) -> int:
-        out = self.guest.read(f"/sys/class/net/{self.ifname}/carrier")
-        return int(out.strip() or 0)
+    def carrier(self) -> int | None:
+        """The interface's carrier, 0 or 1; None when it cannot be read (the
+        interface is administratively down, or gone): never taken for 0, or
+        a driver that drops its interface would pass for one that noticed a
+        dead link."""
+        out = self.guest.read(f"/sys/class/net/{self.ifname}/carrier").strip()
+        return int(out) if out in ("0", "1") else None
 
     def wait_carrier(self, want: int, timeout: float = 20.0) -> float:
         """Wait until the carrier is `want`; return the seconds it took."""
@@ -569,7 +573,12 @@ def _try_set(d: Dut, get: str, set_: str,
     r = d.guest.cmd(f"ethtool {set_} {d.ifname} {change[0]}", check=False)
     if r.exit_status != 0:
         return False
-    d.guest.cmd(f"ethtool {set_} {d.ifname} {change[1]}", check=False)
+    back = d.guest.cmd(f"ethtool {set_} {d.ifname} {change[1]}", check=False)
+    if back.exit_status != 0:
+        # it took the change and refuses the value it had: a driver bug, and
+        # the test would start from a setting it did not choose
+        raise DutError(f"`ethtool {set_} {d.ifname} {change[1]}`, back to what it was after "
+                       f"`{change[0]}` was taken, failed: {back.stderr.strip() or 'no message'}")
     return True
 
 

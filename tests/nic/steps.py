@@ -53,6 +53,15 @@ def assert_clean(per_flow: dict[int, Any], fid: int, count: int) -> None:
     assert fault is None, fault
 
 
+def assert_sent_clean(sent: dict[str, Any], got: Any, count: int) -> None:
+    """The guest sent `count` datagrams of one flow (an agent's send result)
+    and the peer got each once and whole (`got`: Peer.wait_rx's snapshot). A
+    driver that sends a stale descriptor again after a reset, or loses some
+    frames and doubles others, fails here even when the totals add up."""
+    assert sent["sent"] == count, sent
+    assert (got.received, got.lost, got.duplicated, got.corrupted) == (count, 0, 0, 0), got
+
+
 def maxima_and_current(dut: Any, opt: str) -> dict[str, dict[str, int]]:
     """ethtool -g or -l: {"max": {"rx": N, "tx": N, ...}, "cur": {...}},
     the numeric lines of each block by their lower-case names ("combined")."""

@@ -62,12 +62,14 @@ def test_channels(dut: Any, traffic: Any, agent: Any) -> None:
     kind, mx = channels(dut)
     r = dut.guest.cmd(f"ethtool -L {dut.ifname} {kind} {mx + 1}", check=False)
     assert r.exit_status != 0, "more channels than the maximum were accepted"
-    assert dut.rx_queues() == mx or kind == "combined"
     dut.sh(f"ethtool -L {dut.ifname} {kind} 1")
     assert dut.rx_queues() == 1
     dut.wait_carrier(1)
     assert_clean(receive(dut, traffic, agent, [flow_in(1)], 300), 1, 300)
     dut.sh(f"ethtool -L {dut.ifname} {kind} {mx}")
+    # as many Rx queues as channels asked for (a driver that keeps fewer
+    # than it says has queues no frame reaches)
+    assert dut.rx_queues() == mx, f"{kind} {mx} set, {dut.rx_queues()} Rx queues"
     dut.wait_carrier(1)
     ping(dut)
 

@@ -31,9 +31,11 @@ from steps import (
     ping,
     receive,
     ring_sizes,
+    rings,
     traffic_back,
 )
 
+from orchestrator.plugin.capabilities import NOTHING_TO_TEST
 from orchestrator.scenario import drivers
 from orchestrator.scenario import faults as faults_mod
 from orchestrator.scenario.dut import DutError
@@ -210,24 +212,40 @@ def test_dead_device_is_noticed_and_released(dut: Any, traffic: Any, agent: Any,
     assert_recovered(dut, traffic, agent, settings(dut), "a dead device")
 
 
-def test_link_flap_storm_with_ring_changes(dut: Any, traffic: Any, agent: Any) -> None:
+def test_link_flap_storm_with_ring_changes(dut: Any, traffic: Any, agent: Any,
+                                           configured: dict[str, Any]) -> None:
     """Twenty cable pulls back to back, then admin down/up mixed with ring
-    changes (where the driver has them), all under traffic."""
+    changes (where the driver has them), all under traffic. What was set
+    before (MTU, multicast group, VLAN, channels, RSS) is still set after,
+    and the rings are the last ones asked for."""
     ring_set = dut.driver.info.capabilities >= {"ring_set"}
+    sizes = ring_sizes(dut) if ring_set else (0, 0, 0)
     with background_rx(dut, traffic, agent):
         with dut.step("20 cable pulls"):
             for _ in range(20):
                 dut.set_link(False)
                 dut.set_link(True)
             dut.wait_carrier(1, timeout=RECOVERY_S)
-        for k, rx in enumerate(ring_sizes(dut) if ring_set else (0, 0, 0), 1):
+        for k, rx in enumerate(sizes, 1):
             with dut.step(f"admin down/up {k} of 3" + (f", rx ring {rx}" if ring_set else "")):
                 dut.sh(f"ip link set {dut.ifname} down")
                 if ring_set:
                     dut.sh(f"ethtool -G {dut.ifname} rx {rx}")
                 dut.sh(f"ip link set {dut.ifname} up")
                 dut.wait_carrier(1, timeout=RECOVERY_S)
-    assert_recovered(dut, traffic, agent, settings(dut), "a flap storm")
+    if ring_set:
+        assert rings(dut)["cur"]["rx"] == sizes[-1], rings(dut)
+    # the stack, not the driver, drops the IPv6 addresses at admin down
+    # (keep_addr_on_down is 0) and makes a link-local one at up, in its own
+    # time: their solicited-node groups (33:33:ff:...) come and go with them
+    def joined(groups: list[str]) -> list[str]:
+        return [g for g in groups if not g.startswith("33:33:ff:")]
+    now = settings(dut)["groups"]
+    assert joined(now) == joined(configured["groups"]), \
+        f"multicast groups after a flap storm: {now}, before: {configured['groups']}"
+    kept = {k: v for k, v in configured.items()
+            if k != "groups" and (k != "-g" or not ring_set)}
+    assert_recovered(dut, traffic, agent, kept, "a flap storm")
 
 
 # ---------------------------------------------------------------- SR-IOV
@@ -250,14 +268,20 @@ def test_vfs_come_and_go_under_pf_traffic(dut: Any, traffic: Any, agent: Any,
 @pytest.mark.fault("sriov")
 def test_pf_reset_and_unload_with_vfs(dut: Any, traffic: Any, agent: Any,
                                       faults: Any) -> None:
-    """VFs enabled (and bound to igbvf): a bus reset of the PF, then the PF
-    driver unloaded and loaded again, all without a kernel report."""
+    """VFs enabled (and bound to igbvf): a bus reset of the PF, which keeps
+    the PF's settings, then the PF driver unloaded and loaded again, all
+    without a kernel report."""
     faults.set_vfs(dut.bdf, 2)
     dut.sh("modprobe igbvf", check=False)
+    before = settings(dut)
     with background_rx(dut, traffic, agent):
         with dut.step("bus reset of the PF with VFs"):
             faults.function_reset("bus")
             dut.wait_carrier(1, timeout=RECOVERY_S)
+    with dut.step("after the bus reset with VFs: settings"):
+        after = settings(dut)
+        changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        assert not changed, f"settings lost in a bus reset with VFs: {changed}"
     with dut.step("PF driver unloaded with VFs enabled"):
         dut.sh("modprobe -r igbvf", check=False)
         dut.unload()
@@ -412,7 +436,7 @@ def test_rx_refill_failures_under_traffic(dut: Any, traffic: Any, agent: Any, fa
 
 
 @pytest.mark.fault("alloc_failures")
-@pytest.mark.parametrize("op", ["probe", "open", "mtu", "rings", "channels", "reset"])
+@pytest.mark.parametrize("op", drivers.SWEEP_OPS)
 def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: Any,
                                   op: str) -> None:
     """Fail the 1st, 2nd, ... injectable allocation or DMA mapping of one
@@ -454,6 +478,16 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
             if res.injected:
                 assert res.errno == 0 or res.errno in CLEAN_ERRNOS, \
                     f"{where}: unexpected error {res.errno} ({res.message})"
+            if res.injected and res.errno == 0 and op not in ("probe", "open"):
+                # it said it worked: traffic flows in the state it made, not
+                # only once the restore has rebuilt it (probe and open are
+                # restored by setting the interface up, nothing undone)
+                try:
+                    dut.wait_carrier(1)
+                    ping(dut, count=1)
+                except (DutError, AssertionError) as e:
+                    raise AssertionError(f"{where}: the {op} reported success, yet before "
+                                         f"the restore: {e}") from None
             try:
                 _restore(dut, op, how)
             except DutError as e:
@@ -504,3 +538,16 @@ def test_allocation_failure_sweep(dut: Any, traffic: Any, faults: Any, cleanup: 
         dut.unload()
         dut.setup()
     ping(dut)
+    quiet = op in dut.driver.info.allocates_nothing_in
+    source = dut.driver.info.source or "its declaration"
+    if quiet and points and first == 1:
+        pytest.fail(f"{dut.driver.name} declares that {op} allocates nothing ({source}), "
+                    f"yet {points} of its allocations failed in turn: the declaration is wrong")
+    if not points:
+        # a pass would claim a sweep that never failed anything
+        if quiet and first == 1:
+            pytest.skip(f"{NOTHING_TO_TEST} {dut.driver.name} declares that {op} allocates "
+                        f"nothing ({source}), and none failed")
+        pytest.fail(f"{op}: no allocation or DMA mapping of {dut.driver.name} failed from "
+                    f"fail-nth {first} on: the sweep tested nothing (if {op} allocates "
+                    f"nothing in {dut.driver.name}, declare allocates_nothing_in: [{op}])")

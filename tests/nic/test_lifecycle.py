@@ -74,7 +74,12 @@ def test_ethtool_reports_identity_and_link_state(dut: Any) -> None:
         up = ethtool_fields(dut.sh(f"ethtool {dut.ifname}"))
         assert up.get("Link detected") == "yes", up
         speed = up.get("Speed", "Unknown!")
-        if speed != "Unknown!":  # virtio_net has none unless QEMU is given one
+        # a virtio-net device has no speed unless QEMU is given one, and
+        # igbvf on QEMU 10's igb VF says none either (measured; the PF's
+        # link is up); every physical function here has one while it is up
+        assert speed != "Unknown!" or dut.nic.model.startswith("virtio") or dut.is_vf, \
+            f"cable in, and ethtool says no speed: {up}"
+        if speed != "Unknown!":
             assert re.fullmatch(r"\d+Mb/s", speed), f"speed {speed!r}"
             assert up.get("Duplex") in ("Full", "Half"), f"duplex {up.get('Duplex')!r}"
     dut.set_link(False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from steps import assert_clean, flow_in, ping, receive
+from steps import assert_clean, assert_sent_clean, flow_in, ping, receive
 
 
 def test_mtu_changes(dut: Any, traffic: Any) -> None:
@@ -39,6 +39,4 @@ def test_jumbo_9000(dut: Any, traffic: Any, agent: Any) -> None:
     assert_clean(per, 1, 200)
     ping(dut, count=1)  # neighbour resolved before the flow starts
     sent = agent.send(dst=traffic.ips[0], port=7001, flow=2, count=200, size=9014, rate=500)
-    assert sent["sent"] == 200
-    got = traffic.wait_rx(2, 200, timeout=20)
-    assert got.received == 200 and got.corrupted == 0, got
+    assert_sent_clean(sent, traffic.wait_rx(2, 200, timeout=20), 200)

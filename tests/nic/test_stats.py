@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from steps import PEER_PORT, flow_in, ping, receive
+from steps import PEER_PORT, assert_sent_clean, flow_in, ping, receive
 
 from orchestrator.scenario import dut as dut_mod
 from orchestrator.waiting import WaitTimeout, wait_until
@@ -47,7 +47,7 @@ def test_tx_counters_match_peer(dut: Any, traffic: Any, agent: Any) -> None:
     got = traffic.wait_rx(2, N, timeout=30)
     after = dut.link_stats()["tx"]
     tx = after["packets"] - before["packets"]
-    assert sent["sent"] == N and got.received == N, (sent, got)
+    assert_sent_clean(sent, got, N)
     # every frame the NIC says it sent reached the peer (ARP/ND included)
     with contextlib.suppress(WaitTimeout):
         wait_until(lambda: traffic.frames_in - in0 >= tx, 5, "the peer's receive thread")

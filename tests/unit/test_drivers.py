@@ -28,9 +28,16 @@ def test_shipped_declarations_load() -> None:
     assert igbvf.expectation("aer_nonfatal").startswith("fails: igbvf asks for a slot reset")
     assert igbvf.fault_reports["aer_nonfatal"] == (
         "NETDEV WATCHDOG: transmit queue timed out in igb",)
+    assert igbvf.fault_says["aer_fatal"] == (r"no traffic within \d+s after AER fatal",)
     for name in drivers.known():
         info = drivers.info_for(name)
         assert all(info.expectation(f).startswith("fails:") for f in info.fault_reports)
+        assert all(info.expectation(f).startswith("fails:") for f in info.fault_says)
+        # every built-in known failure says what it looks like, or it would
+        # pass for any failure of its test
+        assert all(info.fault_reports.get(f) or info.fault_says.get(f)
+                   or drivers.FAILURE_REPORTS.get(f)
+                   for f, e in info.faults.items() if e.startswith("fails:")), name
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -43,6 +50,10 @@ def test_shipped_declarations_load() -> None:
     ("name: x\nfaults:\n  flr:\n    reports: [x]\n", ":4: faults.flr.fails: missing"),
     ("name: x\nfaults:\n  flr:\n    fails: why\n    titles: [x]\n",
      ":5: faults.flr.titles: unknown key"),
+    ("name: x\nfaults:\n  flr:\n    fails: why\n    says: ['no (traffic']\n",
+     "faults.flr.says: 'no (traffic' is no regex"),
+    ("name: x\nallocates_nothing_in: [mtu, xdp]\n",
+     ":2: allocates_nothing_in: unknown operation 'xdp'"),
 ])
 def test_bad_declarations_name_file_line_and_key(tmp_path: Path, text: str, needle: str) -> None:
     p = tmp_path / "ktest.yaml"
@@ -95,3 +106,27 @@ def test_module_text_size_counts_core_text_at_its_alignment(tmp_path: Path) -> N
     obj = tmp_path / "m.ko"
     subprocess.run(["as", "-o", str(obj), str(src)], check=True)
     assert faults.module_text_size(obj) == 16 + 5
+
+
+def test_operations_a_driver_allocates_nothing_in() -> None:
+    assert drivers.info_for("virtio_net").allocates_nothing_in == ("mtu",)
+    assert drivers.info_for("ktest_nic").allocates_nothing_in == ()
+
+
+@pytest.mark.parametrize("reason,outcome", [
+    ("not declared: igbvf does not declare rss", "skipped"),
+    ("nothing to test: virtio_net declares that mtu allocates nothing (x.yaml), and none "
+     "failed", "skipped"),
+    ("mtu: no allocation failed", "failed"),
+])
+def test_ci_takes_only_skips_for_what_a_driver_declares(
+        monkeypatch: pytest.MonkeyPatch, reason: str, outcome: str) -> None:
+    from types import SimpleNamespace
+
+    from orchestrator.plugin import capabilities
+
+    monkeypatch.setenv("CI", "true")
+    rep = SimpleNamespace(skipped=True, outcome="skipped",
+                          longrepr=("test_x.py", 3, f"Skipped: {reason}"))
+    capabilities.strict_skip(rep)  # type: ignore[arg-type]
+    assert rep.outcome == outcome

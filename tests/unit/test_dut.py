@@ -97,3 +97,48 @@ def test_which_look_counts_what(first: str, second: str, fails: bool) -> None:
     after = KMEMLEAK_CHECK_NO_STACKS.rsplit("scan", 1)[1]
     assert "stack=on" in after  # stacks back on
     assert "echo $lvl > /proc/sys/kernel/printk" in after  # and the console's level
+
+
+@pytest.mark.parametrize("text,want", [("1\n", 1), ("0\n", 0), ("", None)])
+def test_a_carrier_that_cannot_be_read_is_not_carrier_off(text: str, want: int | None) -> None:
+    """An interface that is down or gone cannot say its carrier (EINVAL, or
+    no file): that is not "the driver noticed the link went away"."""
+    guest = SimpleNamespace(read=lambda path: text)
+    dut = Dut(machine=SimpleNamespace(ssh=lambda: guest), nic=None,  # type: ignore[arg-type]
+              driver=SimpleNamespace(name="igb"))  # type: ignore[arg-type]
+    dut.ifname = "eth1"
+    assert dut.carrier() == want
+    if want is None:
+        with pytest.raises(DutError, match="eth1: carrier 0"):
+            dut.wait_carrier(0, timeout=0.05)
+    else:
+        assert dut.wait_carrier(want, timeout=0.05) >= 0
+
+
+def test_a_setting_that_cannot_be_put_back_is_an_error() -> None:
+    """The ring_set probe changes the Rx ring and changes it back: a driver
+    that takes the change and refuses the way back fails, rather than the
+    test going on from rings it did not choose."""
+    from orchestrator.scenario import dut as dut_mod
+
+    rings = ("Ring parameters for eth1:\nPre-set maximums:\nRX:\t\t4096\nTX:\t\t4096\n"
+             "Current hardware settings:\nRX:\t\t256\nTX:\t\t256\n")
+    said: list[str] = []
+
+    def cmd(command: str, check: bool = True) -> Any:
+        said.append(command)
+        refused = command.endswith("rx 256") and refuse_back
+        return SimpleNamespace(exit_status=1 if refused else 0, stdout=rings,
+                               stderr="netlink error: Invalid argument" if refused else "")
+
+    guest = SimpleNamespace(cmd=cmd)
+    dut = Dut(machine=SimpleNamespace(ssh=lambda: guest), nic=None,  # type: ignore[arg-type]
+              driver=SimpleNamespace(name="igb"))  # type: ignore[arg-type]
+    dut.ifname = "eth1"
+    refuse_back = False
+    assert dut_mod._try_set(dut, "-g", "-G", dut_mod._ring_change)
+    assert said[1:] == ["ethtool -G eth1 rx 128", "ethtool -G eth1 rx 256"]
+    refuse_back = True
+    with pytest.raises(DutError, match="back to what it was after `rx 128` was taken, failed: "
+                                       "netlink error: Invalid argument"):
+        dut_mod._try_set(dut, "-g", "-G", dut_mod._ring_change)
