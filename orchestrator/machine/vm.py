@@ -58,6 +58,7 @@ from orchestrator.machine.console import (
 from orchestrator.machine.guest import Guest, SSHUnavailable
 from orchestrator.machine.profiles import Profile, Resources, qemu_argv
 from orchestrator.machine.qmp import QMP, QMPError
+from orchestrator.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,36 @@ READY_RE = rb"KTEST-READY[^\n]*"
 # the power-off ends.
 POWEROFF_PATIENCE = 3.0
 HUNG_TASK_SECS = 2
+# A task still in uninterruptible sleep (D) when a test ends gets this long
+# (the guest's hung-task timeout, lowered from 60 s for the wait) to leave it
+# before the guest's own detector reports it, within the test.
+BLOCKED_SECS = 10
+BLOCKED_WAIT = 3 * BLOCKED_SECS  # two detector rounds, and slack
+HUNG_LINE = rb"blocked for more than \d+ seconds"
 POWEROFF_HUNG = "poweroff-hung"  # how a guest ended that began its power-off and hung
 POWEROFF_HUNG_TITLE = "poweroff hung: the guest began to power off and never finished"
 RUN_INIT_RE = rb"Run /init as init process"
+
+
+def blocked_in(status: str) -> dict[int, int]:
+    """From grep -E '^(State|voluntary_ctxt_switches|nonvoluntary_ctxt_switches):'
+    over /proc/PID/status files: the pids in state D, with their context
+    switches (both kinds, summed)."""
+    state: dict[int, str] = {}
+    switches: dict[int, int] = {}
+    for m in re.finditer(r"^/proc/(\d+)/status:(\w+):\s*(\S+)", status, re.M):
+        pid, key, value = int(m.group(1)), m.group(2), m.group(3)
+        if key == "State":
+            state[pid] = value
+        elif value.isdigit():
+            switches[pid] = switches.get(pid, 0) + int(value)
+    return {pid: switches.get(pid, 0) for pid, s in state.items() if s == "D"}
+
+
+def still_blocked(first: dict[int, int], now: dict[int, int]) -> list[int]:
+    """The tasks of `first` (blocked_in) that are in D now and have not
+    been scheduled since."""
+    return [pid for pid, n in first.items() if now.get(pid) == n]
 
 
 def poweroff_hung_report(console: Console, start: int, end: int | None = None,
@@ -650,6 +678,43 @@ class Machine:
                                   start=start)
         except Exception:  # a dead guest or console: the caller judges what is there
             return False
+        return True
+
+    def blocked_tasks(self) -> dict[int, int]:
+        """The guest's tasks in uninterruptible sleep (D) now (an idle
+        kernel thread is I, not D): pid -> its context switches so far."""
+        if self.guest is None:
+            return {}
+        r = self.guest.cmd("grep -E '^(State|voluntary_ctxt_switches|nonvoluntary_ctxt_switches):'"
+                           " /proc/[0-9]*/status 2>/dev/null", timeout=15, check=False)
+        return blocked_in(r.stdout)
+
+    def report_blocked_tasks(self) -> bool:
+        """If a task is in D state now, give it BLOCKED_SECS to run again:
+        the guest's hung-task timeout goes down to that for the wait, so a
+        task that stays blocked is reported on the console now (by the
+        guest's own detector, with its stack) instead of 60 s later, when a
+        per-test guest is gone or another test runs. Returns once each task
+        blocked at first has left D or been scheduled since (a worker in an
+        msleep loop is D at most samples), or the report came; whether one
+        was blocked."""
+        if self.console is None or self.guest is None or self.crashed or not self.alive():
+            return False
+        first = self.blocked_tasks()
+        if not first:
+            return False
+        start = self.console.size
+        knob = "/proc/sys/kernel/hung_task_timeout_secs"
+        old = self.guest.cmd(f"cat {knob}", timeout=10, check=False).stdout.strip() or "60"
+        self.guest.cmd(f"echo {BLOCKED_SECS} > {knob}", timeout=10, check=False)
+        console = self.console
+        try:
+            with contextlib.suppress(WaitTimeout):
+                wait_until(lambda: re.search(HUNG_LINE, console.data(start))
+                           or not still_blocked(first, self.blocked_tasks()), BLOCKED_WAIT,
+                           "blocked tasks to wake or be reported", interval=0.5)
+        finally:
+            self.guest.cmd(f"echo {shlex.quote(old)} > {knob}", timeout=10, check=False)
         return True
 
     def check_alive(self) -> None:

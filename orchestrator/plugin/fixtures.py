@@ -108,6 +108,12 @@ def machine(request: pytest.FixtureRequest, ktest_pair: Pool) -> Iterator[Any]:
     # does not run) and taints the guest: the next test gets a fresh one
     verdict.begin(request.node, ktest_pair, m)
     yield m
+    now = ktest_pair.machine
+    if now is not None:
+        # a task the test left blocked is reported now, within this test,
+        # not by the 60 s detector after its guest is gone or in another test
+        with contextlib.suppress(Exception):  # a wedged guest: judged as it is
+            now.report_blocked_tasks()
     if request.config.getoption("--ktest-fresh-guest") == "per-test":
         ktest_pair.discard(f"per-test guests: after {request.node.nodeid}")
     elif not ktest_pair.healthy():

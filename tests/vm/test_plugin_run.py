@@ -121,6 +121,21 @@ def test_power_off_hangs(machine, guest):
 '''
 
 
+BLOCKED = '''
+import os
+from pathlib import Path
+
+
+def test_a_leaves_a_task_blocked(machine, guest):
+    guest.put(Path(os.environ["KTEST_WARN_KO"]), "/tmp/warn.ko")
+    guest.cmd("insmod /tmp/warn.ko hang_in_work=1")
+
+
+def test_b_next(machine, guest):
+    assert guest.cmd("true").ok
+'''
+
+
 def records(out: Path) -> dict[str, dict]:
     lines = (out / "results.jsonl").read_text().splitlines()
     return {json.loads(ln)["test"].split("::")[-1]: json.loads(ln) for ln in lines}
@@ -206,23 +221,47 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert not qemu_under(out)
 
 
+def run_with_warn_ko(artifacts, tmp_path: Path, name: str, source: str,
+                     out: Path) -> subprocess.CompletedProcess[str]:
+    """pytest on `source` (written to `name`) on one e1000e guest, with
+    ktest_bug_warn built for the guest kernel (KTEST_WARN_KO)."""
+    ko = module.build_module(ROOT / "tests/modules/bugs/warn", artifacts.kernel).ko
+    (tmp_path / name).write_text(source)
+    return subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / name),
+                           "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+                           "--ktest-pair", "e1000e:e1000e", "--ktest-out", str(out)],
+                          capture_output=True, text=True,
+                          env={**os.environ, "KTEST_WARN_KO": str(ko)}, timeout=600, cwd=tmp_path)
+
+
 def test_a_power_off_that_hangs_fails_the_test(artifacts, tmp_path: Path) -> None:
     """A guest whose power-off blocks (in a reboot notifier here, as in a
     driver's shutdown callback): its own hung-task detector names the
     culprit before ktest gives up waiting, and the test that shut it down
     fails."""
-    ko = module.build_module(ROOT / "tests/modules/bugs/warn", artifacts.kernel).ko
-    (tmp_path / "test_hang.py").write_text(HANG)
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_hang.py"),
-                        "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
-                        "--ktest-pair", "e1000e:e1000e", "--ktest-out", str(out)],
-                       capture_output=True, text=True, env={**os.environ, "KTEST_WARN_KO": str(ko)},
-                       timeout=600, cwd=tmp_path)
+    r = run_with_warn_ko(artifacts, tmp_path, "test_hang.py", HANG, out)
     (rec,) = records(out).values()
     assert (rec["outcome"], rec["phase"], rec["message"]) == \
         ("failed", "teardown", "INFO: task hung in ktest_bug_warn_stall"), (rec, r.stdout[-3000:])
     assert (out / "e1000e_e1000e-m1" / "ended.txt").read_text().splitlines()[0] == "poweroff-hung"
+    assert r.returncode == 1
+    assert not qemu_under(out)
+
+
+def test_a_task_left_blocked_fails_its_test(artifacts, tmp_path: Path) -> None:
+    """A test that leaves a task blocked for good (a work item waiting for
+    an event that never comes) while the power-off still works: the guest's
+    hung-task detector names it within that test's teardown, not 60 s
+    later, and the next test runs on a fresh guest."""
+    out = tmp_path / "out"
+    r = run_with_warn_ko(artifacts, tmp_path, "test_blocked.py", BLOCKED, out)
+    recs = records(out)
+    a = recs["test_a_leaves_a_task_blocked[e1000e/e1000e]"]
+    assert (a["outcome"], a["phase"], a["message"]) == \
+        ("failed", "teardown", "INFO: task hung in ktest_bug_warn_stall"), (a, r.stdout[-3000:])
+    assert recs["test_b_next[e1000e/e1000e]"]["outcome"] == "passed", r.stdout[-3000:]
+    assert (out / "e1000e_e1000e-m2").is_dir()  # b's guest is a fresh one
     assert r.returncode == 1
     assert not qemu_under(out)
 
