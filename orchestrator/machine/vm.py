@@ -72,8 +72,8 @@ HUNG_TASK_SECS = 2
 # A task still in uninterruptible sleep (D) when a test ends gets this long
 # (the guest's hung-task timeout, lowered from 60 s for the wait) to leave it
 # before the guest's own detector reports it, within the test.
-BLOCKED_SECS = 10
-BLOCKED_WAIT = 3 * BLOCKED_SECS  # two detector rounds, and slack
+BLOCKED_SECS = 30
+BLOCKED_WAIT = 2 * BLOCKED_SECS + 15  # two detector rounds, and slack
 HUNG_LINE = rb"blocked for more than \d+ seconds"
 POWEROFF_HUNG = "poweroff-hung"  # how a guest ended that began its power-off and hung
 POWEROFF_HUNG_TITLE = "poweroff hung: the guest began to power off and never finished"
