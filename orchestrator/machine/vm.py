@@ -69,6 +69,7 @@ READY_RE = rb"KTEST-READY[^\n]*"
 # the power-off ends.
 POWEROFF_PATIENCE = 3.0
 HUNG_TASK_SECS = 2
+HUNG_TASK_KNOB = "/proc/sys/kernel/hung_task_timeout_secs"
 # A task still in uninterruptible sleep (D) when a test ends gets this long
 # (the guest's hung-task timeout, lowered from 60 s for the wait) to leave it
 # before the guest's own detector reports it, within the test.
@@ -704,7 +705,7 @@ class Machine:
         if not first:
             return False
         start = self.console.size
-        knob = "/proc/sys/kernel/hung_task_timeout_secs"
+        knob = HUNG_TASK_KNOB
         old = self.guest.cmd(f"cat {knob}", timeout=10, check=False).stdout.strip() or "60"
         self.guest.cmd(f"echo {BLOCKED_SECS} > {knob}", timeout=10, check=False)
         console = self.console
@@ -769,8 +770,7 @@ class Machine:
                 # power-off is blocked in while the rest of the wait runs
                 # (userspace and the management NIC live until the end)
                 with contextlib.suppress(Exception):
-                    self.guest.cmd(f"echo {HUNG_TASK_SECS} 2>/dev/null "
-                                   "> /proc/sys/kernel/hung_task_timeout_secs",
+                    self.guest.cmd(f"echo {HUNG_TASK_SECS} 2>/dev/null > {HUNG_TASK_KNOB}",
                                    timeout=3, check=False)
             if self._reap(timeout=max(timeout - POWEROFF_PATIENCE, 1.0)) is not None:
                 return "poweroff"

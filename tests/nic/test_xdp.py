@@ -59,14 +59,6 @@ def flow_to(fid: int, port: int, size: int, v6: bool = False) -> Any:
     return flow_in(fid, size, v6=v6, dport=port)
 
 
-def moved(dut: Any, before: dict[str, int], pattern: str) -> dict[str, int]:
-    """The driver's `ethtool -S` counters matching `pattern` that moved
-    since `before`, with how far."""
-    now = dut.ethtool_stats()
-    return {k: v - before.get(k, 0) for k, v in now.items()
-            if re.search(pattern, k) and v != before.get(k, 0)}
-
-
 def use_up_rx_buffers(dut: Any, traffic: Any, prog: xdp.XdpProgram, flow: Any) -> xdp.XdpCounts:
     """Send one small frame of `flow` (its 5-tuple, so its queue) per Rx
     descriptor and wait until `prog` saw them all: the buffers that queue
@@ -246,18 +238,18 @@ def test_xdp_attach_after_jumbo_traffic(dut: Any, traffic: Any, agent: Any) -> N
     # queue): the ring refills for jumbo frames, with no program
     per = traffic_mod.receive(traffic, agent, [flow], 300, XDP_PORT, dut.mac, rate=300)
     assert_clean(per, 55, 300)
-    before = dut.ethtool_stats()
+    before = dut.snapshot()
     with attached(dut, "drop", XDP_PORT, frags=True) as prog:
         traffic.send_flow(flow, 100, rate=300, dst_mac=dut.mac, first_seq=300)
         # sent by now: a frame the program is to see comes within moments
         with contextlib.suppress(WaitTimeout):
             wait_until(lambda: prog.counts().matched >= 100, 10, "100 jumbo frames dropped")
         c = prog.counts()
+    drops = {k: n for k, n in dut.counter_delta(before).items() if re.search("drop|err", k)}
     assert c.matched == 100 and c.bytes == 100 * JUMBO, \
         f"{100 - c.matched} of 100 jumbo frames sent after the program was attached " \
         f"never reached it ({c.bytes} bytes seen of {100 * JUMBO}): Rx buffers posted " \
-        f"before the program? Drop and error counters that moved: " \
-        f"{moved(dut, before, r'drop|err') or 'none'}"
+        f"before the program? Drop and error counters that moved: {drops or 'none'}"
 
 
 @pytest.mark.requires("xdp")
