@@ -17,6 +17,9 @@ With --ktest-out DIR: DIR/results.jsonl gets one record per test as it ends
 guests' run directories (console logs, QEMU command lines) and pcaps go
 under DIR. With --ktest-reruns N a failed test runs again up to N times
 (orchestrator.plugin.reruns); one that then passes is recorded as flaky.
+A run interrupted (Ctrl-C, SIGTERM) tears its guests down at once, and the
+test it stopped gets a record all the same, judged on its guest's console to
+the last byte.
 """
 
 from __future__ import annotations
@@ -113,8 +116,15 @@ def _pair_of(item: pytest.Item) -> drivers.Pair | None:
     return pair if isinstance(pair, drivers.Pair) else None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.config.stash[verdict.RUNNING] = (item, "setup")
+    yield
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
+    item.config.stash[verdict.RUNNING] = (item, "call")
     capabilities.check(item)
 
 
@@ -123,14 +133,38 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """After the pair's last test, its guest is shut down within that
     test's teardown (pytest would do it in the next pair's first setup, or
     after the session), so the guest's last words are that test's."""
-    yield
+    item.config.stash[verdict.RUNNING] = (item, "teardown")
+    outcome: Any = yield
+    if isinstance(outcome.exception, KeyboardInterrupt):
+        return  # the run stops: the test is judged at the session's end
     pair = _pair_of(item)
     following = _pair_of(nextitem) if nextitem is not None else None
-    if pair is None or (following is not None and following.label == pair.label):
+    if pair is not None and (following is None or following.label != pair.label):
+        pool = pool_of(item.config, pair)
+        if pool is not None:
+            verdict.end_of_pair(item, pool)
+    del item.config.stash[verdict.RUNNING]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[None]:
+    """An interrupted run (Ctrl-C, SIGTERM): pytest tears every fixture
+    down now, the pairs' guests with them; the test that was running then
+    gets its record, judged on what its guest said until it was off."""
+    config = session.config
+    stopped = exitstatus == pytest.ExitCode.INTERRUPTED
+    if stopped:
+        config.stash[verdict.INTERRUPTED] = True
+    yield
+    running = config.stash.get(verdict.RUNNING, None)
+    pair = _pair_of(running[0]) if running is not None else None
+    if not stopped or running is None or pair is None:
         return
-    pool = pool_of(item.config, pair)
-    if pool is not None:
-        verdict.end_of_pair(item, pool)
+    item, when = running
+    rep = verdict.interrupted(item, when)
+    rep.user_properties.append(("ktest_pair", pair.label))
+    item.ihook.pytest_runtest_logreport(report=rep)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
 @pytest.hookimpl(hookwrapper=True)

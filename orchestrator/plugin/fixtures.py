@@ -109,9 +109,10 @@ def machine(request: pytest.FixtureRequest, ktest_pair: Pool) -> Iterator[Any]:
     verdict.begin(request.node, ktest_pair, m)
     yield m
     now = ktest_pair.machine
-    if now is not None:
+    if now is not None and not request.config.stash.get(verdict.INTERRUPTED, False):
         # a task the test left blocked is reported now, within this test,
         # not by the 60 s detector after its guest is gone or in another test
+        # (an interrupted run judges what its guest said, and stops now)
         with contextlib.suppress(Exception):  # a wedged guest: judged as it is
             now.report_blocked_tasks()
     if request.config.getoption("--ktest-fresh-guest") == "per-test":

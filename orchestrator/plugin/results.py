@@ -29,12 +29,17 @@ from orchestrator.plugin.record import (
 
 # user property: [(name, outcome, reason)] of a test's own subtests
 SUBTESTS = "ktest_subtests"
+# user property: the phase a test was in when the run was interrupted
+STOPPED_IN = "ktest_stopped_in"
 _RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "error": 4, "failed": 5}
 
 
 def phase_outcome(rep: pytest.TestReport) -> str | None:
     """What this phase's report says about the test (None: nothing new)."""
     decided_by_report = any(k == "ktest_decided_by_report" for k, _ in rep.user_properties)
+    if rep.failed and not decided_by_report and \
+            any(k == STOPPED_IN for k, _ in rep.user_properties):
+        return "error"  # stopped by the run, not failed by its own checks
     if rep.when == "call":
         if hasattr(rep, "wasxfail"):
             return "xfailed" if rep.skipped else "xpassed"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -33,6 +33,7 @@ from orchestrator.builds import module
 from orchestrator.machine.vm import POWEROFF_HUNG, Machine, poweroff_hung_report
 from orchestrator.plugin.pool import Judged, Pool
 from orchestrator.plugin.record import ConsoleSpan, ReportRef
+from orchestrator.plugin.results import STOPPED_IN
 
 MARK_BEGIN = "ktest: test begin"
 MARK_END = "ktest: test end"
@@ -58,6 +59,11 @@ class TestState:
 
 
 STATE = pytest.StashKey[TestState]()
+# in the config: the test phase running now, and whether the run was
+# interrupted (Ctrl-C, SIGTERM: pytest then tears its fixtures down at once)
+Phase = Literal["setup", "call", "teardown"]
+RUNNING = pytest.StashKey[tuple[pytest.Item, Phase]]()
+INTERRUPTED = pytest.StashKey[bool]()
 
 
 def begin(item: pytest.Item, pool: Pool, machine: Machine) -> TestState:
@@ -93,6 +99,19 @@ def end_of_pair(item: pytest.Item, pool: Pool) -> None:
     pool.close()
     if STATE not in item.stash and pool.retired:
         item.stash[STATE] = TestState(pool, None, [])
+
+
+def interrupted(item: pytest.Item, when: Phase) -> pytest.TestReport:
+    """`item`, running its phase `when` as the run was interrupted, as a
+    report of that phase, judged once its guests are down (so to their
+    consoles' last bytes): a kernel report it made fails it with its title,
+    as in any phase (a hang is often why a run is stopped); without one it
+    is an error that says it was interrupted."""
+    rep = pytest.TestReport(item.nodeid, item.location, {}, "failed",
+                            f"interrupted: the run was stopped in this test's {when}", when,
+                            user_properties=[(STOPPED_IN, when)])
+    apply(item, rep)
+    return rep
 
 
 def judge_phase(st: TestState, nodeid: str, phase: str) -> report.Verdict | None:

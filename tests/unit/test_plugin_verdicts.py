@@ -113,6 +113,11 @@ class Machine:
         self.hangs = None  # what it says when its power-off hangs
         self.ended = None
         self.armed = False
+        self.blocked = False  # a task stays blocked: its report, once looked for
+
+    def report_blocked_tasks(self):
+        if self.blocked and self.alive():
+            self.console.emit(HUNG)
 
     def launch(self):
         BOOTS.append(self.run_dir.name)
@@ -386,10 +391,51 @@ def test_warns_inlined_at_poweroff(inlined, machine):
 '''
 
 
-def run_inner(tmp_path: Path, pair: str, *extra: str) -> tuple[subprocess.CompletedProcess[str],
-                                                               dict[str, dict]]:
+# a test that the run is interrupted in (as Ctrl-C would) stops the run:
+# these are run alone, one per pytest process
+STOPPED = r'''
+import pytest
+
+
+@pytest.fixture
+def stopped_in_teardown(machine):
+    yield
+    raise KeyboardInterrupt
+
+
+def test_warns_then_stopped(machine):
+    from conftest import WARN
+    machine.console.emit(WARN)
+    raise KeyboardInterrupt
+
+
+def test_stopped(machine):
+    raise KeyboardInterrupt
+
+
+def test_stopped_with_a_task_blocked(machine):
+    machine.blocked = True
+    raise KeyboardInterrupt
+
+
+def test_stopped_in_teardown_then_warns_at_poweroff(stopped_in_teardown, machine):
+    from conftest import WARN
+    machine.last_words = WARN
+
+
+def test_leaves_a_task_blocked(machine):
+    machine.blocked = True
+
+
+def test_after(machine):
+    pass
+'''
+
+
+def run_inner(tmp_path: Path, pair: str, *extra: str,
+              source: str = INNER) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
     (tmp_path / "conftest.py").write_text(CONFTEST)
-    (tmp_path / "test_inner.py").write_text(INNER)
+    (tmp_path / "test_inner.py").write_text(source)
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "--rootdir", str(tmp_path), str(tmp_path / "test_inner.py"),
@@ -630,3 +676,37 @@ def test_a_pair_that_cannot_boot_errors_at_once(tmp_path: Path) -> None:
         assert "boot failed: guest hangs during boot" in v["message"]
     # one boot for the whole pair: both tests carry the first guest's error
     assert all(v["message"].endswith("e1000e-viommu_e1000e-m1)") for v in recs.values())
+
+
+def test_an_interrupted_test_is_judged_on_what_its_guest_said(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM (pytest: KeyboardInterrupt) stops the run in a
+    test: that test still gets a record, judged once its guest is off. A
+    kernel report fails it with its title (a hang is often why a run is
+    stopped); without one it is an error that says it was stopped. The
+    tests after it do not run. A stopped run does not wait for a blocked
+    task to be reported: the guest goes at once."""
+    got = {}
+    for case in ("warns_then_stopped", "stopped", "stopped_with_a_task_blocked",
+                 "stopped_in_teardown_then_warns_at_poweroff", "leaves_a_task_blocked"):
+        (tmp_path / case).mkdir()
+        r, recs = run_inner(tmp_path / case, "e1000e:e1000e", "-k", f"test_{case} or after",
+                            source=STOPPED)
+        got[case] = r.returncode, {k: (v["outcome"], v["phase"], v["message"], v["pair"])
+                                   for k, v in recs.items()}
+    pair = "e1000e/e1000e"
+    stopped = "interrupted: the run was stopped in this test's"
+    assert got == {
+        "warns_then_stopped": (2, {"test_warns_then_stopped": (
+            "failed", "call", "WARNING in ktnic_open", pair)}),
+        "stopped": (2, {"test_stopped": ("error", "call", f"{stopped} call", pair)}),
+        "stopped_with_a_task_blocked": (2, {"test_stopped_with_a_task_blocked": (
+            "error", "call", f"{stopped} call", pair)}),
+        "stopped_in_teardown_then_warns_at_poweroff": (2, {
+            "test_stopped_in_teardown_then_warns_at_poweroff": (
+                "failed", "teardown", "WARNING in ktnic_open", pair)}),
+        # not stopped: the blocked task is looked for, and fails the test
+        "leaves_a_task_blocked": (1, {
+            "test_leaves_a_task_blocked": ("failed", "teardown",
+                                           "INFO: task hung in ktnic_shutdown", pair),
+            "test_after": ("passed", "", "", pair)}),
+    }, got

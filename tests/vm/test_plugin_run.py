@@ -136,6 +136,22 @@ def test_b_next(machine, guest):
 '''
 
 
+STOPPED = '''
+import os
+from pathlib import Path
+
+
+def test_warns_then_hangs(machine, guest):
+    guest.put(Path(os.environ["KTEST_WARN_KO"]), "/tmp/warn.ko")
+    guest.cmd("insmod /tmp/warn.ko")
+    guest.cmd("sleep 900", timeout=1000)  # stuck in the guest until the run is stopped
+
+
+def test_never_runs(machine, guest):
+    pass
+'''
+
+
 def records(out: Path) -> dict[str, dict]:
     lines = (out / "results.jsonl").read_text().splitlines()
     return {json.loads(ln)["test"].split("::")[-1]: json.loads(ln) for ln in lines}
@@ -221,17 +237,24 @@ def test_plugin_verdicts_and_replacement(artifacts, tmp_path: Path) -> None:
     assert not qemu_under(out)
 
 
-def run_with_warn_ko(artifacts, tmp_path: Path, name: str, source: str,
-                     out: Path) -> subprocess.CompletedProcess[str]:
-    """pytest on `source` (written to `name`) on one e1000e guest, with
-    ktest_bug_warn built for the guest kernel (KTEST_WARN_KO)."""
+def _warn_ko_pytest(artifacts, tmp_path: Path, name: str, source: str,
+                    out: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of pytest on `source` (written to
+    `name`) on one e1000e guest, with ktest_bug_warn built for the guest
+    kernel (KTEST_WARN_KO)."""
     ko = module.build_module(ROOT / "tests/modules/bugs/warn", artifacts.kernel).ko
     (tmp_path / name).write_text(source)
-    return subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / name),
-                           "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
-                           "--ktest-pair", "e1000e:e1000e", "--ktest-out", str(out)],
-                          capture_output=True, text=True,
-                          env={**os.environ, "KTEST_WARN_KO": str(ko)}, timeout=600, cwd=tmp_path)
+    return ([sys.executable, "-m", "pytest", str(tmp_path / name),
+             "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+             "--ktest-pair", "e1000e:e1000e", "--ktest-out", str(out)],
+            {**os.environ, "KTEST_WARN_KO": str(ko)})
+
+
+def run_with_warn_ko(artifacts, tmp_path: Path, name: str, source: str,
+                     out: Path) -> subprocess.CompletedProcess[str]:
+    argv, env = _warn_ko_pytest(artifacts, tmp_path, name, source, out)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600,
+                          cwd=tmp_path)
 
 
 def test_a_power_off_that_hangs_fails_the_test(artifacts, tmp_path: Path) -> None:
@@ -263,6 +286,35 @@ def test_a_task_left_blocked_fails_its_test(artifacts, tmp_path: Path) -> None:
     assert recs["test_b_next[e1000e/e1000e]"]["outcome"] == "passed", r.stdout[-3000:]
     assert (out / "e1000e_e1000e-m2").is_dir()  # b's guest is a fresh one
     assert r.returncode == 1
+    assert not qemu_under(out)
+
+
+def test_a_stopped_test_is_judged_on_what_its_guest_said(artifacts, tmp_path: Path) -> None:
+    """Ctrl-C in a test stuck in its guest, after its driver warned: the
+    run stops at once, and the test's record names the WARNING (judged once
+    the guest is off), not "interrupted"."""
+    out = tmp_path / "out"
+    argv, env = _warn_ko_pytest(artifacts, tmp_path, "test_stopped.py", STOPPED, out)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 600
+        while not any(b"end trace" in p.read_bytes() for p in out.glob("*/console.raw")):
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                proc.stdout.read() if proc.stdout else "no WARNING within 600 s"
+            time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    recs = records(out)
+    assert list(recs) == ["test_warns_then_hangs[e1000e/e1000e]"], text[-3000:]
+    (rec,) = recs.values()
+    assert (rec["outcome"], rec["phase"]) == ("failed", "call"), (rec, text[-3000:])
+    assert rec["message"].startswith("WARNING in ktest_bug_warn"), rec
+    assert proc.returncode == 2  # pytest: interrupted
     assert not qemu_under(out)
 
 
