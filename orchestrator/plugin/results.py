@@ -67,8 +67,14 @@ def _failure_line(rep: pytest.TestReport) -> str:
     if not text:
         return ""
     # the assertion or error line, or the first line (a kernel report title)
-    errs = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    errs = error_lines(text)
     return (errs[0] if errs else text.splitlines()[0])[:500]
+
+
+def error_lines(longrepr: str) -> list[str]:
+    """The "E " lines of pytest's failure text: the exception's message and
+    pytest's explanation of a failed assert."""
+    return [ln[2:].strip() for ln in longrepr.splitlines() if ln.startswith("E ")]
 
 
 class ResultsHook:

@@ -33,7 +33,7 @@ from orchestrator.builds import module
 from orchestrator.machine.vm import POWEROFF_HUNG, Machine, poweroff_hung_report
 from orchestrator.plugin.pool import Judged, Pool
 from orchestrator.plugin.record import ConsoleSpan, ReportRef
-from orchestrator.plugin.results import STOPPED_IN
+from orchestrator.plugin.results import STOPPED_IN, error_lines
 
 MARK_BEGIN = "ktest: test begin"
 MARK_END = "ktest: test end"
@@ -195,7 +195,7 @@ def not_the_known_failure(item: pytest.Item, st: TestState, rep: pytest.TestRepo
         return
     text = rep.longreprtext
     crash = getattr(getattr(rep.longrepr, "reprcrash", None), "message", None)
-    errs = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    errs = error_lines(text)
     message = (crash if isinstance(crash, str) else "\n".join(errs)).strip()
     message = message.splitlines()[0] if message else ""
     if rep.when != "setup":
