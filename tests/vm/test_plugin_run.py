@@ -295,8 +295,11 @@ def test_a_stopped_test_is_judged_on_what_its_guest_said(artifacts, tmp_path: Pa
     the guest is off), not "interrupted"."""
     out = tmp_path / "out"
     argv, env = _warn_ko_pytest(artifacts, tmp_path, "test_stopped.py", STOPPED, out)
+    # it hears SIGINT even where this test's own runner ignores it (a
+    # background job), as the pytest `ktest run` starts for a pair does
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=tmp_path)
+                            env=env, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600
         while not any(b"end trace" in p.read_bytes() for p in out.glob("*/console.raw")):
